@@ -37,7 +37,7 @@ def test_hand_computed_metrics() -> None:
     assert d["n"] == 5
     assert d["mIoU"] == pytest.approx((0.75 + 0.1 + 0.9 + 1.0 + 0.0) / 5)
     assert d["oIoU"] == pytest.approx(13 / 25)  # (3+1+9+0+0) / (4+10+10+0+1)
-    assert d["P@0.5"] == 3 / 5 and d["P@0.7"] == 3 / 5 and d["P@0.8"] == 3 / 5
+    assert d["P@0.5"] == 3 / 5 and d["P@0.7"] == 3 / 5 and d["P@0.8"] == 2 / 5
     assert d["P@0.9"] == 2 / 5  # 0.9 >= 0.9 counts (exact integer comparison)
     assert RISMetrics().to_dict() == {"n": 0, "mIoU": None, "oIoU": None, "P@0.5": None, "P@0.6": None,
                                       "P@0.7": None, "P@0.8": None, "P@0.9": None}
@@ -54,7 +54,7 @@ def test_threshold_edges_are_exact() -> None:
     m.add(7, 10)  # 0.7 exactly
     m.add(699_999, 1_000_000)  # just under 0.7
     d = m.to_dict()
-    assert d["P@0.6"] == 1.0 and d["P@0.7"] == pytest.approx(2 / 3) and d["P@0.8"] == 0.0
+    assert d["P@0.6"] == 1.0 and d["P@0.7"] == 1 / 3 and d["P@0.8"] == 0.0
 
 
 def test_merged_shards_equal_one_pass(tmp_path) -> None:
