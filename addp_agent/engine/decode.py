@@ -1,0 +1,61 @@
+"""Decode the red paint into a mask: the official ADDP rule plus a soft map and a confidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+PAINT_RGB = np.array([255.0, 0.0, 0.0], dtype=np.float32)
+DEFAULT_THRESHOLD = 50.0  # official evaluate.py: RGB Euclidean distance to (255, 0, 0) < 50
+
+
+@dataclass
+class DecodedMask:
+    """A decoded mask at the requested size, its soft score map and a scalar confidence."""
+
+    mask: np.ndarray  # bool (H, W)
+    soft: np.ndarray  # float32 (H, W) in [0, 1]; > 0.5 exactly where ``mask`` is True
+    confidence: float
+
+
+def red_distance(painted: np.ndarray) -> np.ndarray:
+    """Per-pixel RGB Euclidean distance to pure red for a uint8 or [0, 255] float (H, W, 3) image."""
+    return np.linalg.norm(np.asarray(painted, dtype=np.float32) - PAINT_RGB, axis=-1)
+
+
+def soft_score(distance: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Linear score ``1 − d / (2τ)`` clipped to [0, 1]: 1 on pure red, 0.5 at the threshold, 0 at 2τ."""
+    return np.clip(1.0 - distance / (2.0 * threshold), 0.0, 1.0).astype(np.float32)
+
+
+def mask_confidence(soft: np.ndarray) -> float:
+    """Mean decisiveness |2s − 1| over the pixels that are painted at all (s > 0); 0 when nothing is painted.
+
+    1.0 means every touched pixel is either clearly red or clearly not; values near 0 mean a faint,
+    ambiguous paint.
+    """
+    touched = soft > 0
+    if not touched.any():
+        return 0.0
+    return float(np.abs(2.0 * soft[touched] - 1.0).mean())
+
+
+def decode_paint(painted: np.ndarray, size: tuple[int, int] | None = None,
+                 threshold: float = DEFAULT_THRESHOLD) -> DecodedMask:
+    """Decode a painted RGB image (uint8, H×W×3) into a mask.
+
+    ``size`` = (height, width) to decode at (the input image's original size, or an evaluation size):
+    the painted image is resized with LANCZOS first, as the official evaluation does.
+    """
+    image = np.asarray(painted)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"painted image must be (H, W, 3), got {image.shape}")
+    if size is not None and tuple(size) != image.shape[:2]:
+        resized = Image.fromarray(image.astype(np.uint8)).resize((size[1], size[0]), Image.Resampling.LANCZOS)
+        image = np.asarray(resized)
+    distance = red_distance(image)
+    soft = soft_score(distance, threshold)
+    mask = distance < threshold
+    return DecodedMask(mask=mask, soft=soft, confidence=mask_confidence(soft))

@@ -1,0 +1,81 @@
+"""A small, real CLIP BPE tokenizer built locally (no download).
+
+It keeps CLIP's byte-level alphabet, so any text tokenizes; words of the domain vocabulary
+(shapes, colours, positions, relations, ordinals, common English) become single tokens.
+"""
+
+from __future__ import annotations
+
+import json
+
+from transformers import CLIPTokenizer
+
+DOMAIN_WORDS: tuple[str, ...] = (
+    # articles, function words and relations
+    "the a an of on in at to from with and or not no is are it its this that one two three"
+    " left right top bottom middle center centre upper lower above below under over near next beside"
+    " between behind front first second third fourth fifth sixth last closest farthest nearest"
+    " biggest smallest largest big small large tiny little medium huge other object thing shape"
+    # shapes and colours
+    " circle circles square squares triangle triangles star stars diamond diamonds hexagon hexagons"
+    " cross crosses ring rings rectangle ellipse heart pentagon dot"
+    " red green blue yellow purple cyan white gray grey black orange pink brown magenta teal"
+    " dark light bright pale"
+    # everyday words for real expressions and corrections
+    " person man woman child kid boy girl baby mom dad people guy lady player"
+    " lap chair table car dog cat horse bus train truck bike bird cup bottle plate bowl"
+    " shirt jacket hat glasses hair hand arm head leg background sky grass wall floor window door"
+    " tree bed couch sofa tv laptop phone book food pizza cake umbrella bag sign"
+    " wearing holding sitting standing looking walking"
+    " segment mask paint only exclude except instead wrong"
+).split()
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP/GPT-2's reversible byte → printable unicode map."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in codes), strict=True))
+
+
+def build_vocab_and_merges(words: tuple[str, ...] = DOMAIN_WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP-format vocabulary and merges: the byte alphabet plus BPE merges trained on ``words``.
+
+    Training BPE (rather than writing merges by hand) keeps the merge ranks consistent, so every
+    domain word ends up as one token.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    alphabet = list(_bytes_to_unicode().values())
+    byte_map = _bytes_to_unicode()
+    corpus = ["".join(byte_map[b] for b in word.encode("utf-8")) for word in dict.fromkeys(words)]
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(
+        vocab_size=100_000, min_frequency=1, show_progress=False, initial_alphabet=alphabet,
+        end_of_word_suffix="</w>", special_tokens=[],
+    )
+    bpe.train_from_iterator(corpus, trainer=trainer)
+    state = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    tokens: list[str] = alphabet + [symbol + "</w>" for symbol in alphabet]
+    seen = set(tokens)
+    for left, right in merges:
+        if left + right not in seen:
+            seen.add(left + right)
+            tokens.append(left + right)
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {token: index for index, token in enumerate(tokens)}, merges
+
+
+def build_tokenizer(model_max_length: int = 32) -> CLIPTokenizer:
+    """A CLIPTokenizer over the domain vocabulary (about 1.2k tokens)."""
+    vocab, merges = build_vocab_and_merges()
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
