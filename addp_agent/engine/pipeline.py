@@ -132,10 +132,19 @@ class ADDPPipeline(DiffusionPipeline):
         pils = [PIL.Image.fromarray(image) for image in images]
         pils = [p if p.size == (size, size) else p.resize((size, size), PIL.Image.Resampling.LANCZOS) for p in pils]
         pixels = self.image_processor.preprocess(pils, height=size, width=size)
-        pixels = pixels.to(device=self.device, dtype=self.unet.dtype)
+        return self.condition_latents(pixels.to(device=self.device, dtype=self.unet.dtype))
+
+    def condition_latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Condition for (B, 3, H, W) images in [-1, 1]: unscaled VAE mode latents (InstructPix2Pix), or packed pixels."""
         if self.vae is None:
             return torch.nn.functional.pixel_unshuffle(pixels, self.vae_scale_factor)
         return self.vae.encode(pixels).latent_dist.mode()
+
+    def target_latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Diffusion target for (B, 3, H, W) painted images in [-1, 1]: scaled VAE latents, or packed pixels."""
+        if self.vae is None:
+            return torch.nn.functional.pixel_unshuffle(pixels, self.vae_scale_factor)
+        return self.vae.encode(pixels).latent_dist.sample() * self.vae.config.scaling_factor
 
     def encode(self, prompt: str | list[str], image: Any) -> EncodedBatch:
         """Encode a batch of (image, expression) pairs once; every later round reuses the result."""

@@ -1,0 +1,50 @@
+"""`addp train`: the ADDP recipe (timestep sampling, diffusion-tailored augmentation) on any RIS source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from addp_agent.cli import app
+
+
+@app.command("train")
+def train_command(
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints/, log.jsonl, model/ (EMA pipeline)."),
+    data: str = typer.Option("shapes", help="'shapes' (generated in memory) or cris:ROOT:DATASET, "
+                                            "refer:ROOT:DATASET:SPLITBY, shapes:DIR."),
+    n_train: int = typer.Option(50_000, help="Training samples (generated, or the first N of a source)."),
+    data_seed: int = typer.Option(0, help="Shapes-Ref seed (val/test are disjoint seed streams)."),
+    init_from: str = typer.Option(None, help="Fine-tune this pipeline (path or hub id) instead of a new model."),
+    steps: int = typer.Option(10_000),
+    batch_size: int = typer.Option(32),
+    lr: float = typer.Option(3e-4),
+    timesteps: str = typer.Option("ris", help="uniform | ris | depth | analytic | estimated"),
+    timesteps_file: Path = typer.Option(None, help="c_t file for --timesteps estimated (addp analyze-timesteps)."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Diffusion-tailored GT augmentation."),
+    parameterization: str = typer.Option("sample", help="sample (x₀, the official RIS code) | epsilon"),
+    val_every: int = typer.Option(1000),
+    val_n: int = typer.Option(128),
+    val_steps: int = typer.Option(10),
+    checkpoint_every: int = typer.Option(1000),
+    seed: int = typer.Option(0),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train or fine-tune an InstructPix2Pix-format model with the ADDP recipe (resumes from --out)."""
+    from pydantic import ValidationError
+
+    from addp_agent.errors import UserError
+    from addp_agent.train.loop import TrainConfig, train
+
+    try:
+        config = TrainConfig(out=out, data=data, n_train=n_train, data_seed=data_seed, init_from=init_from,
+                             steps=steps, batch_size=batch_size, lr=lr, timesteps=timesteps,
+                             timesteps_file=timesteps_file, augment=augment, parameterization=parameterization,
+                             val_every=val_every, val_n=val_n, val_steps=val_steps,
+                             checkpoint_every=checkpoint_every, seed=seed)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"--{'-'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    model = train(config, progress=not quiet)
+    typer.echo(f"model saved to {model}")

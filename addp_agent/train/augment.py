@@ -1,0 +1,107 @@
+"""Diffusion-tailored augmentation of the ground-truth target (ADDP, official RIS and depth recipes).
+
+The target is corrupted with an intensity that grows with t, then noised; the loss still regresses the clean
+target. RIS: s = 0.2·t/T — colour jitter of the red paint (brightness, contrast, saturation ±s), random affine
+of the mask (±50·s°, translate ±s, scale 1±s), random erasing (p 0.5, area ≤ s). Depth: Gaussian blur with a
+31-px kernel and σ = 10·(t+1)/T·U(0,1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+RIS_INTENSITY = 0.2
+DEPTH_INTENSITY = 10.0
+RED = torch.tensor([1.0, 0.0, 0.0])
+
+
+def ris_intensity(t: torch.Tensor, num_timesteps: int = 1000, intensity: float = RIS_INTENSITY) -> torch.Tensor:
+    """s = intensity · t / T per sample."""
+    return intensity * t.to(torch.float32) / num_timesteps
+
+
+def _uniform(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return low + (high - low) * torch.rand(low.shape, generator=generator)
+
+
+def jitter_paint(strength: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Colour-jittered pure red per sample, (B, 3) in [0, 1] (brightness, contrast, saturation of a flat fill)."""
+    one = torch.ones_like(strength)
+    brightness = _uniform((one - strength).clamp_min(0), one + strength, generator)
+    contrast = _uniform((one - strength).clamp_min(0), one + strength, generator)
+    saturation = _uniform((one - strength).clamp_min(0), one + strength, generator)
+    color = (RED[None] * brightness[:, None]).clamp(0, 1)
+    grey = (0.299 * color[:, 0] + 0.587 * color[:, 1] + 0.114 * color[:, 2])[:, None]
+    color = (contrast[:, None] * color + (1 - contrast[:, None]) * grey).clamp(0, 1)  # flat fill: mean = grey
+    grey = (0.299 * color[:, 0] + 0.587 * color[:, 1] + 0.114 * color[:, 2])[:, None]
+    return (saturation[:, None] * color + (1 - saturation[:, None]) * grey).clamp(0, 1)
+
+
+def affine_masks(masks: torch.Tensor, strength: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random rotation (±50·s°), translation (±s of the size) and scale (1±s) of (B, H, W) masks, nearest."""
+    batch = masks.shape[0]
+    angle = _uniform(-50 * strength, 50 * strength, generator) * math.pi / 180
+    tx = _uniform(-strength, strength, generator) * 2  # grid units: the image spans [-1, 1]
+    ty = _uniform(-strength, strength, generator) * 2
+    scale = _uniform(1 - strength, 1 + strength, generator)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, -tx], 1), torch.stack([sin, cos, -ty], 1)], 1)  # output → input
+    grid = F.affine_grid(theta, (batch, 1, *masks.shape[1:]), align_corners=False)
+    warped = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return warped[:, 0] > 0.5
+
+
+def erase_masks(masks: torch.Tensor, strength: torch.Tensor, generator: torch.Generator | None = None,
+                probability: float = 0.5) -> torch.Tensor:
+    """RandomErasing(p, scale=(0, s), ratio=(0.5, 2)) of a rectangle from each mask (value 0)."""
+    batch, height, width = masks.shape
+    out = masks.clone()
+    apply = torch.rand(batch, generator=generator) < probability
+    area = torch.rand(batch, generator=generator) * strength * height * width
+    log_ratio = _uniform(torch.full((batch,), math.log(0.5)), torch.full((batch,), math.log(2.0)), generator)
+    ratio = torch.exp(log_ratio)
+    h = torch.sqrt(area * ratio).round().long().clamp(0, height)
+    w = torch.sqrt(area / ratio).round().long().clamp(0, width)
+    top = (torch.rand(batch, generator=generator) * (height - h + 1).float()).long()
+    left = (torch.rand(batch, generator=generator) * (width - w + 1).float()).long()
+    for b in torch.nonzero(apply & (h > 0) & (w > 0)).flatten().tolist():
+        out[b, top[b] : top[b] + h[b], left[b] : left[b] + w[b]] = False
+    return out
+
+
+def paint(images: torch.Tensor, masks: torch.Tensor, colors: torch.Tensor | None = None) -> torch.Tensor:
+    """Paint targets: (B, 3, H, W) images in [0, 1], masks (B, H, W) → image with the mask filled by colour."""
+    if colors is None:
+        colors = RED[None].expand(images.shape[0], 3)
+    m = masks[:, None].to(images.dtype)
+    return images * (1 - m) + colors[:, :, None, None].to(images.dtype) * m
+
+
+def augment_ris_targets(images: torch.Tensor, masks: torch.Tensor, t: torch.Tensor, num_timesteps: int = 1000,
+                        intensity: float = RIS_INTENSITY, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The augmented painted target x'_0 for each sample at its timestep t (images in [0, 1])."""
+    strength = ris_intensity(t, num_timesteps, intensity)
+    moved = erase_masks(affine_masks(masks, strength, generator), strength, generator)
+    return paint(images, moved, jitter_paint(strength, generator))
+
+
+def gaussian_kernel1d(sigma: float, size: int = 31) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    kernel = torch.exp(-(x**2) / (2 * max(sigma, 1e-6) ** 2))
+    return kernel / kernel.sum()
+
+
+def augment_depth_targets(depth: torch.Tensor, t: torch.Tensor, num_timesteps: int = 1000,
+                          intensity: float = DEPTH_INTENSITY, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Blur (B, 1, H, W) depth maps with a 31-px Gaussian, σ = intensity·(t+1)/T·U(0,1) per sample."""
+    sigmas = intensity * (t.float() + 1) / num_timesteps * torch.rand(t.shape, generator=generator)
+    out = torch.empty_like(depth)
+    for b, sigma in enumerate(sigmas.tolist()):
+        k = gaussian_kernel1d(sigma).to(depth)
+        padded = F.pad(depth[b : b + 1], (15, 15, 15, 15), mode="reflect")
+        blurred = F.conv2d(padded, k.view(1, 1, 1, -1))
+        out[b : b + 1] = F.conv2d(blurred, k.view(1, 1, -1, 1))
+    return out

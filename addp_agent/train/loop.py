@@ -1,0 +1,296 @@
+"""The ADDP training loop (accelerate): timestep-aware sampling, diffusion-tailored augmentation, x₀ or ε loss.
+
+Runs unchanged on one CPU, one GPU or many under ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from addp_agent.errors import UserError
+from addp_agent.models.build import PixelModelConfig
+from addp_agent.train.augment import augment_ris_targets, paint
+from addp_agent.train.data import TrainingData, load_training_data
+from addp_agent.train.timesteps import PRESETS, TimestepSampler
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs; saved as ``train_config.json`` next to the checkpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+    out: Path
+    data: str = Field("shapes", description="'shapes' (generated in memory) or a loader spec: cris:ROOT:DATASET, "
+                                            "refer:ROOT:DATASET:SPLITBY, shapes:DIR")
+    split: str = "train"
+    n_train: int = 50_000
+    data_seed: int = 0
+    model: PixelModelConfig = PixelModelConfig()
+    init_from: str | None = None
+    train_text_encoder: bool = True
+    steps: int = 10_000
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    max_grad_norm: float = 1.0
+    ema_decay: float = 0.999
+    timesteps: str = "ris"
+    timesteps_file: Path | None = None
+    augment: bool = True
+    augment_intensity: float = 0.2
+    parameterization: Literal["sample", "epsilon"] = "sample"
+    cfg_dropout: float = 0.05
+    val_every: int = 1000
+    val_n: int = 128
+    val_steps: int = 10
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    seed: int = 0
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+def _ema(model: torch.nn.Module, decay: float):
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(model.parameters(), decay=decay, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4)
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Train (or resume) and return the folder of the final EMA pipeline."""
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+    from tqdm.auto import tqdm
+
+    from addp_agent.models.build import build_pixel_pipeline
+
+    if config.timesteps not in PRESETS:
+        raise UserError(f"unknown --timesteps {config.timesteps!r}; use one of {', '.join(PRESETS)}")
+    accelerator = Accelerator()
+    out = Path(config.out)
+    checkpoints = out / "checkpoints"
+    torch.manual_seed(config.seed + accelerator.process_index)
+
+    if config.init_from:
+        from addp_agent.models.registry import load_pipeline
+
+        pipe = load_pipeline(config.init_from)
+    else:
+        pipe = build_pixel_pipeline(config.model, seed=config.seed)
+    pipe.set_progress_bar_config(disable=True)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    num_timesteps = int(noise_scheduler.config.num_train_timesteps)
+    sampler = TimestepSampler.from_preset(config.timesteps, num_timesteps, config.timesteps_file,
+                                          noise_scheduler.betas.double().numpy())
+    data = load_training_data(config, pipe)
+
+    unet, text_encoder = pipe.unet, pipe.text_encoder
+    text_encoder.requires_grad_(config.train_text_encoder)
+    if pipe.vae is not None:
+        pipe.vae.requires_grad_(False)
+    params = list(unet.parameters()) + (list(text_encoder.parameters()) if config.train_text_encoder else [])
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps)))
+    unet, text_encoder, optimizer, lr_schedule = accelerator.prepare(unet, text_encoder, optimizer, lr_schedule)
+    ema_unet = _ema(accelerator.unwrap_model(unet), config.ema_decay)
+    ema_text = _ema(accelerator.unwrap_model(text_encoder), config.ema_decay)
+    accelerator.register_for_checkpointing(ema_unet, ema_text)
+
+    start_step = 0
+    latest = _latest_checkpoint(checkpoints)
+    if latest is not None:
+        try:
+            accelerator.load_state(str(latest))
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise UserError(f"{latest}: checkpoint does not fit this model/config ({error}); "
+                            "use a new --out or the same settings") from None
+        start_step = int(json.loads((latest / "step.json").read_text())["step"])
+        accelerator.print(f"resumed from {latest} at step {start_step}")
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(config.model_dump_json(indent=2))
+
+    generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index + start_step)
+    log_path = out / "log.jsonl"
+    bar = tqdm(total=config.steps, initial=start_step, disable=not (progress and accelerator.is_main_process),
+               desc="train", dynamic_ncols=True)
+    step = start_step
+    last_log = time.perf_counter()
+    try:
+        while step < config.steps:
+            loss = _train_step(config, pipe, unet, text_encoder, data, sampler, noise_scheduler, generator,
+                               accelerator)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss} at step {step + 1}; the last good checkpoint is "
+                                       f"{_latest_checkpoint(checkpoints) or 'none'} (lower --lr and resume)")
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            lr_schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema_unet.step(accelerator.unwrap_model(unet).parameters())
+            if config.train_text_encoder:
+                ema_text.step(accelerator.unwrap_model(text_encoder).parameters())
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.4f}")
+            record: dict[str, float | int] = {}
+            if step % config.log_every == 0:
+                now = time.perf_counter()
+                record = {"step": step, "loss": loss, "lr": lr_schedule.get_last_lr()[0],
+                          "steps_per_s": config.log_every / (now - last_log)}
+                last_log = now
+            if config.val_every and (step % config.val_every == 0 or step == config.steps):
+                record.update({"step": step, **validate(config, pipe, ema_unet, ema_text, accelerator)})
+            if record and accelerator.is_main_process:
+                with log_path.open("a") as log:
+                    log.write(json.dumps(record) + "\n")
+                if "val_mIoU" in record:
+                    bar.write(f"step {step}: val mIoU {record['val_mIoU']:.3f} oIoU {record['val_oIoU']:.3f}")
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                _save_checkpoint(accelerator, checkpoints, step)
+                _export(pipe, ema_unet, ema_text, accelerator, out / "model", config, step)
+    except KeyboardInterrupt:
+        _save_checkpoint(accelerator, checkpoints, step)
+        accelerator.print(f"\ninterrupted: checkpoint at step {step} saved in {checkpoints}; rerun to resume")
+        raise
+    finally:
+        bar.close()
+    return out / "model"
+
+
+def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingData, sampler: TimestepSampler,
+                noise_scheduler, generator: torch.Generator, accelerator) -> float:
+    """One optimisation step's forward and backward; returns the loss value."""
+    index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
+    images, masks, input_ids = data.batch(index)
+    device = accelerator.device
+    batch = images.shape[0]
+    t = sampler.sample(batch, generator)
+    clean = paint(images, masks)
+    augmented = augment_ris_targets(images, masks, t, 1000, config.augment_intensity, generator) \
+        if config.augment else clean
+    with torch.no_grad():
+        target_clean = pipe.target_latents((clean * 2 - 1).to(device))
+        target_aug = pipe.target_latents((augmented * 2 - 1).to(device)) if config.augment else target_clean
+        condition = pipe.condition_latents((images * 2 - 1).to(device))
+    noise = torch.randn(target_clean.shape, generator=generator).to(device)
+    t = t.to(device)
+    noisy = noise_scheduler.add_noise(target_aug, noise, t)
+    r = torch.rand(batch, generator=generator).to(device)
+    p = config.cfg_dropout
+    drop_text = (r < p) | ((r >= 2 * p) & (r < 3 * p))
+    drop_image = (r >= p) & (r < 3 * p)
+    ids = torch.where(drop_text[:, None], data.null_ids.to(device).expand_as(input_ids), input_ids.to(device))
+    condition = condition * (~drop_image).to(condition.dtype)[:, None, None, None]
+    embeds = text_encoder(ids)[0]
+    prediction = unet(torch.cat([noisy, condition], dim=1), t, encoder_hidden_states=embeds).sample
+    if config.parameterization == "sample":
+        target = target_clean
+    else:  # ε that maps the noisy augmented sample back to the clean target
+        alphas = noise_scheduler.alphas_cumprod.to(device)[t].view(-1, 1, 1, 1)
+        target = (noisy - alphas.sqrt() * target_clean) / (1 - alphas).sqrt()
+    loss = F.mse_loss(prediction.float(), target.float())
+    accelerator.backward(loss)
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def validate(config: TrainConfig, pipe, ema_unet, ema_text, accelerator) -> dict[str, float]:
+    """mIoU/oIoU of the EMA weights on the validation split (main process only)."""
+    from addp_agent.data.shapes import ShapesRef, ShapesRefConfig
+    from addp_agent.metrics import RISMetrics
+
+    if not accelerator.is_main_process or config.val_n <= 0:
+        return {}
+    unet, text = accelerator.unwrap_model(pipe.unet), accelerator.unwrap_model(pipe.text_encoder)
+    ema_unet.store(unet.parameters())
+    ema_text.store(text.parameters())
+    ema_unet.copy_to(unet.parameters())
+    ema_text.copy_to(text.parameters())
+    unet.eval()
+    text.eval()
+    try:
+        samples = ShapesRef(split="val", n=config.val_n, seed=config.data_seed,
+                            config=ShapesRefConfig(size=pipe.resolution))
+        metrics = RISMetrics()
+        for start in range(0, len(samples), 32):
+            chunk = [samples[i] for i in range(start, min(start + 32, len(samples)))]
+            out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=config.val_steps,
+                       generator=torch.Generator().manual_seed(0), output_type="np", show_progress=False)
+            for sample, mask in zip(chunk, out.masks, strict=True):
+                metrics.update(mask, sample.mask)
+        result = metrics.to_dict()
+    finally:
+        ema_unet.restore(unet.parameters())
+        ema_text.restore(text.parameters())
+        unet.train()
+        text.train()
+    return {"val_mIoU": result["mIoU"], "val_oIoU": result["oIoU"]}
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("step-*") if (p / "step.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _save_checkpoint(accelerator, folder: Path, step: int) -> None:
+    """Write ``step-N`` atomically enough: ``step.json`` is written last and marks it complete."""
+    target = folder / f"step-{step}"
+    accelerator.save_state(str(target))
+    if accelerator.is_main_process:
+        (target / "step.json").write_text(json.dumps({"step": step}))
+        for old in sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _export(pipe, ema_unet, ema_text, accelerator, folder: Path, config: TrainConfig, step: int) -> None:
+    """Save the EMA weights as a diffusers pipeline folder (safetensors); training weights are restored after."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    unet = accelerator.unwrap_model(pipe.unet)
+    text = accelerator.unwrap_model(pipe.text_encoder)
+    ema_unet.store(unet.parameters())
+    ema_text.store(text.parameters())
+    try:
+        ema_unet.copy_to(unet.parameters())
+        if config.train_text_encoder:
+            ema_text.copy_to(text.parameters())
+        pipe.register_modules(unet=unet, text_encoder=text)
+        pipe.register_to_config(default_num_inference_steps=config.val_steps)
+        staging = folder.with_name(folder.name + ".tmp")
+        pipe.save_pretrained(staging, safe_serialization=True)
+        (staging / "training.json").write_text(json.dumps(
+            {"config": json.loads(config.model_dump_json()), "step": step,
+             "metrics": _last_val(folder.parent / "log.jsonl")}, indent=2))
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        ema_unet.restore(unet.parameters())
+        ema_text.restore(text.parameters())
+
+
+def _last_val(log: Path) -> dict[str, float]:
+    if not log.exists():
+        return {}
+    rows = [json.loads(line) for line in log.read_text().splitlines() if "val_mIoU" in line]
+    return {k: v for k, v in rows[-1].items() if k.startswith("val_")} if rows else {}
