@@ -16,6 +16,7 @@ import numpy as np
 from addp_agent.data.sample import Instance, RISSample
 from addp_agent.data.shapes_programs import (
     ATTRS,
+    SceneObjects,
     attribute_program,
     evaluate,
     ordinal_program,
@@ -41,6 +42,7 @@ __all__ = ["FAMILIES", "PALETTE", "SHAPES", "SPLITS", "ShapesRef", "ShapesRefCon
 SPLITS = {"train": 0, "val": 1, "test": 2}
 ID_STRIDE = 10_000_000  # image/ref id = split_id * ID_STRIDE + index
 DATASET = "shapes"
+_DEFAULT_CONFIG = ShapesRefConfig()
 
 
 def sample_number(split: str, index: int) -> int:
@@ -87,7 +89,7 @@ def _distractors(target: dict, others: list[dict]) -> list[int]:
 def generate_sample(split: str, index: int, seed: int = 0,
                     config: ShapesRefConfig | None = None) -> RISSample:
     """Deterministic Shapes-Ref sample ``index`` of ``split`` (``train`` / ``val`` / ``test``)."""
-    cfg = config or ShapesRefConfig()
+    cfg = config or _DEFAULT_CONFIG
     number = sample_number(split, index)
     state = np.random.SeedSequence([seed, SPLITS[split], index]).generate_state(3, dtype=np.uint64)
     rng = random.Random(int(state[0]) << 64 | int(state[1]))
@@ -97,7 +99,7 @@ def generate_sample(split: str, index: int, seed: int = 0,
         scene = sample_scene(rng, cfg)
         if scene is None:
             continue
-        objects = [o.attrs for o in scene]
+        objects = SceneObjects([o.attrs for o in scene])
         for target in shuffled(rng, range(len(objects))):
             program = _build(family, target, objects, side, rng)
             if program is not None:
@@ -128,7 +130,7 @@ def generate_sample(split: str, index: int, seed: int = 0,
         program=program,
         confusable=bool(distractors),
         meta={"dataset": DATASET, "split": split, "index": index, "seed": seed, "size": side,
-              "objects": objects, "target": target, "target_description": names[target]},
+              "objects": list(objects), "target": target, "target_description": names[target]},
     )
 
 

@@ -128,7 +128,26 @@ def _filters(subset: Sequence[str], obj: Mapping[str, Any]) -> Program:
     return [{"op": f"filter_{a}", "value": obj[a]} for a in subset]
 
 
-def _matching(subset: Sequence[str], target: int, objects: Sequence[Mapping[str, Any]]) -> list[int]:
+class SceneObjects(list):
+    """The scene's object dicts, with attribute groups cached for the expression search."""
+
+    def __init__(self, objects: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(objects)
+        self.groups: dict[tuple[str, ...], dict[tuple, list[int]]] = {}
+
+    def matching(self, subset: tuple[str, ...], target: int) -> list[int]:
+        """Indices of objects sharing the target's values of ``subset`` (in scene order)."""
+        groups = self.groups.get(subset)
+        if groups is None:
+            groups = self.groups[subset] = {}
+            for i, obj in enumerate(self):
+                groups.setdefault(tuple(obj[a] for a in subset), []).append(i)
+        return groups[tuple(self[target][a] for a in subset)]
+
+
+def _matching(subset: tuple[str, ...], target: int, objects: Sequence[Mapping[str, Any]]) -> list[int]:
+    if isinstance(objects, SceneObjects):
+        return objects.matching(subset, target)
     t = objects[target]
     return [i for i, o in enumerate(objects) if all(o[a] == t[a] for a in subset)]
 
