@@ -390,6 +390,22 @@ class ADDPPipeline(DiffusionPipeline):
         return ADDPPipelineOutput(images=images, masks=masks, soft_masks=softs, confidences=confidences,
                                   trajectories=trajectories, state=new_state, timings=timings)
 
+    def segment(self, image: Any, expression: str, corrections: Any = None, num_inference_steps: int | None = None,
+                seed: int | None = 0, trajectory_every: int = 0, **kwargs: Any):
+        """One round for one image: a :class:`~addp_agent.engine.result.SegmentationResult`."""
+        from addp_agent.engine.result import results_from_output
+
+        generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
+        output = self(expression, image, num_inference_steps=num_inference_steps, generator=generator,
+                      corrections=corrections, trajectory_every=trajectory_every, output_type="np", **kwargs)
+        settings = {"num_inference_steps": int(num_inference_steps or self.config.default_num_inference_steps),
+                    "guidance_scale": kwargs.get("guidance_scale") or self.config.default_guidance_scale,
+                    "image_guidance_scale": kwargs.get("image_guidance_scale") or self.config.default_image_guidance_scale,
+                    "correction_scale": kwargs.get("correction_scale") or self.config.default_correction_scale,
+                    "correction_mode": kwargs.get("correction_mode") or self.config.default_correction_mode}
+        prompt = clean_text(expression)
+        return results_from_output(output, [prompt], self.normalize_corrections(corrections, 1), seed, settings)[0]
+
     def _decode_trajectories(self, raw: list[tuple[int, int, torch.Tensor]], encoded: EncodedBatch,
                              threshold: float) -> list[list[TrajectoryPoint]]:
         """Decode every recorded x̂₀ in one batch and threshold it at each input's original size."""

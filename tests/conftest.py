@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny models built locally and saved through the real save_pretrained path."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore", message=".*torchvision.*")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+TINY_PIXEL_KWARGS = dict(
+    resolution=32, patch_size=2, block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=4, norm_num_groups=8,
+)
+
+
+def build_tiny_pixel():
+    from addp_agent.models.build import PixelModelConfig, TextEncoderConfig, build_pixel_pipeline
+
+    config = PixelModelConfig(**TINY_PIXEL_KWARGS, text=TextEncoderConfig(hidden_size=32, layers=1, heads=2))
+    return build_pixel_pipeline(config, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pixel_dir(tmp_path_factory) -> Path:
+    """A tiny pixel-space ADDPPipeline folder (random weights, 32 px, DDIM, x₀-prediction)."""
+    folder = tmp_path_factory.mktemp("tiny-pixel")
+    build_tiny_pixel().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_latent_dir(tmp_path_factory) -> Path:
+    """A tiny SD-shaped InstructPix2Pix folder with a VAE (EulerAncestral, ε-prediction)."""
+    from addp_agent.models.build import build_tiny_latent_pipeline
+
+    folder = tmp_path_factory.mktemp("tiny-latent")
+    build_tiny_latent_pipeline().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture()
+def tiny_pixel(tiny_pixel_dir):
+    from addp_agent.engine import ADDPPipeline
+
+    pipe = ADDPPipeline.from_pretrained(tiny_pixel_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture()
+def tiny_latent(tiny_latent_dir):
+    from addp_agent.engine import ADDPPipeline
+
+    pipe = ADDPPipeline.from_pretrained(tiny_latent_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
