@@ -41,6 +41,10 @@ def _check(sample, side: int) -> None:
         assert other.mask.any() and not (other.mask & sample.mask).any()
     names = [o.name for o in sample.others] + [sample.meta["target_description"]]
     assert len(set(names)) == len(names)
+    keep = [j for j in range(len(objects)) if j != target]
+    for j, name in zip([*keep, target], names, strict=True):  # each name selects exactly its object
+        program = description_program(j, objects, side)
+        assert evaluate(program, objects, side) == [j] and render(program) == name
     assert sample.confusable == bool(sample.distractors)
     assert all(0 <= k < len(sample.others) for k in sample.distractors)
 
@@ -92,8 +96,9 @@ def test_colours_far_from_red_and_image_has_no_red_like_pixels() -> None:
         image = generate_sample("train", i, 0, cfg).image.astype(np.int32)
         distance = np.sqrt(((image - np.array([255, 0, 0])) ** 2).sum(-1))
         assert distance.min() >= RED_LIKE_DISTANCE
-    with pytest.raises(ValidationError, match="red-like"):
-        ShapesRefConfig(colors=("green", "red", "blue"))
+    for red_like in ("red", "pink"):
+        with pytest.raises(ValidationError, match="red-like"):
+            ShapesRefConfig(colors=("green", red_like, "blue"))
     assert "red" in ShapesRefConfig(colors=("green", "red"), allow_red_like=True).colors
 
 

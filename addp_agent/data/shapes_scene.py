@@ -27,7 +27,7 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "orange": (255, 150, 20),  # 151 from red: allowed, but not a default colour
     "brown": (140, 90, 40),
     "red": (255, 0, 0),  # red-like: only with allow_red_like=True
-    "pink": (255, 80, 130),  # red-like
+    "pink": (255, 60, 100),  # red-like (117 from red)
 }
 DEFAULT_COLORS = ("green", "blue", "yellow", "purple", "cyan", "white", "gray")
 PLAIN_BACKGROUND = (28, 28, 32)

@@ -95,5 +95,5 @@ def dataset_stats(samples: Iterable[RISSample]) -> dict[str, Any]:
             "family_share": {k: round(v / n, 4) for k, v in sorted(families.items())},
             "confusable_share": round(confusable / n, 4), "objects_per_image": round(objects / n, 3),
             "mean_target_area_px": round(target_px / n, 2),
-            "mean_target_area_frac": round(target_frac / n, 5),
+            "mean_target_area_frac": round(float(target_frac) / n, 5),
             "mean_object_area_px": round(object_px / objects, 2)}
