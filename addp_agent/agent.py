@@ -1,0 +1,267 @@
+"""Multi-round correctional segmentation.
+
+A :class:`Session` encodes one (image, expression) pair once. Round 1 runs without corrections; a critic looks at
+the mask; its correctional prompt D⁻ joins the corrections of the next round, which reuses the cached encodings —
+and, with ``resume_step=k``, also the denoising state after step k instead of restarting from noise. The loop
+stops on accept, after ``max_rounds``, on convergence (mask IoU with the previous round ≥ 0.98) or when the critic
+fails or has nothing a negative prompt could fix; every round is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
+from addp_agent.engine.pipeline import MAX_CORRECTION_CHARS, TrajectoryPoint, clean_text
+from addp_agent.engine.state import DenoiseState
+from addp_agent.errors import UserError
+from addp_agent.images import as_rgb_array
+from addp_agent.masks import area, bbox_xywh, encode_rle, mask_iou
+
+StopReason = Literal["accepted", "max_rounds", "converged", "critic_failed", "no_correction", "empty_correction",
+                     "repeated_correction", "no_critic"]
+
+
+@dataclass
+class LoopConfig:
+    """How a session denoises and when the loop stops."""
+
+    max_rounds: int = 3
+    num_inference_steps: int | None = None  # None: the model's default
+    seed: int | None = 0
+    resume_step: int | None = None  # k: later rounds resume from the state after step k (None: restart)
+    convergence_iou: float = 0.98
+    trajectory_every: int = 0  # record x̂₀ masks every k-th step (0: none)
+    correction_scale: float | None = None
+    correction_mode: Literal["additive", "replace"] | None = None
+    critique_last_round: bool = True  # ask the critic about the final round too, to record its verdict
+
+    def __post_init__(self) -> None:
+        if self.max_rounds < 1:
+            raise UserError(f"max_rounds must be ≥ 1, got {self.max_rounds}")
+        if self.resume_step is not None and self.resume_step < 1:
+            raise UserError(f"resume_step must be ≥ 1, got {self.resume_step}")
+
+
+@dataclass
+class Round:
+    """One denoising round: its mask, the corrections it used, and what the critic said about it."""
+
+    index: int  # 1-based
+    mask: np.ndarray
+    confidence: float
+    corrections: list[str]
+    resumed_from_step: int | None = None
+    intermediate_mask: np.ndarray | None = None
+    trajectory: list[TrajectoryPoint] | None = None
+    critique: Critique | None = None
+    critic_error: str | None = None
+    iou_with_previous: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def area_fraction(self) -> float:
+        return area(self.mask) / max(1, self.mask.size)
+
+    @property
+    def bbox(self) -> list[int]:
+        return bbox_xywh(self.mask)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "round": self.index, "corrections": list(self.corrections), "resumed_from_step": self.resumed_from_step,
+            "area": area(self.mask), "area_fraction": round(self.area_fraction, 6), "bbox": self.bbox,
+            "confidence": round(self.confidence, 4), "mask_rle": encode_rle(self.mask),
+            "critique": self.critique.model_dump() if self.critique else None, "critic_error": self.critic_error,
+            "iou_with_previous": None if self.iou_with_previous is None else round(self.iou_with_previous, 4),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+@dataclass
+class SessionResult:
+    """All rounds, why the loop stopped, and which round is the answer."""
+
+    expression: str
+    rounds: list[Round]
+    stop_reason: StopReason
+    stop_detail: str
+    best_index: int  # 0-based index into ``rounds``
+
+    @property
+    def best(self) -> Round:
+        return self.rounds[self.best_index]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"expression": self.expression, "stop_reason": self.stop_reason, "stop_detail": self.stop_detail,
+                "best_round": self.best.index, "rounds": [r.to_json() for r in self.rounds]}
+
+
+class Session:
+    """Cached encodings (and the state after step k) for one image and expression; rounds accumulate.
+
+    Thread-safe: rounds run one at a time under ``lock``.
+    """
+
+    def __init__(self, pipe: Any, image: Any, expression: str, config: LoopConfig | None = None) -> None:
+        self.pipe = pipe
+        self.config = config or LoopConfig()
+        self.image = as_rgb_array(image)
+        self.expression = clean_text(expression, "expression")
+        self.encoded = pipe.encode(self.expression, self.image)
+        self.num_steps = int(self.config.num_inference_steps or pipe.config.default_num_inference_steps)
+        self.rounds: list[Round] = []
+        self.state: DenoiseState | None = None
+        self._prefix: tuple[np.ndarray, list[TrajectoryPoint]] | None = None
+        self.lock = threading.RLock()
+
+    # ------------------------------------------------------------------------------------------------ rounds
+    @property
+    def corrections(self) -> list[str]:
+        """The corrections of the latest round."""
+        return list(self.rounds[-1].corrections) if self.rounds else []
+
+    def run_round(self, corrections: list[str] | None = None) -> Round:
+        """Denoise once with ``corrections`` (cleaned: control characters stripped, length capped)."""
+        with self.lock:
+            cleaned = [clean_text(c, "correction", MAX_CORRECTION_CHARS) for c in corrections or []]
+            start = time.perf_counter()
+            k = self.config.resume_step
+            resumable = k is not None and k < self.num_steps
+            every = self.config.trajectory_every
+            guidance = {"correction_scale": self.config.correction_scale,
+                        "correction_mode": self.config.correction_mode}
+            intermediate, prefix_points = None, []
+            if resumable:
+                intermediate, prefix_points = self._ensure_prefix(k)
+                output = self.pipe(state=self.state, corrections=cleaned or None, trajectory_every=every,
+                                   output_type="np", show_progress=False, **guidance)
+            else:
+                output = self.pipe(encoded=self.encoded, num_inference_steps=self.num_steps,
+                                   generator=self._generator(), corrections=cleaned or None, trajectory_every=every,
+                                   output_type="np", show_progress=False, **guidance)
+            trajectory = None
+            if every:
+                trajectory = prefix_points + (output.trajectories[0] if output.trajectories else [])
+            mask = output.masks[0]
+            previous = self.rounds[-1].mask if self.rounds else None
+            result = Round(index=len(self.rounds) + 1, mask=mask, confidence=float(output.confidences[0]),
+                           corrections=cleaned, resumed_from_step=k if resumable else None,
+                           intermediate_mask=intermediate, trajectory=trajectory,
+                           iou_with_previous=None if previous is None else mask_iou(mask, previous),
+                           timings={"denoise_s": time.perf_counter() - start})
+            self.rounds.append(result)
+            return result
+
+    def refine(self, correction: str) -> Round:
+        """One more round with ``correction`` added to the latest round's corrections (the caller is the critic)."""
+        with self.lock:
+            if not self.rounds:
+                raise UserError("no round yet: run a first round before refining")
+            return self.run_round([*self.corrections, correction])
+
+    def _generator(self) -> torch.Generator | None:
+        seed = self.config.seed
+        return torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
+
+    def _ensure_prefix(self, k: int) -> tuple[np.ndarray, list[TrajectoryPoint]]:
+        """Denoise the shared first k steps once (no corrections); keep the state and the x̂₀ mask at step k."""
+        if self._prefix is None:
+            every = self.config.trajectory_every
+            record = math.gcd(k, every) if every else k
+            output = self.pipe(encoded=self.encoded, num_inference_steps=self.num_steps,
+                               generator=self._generator(), stop_after_step=k, trajectory_every=record,
+                               output_type="latent", show_progress=False)
+            points = output.trajectories[0]
+            at_k = next(p for p in points if p.step == k - 1)
+            kept = [p for p in points if every and (p.step + 1) % every == 0]
+            self.state = output.state
+            self._prefix = (at_k.mask, kept)
+        return self._prefix
+
+    # -------------------------------------------------------------------------------------------------- loop
+    def critique(self, critic: Critic, round_: Round) -> Critique:
+        """Ask ``critic`` about ``round_`` (records the critique or raises :class:`CriticError`)."""
+        history = [PriorRound(r.index, r.corrections, r.area_fraction, r.critique) for r in self.rounds
+                   if r.index < round_.index]
+        request = CritiqueRequest(
+            image=self.image, expression=self.expression, mask=round_.mask, round=round_.index,
+            corrections=list(round_.corrections), history=history, intermediate_mask=round_.intermediate_mask,
+            intermediate_step=self.config.resume_step if round_.intermediate_mask is not None else None)
+        start = time.perf_counter()
+        try:
+            critique = critic.critique(request)
+        finally:
+            round_.timings["critic_s"] = time.perf_counter() - start
+        round_.critique = critique
+        return critique
+
+    def run(self, critic: Critic | None = None, corrections: list[str] | None = None) -> SessionResult:
+        """Rounds until accept, ``max_rounds``, convergence, or a critic failure; returns every round."""
+        with self.lock:
+            corrections = list(corrections or [])
+            reason: StopReason = "max_rounds"
+            detail = ""
+            for number in range(1, self.config.max_rounds + 1):
+                round_ = self.run_round(corrections)
+                corrections = round_.corrections
+                if round_.iou_with_previous is not None and round_.iou_with_previous >= self.config.convergence_iou:
+                    reason, detail = "converged", f"mask IoU with the previous round {round_.iou_with_previous:.3f}"
+                    break
+                if critic is None:
+                    reason, detail = "no_critic", "one round without a critic"
+                    break
+                last = number == self.config.max_rounds
+                if last and not self.config.critique_last_round:
+                    break
+                try:
+                    critique = self.critique(critic, round_)
+                except CriticError as error:
+                    round_.critic_error = str(error)
+                    reason, detail = "critic_failed", str(error)
+                    break
+                if critique.verdict == "accept":
+                    reason, detail = "accepted", f"{critic.name} critic accepted round {round_.index}"
+                    break
+                if last:
+                    detail = critique.problem
+                    break
+                stop = self._next_corrections(critique, corrections)
+                if isinstance(stop, tuple):
+                    reason, detail = stop
+                    break
+                corrections = stop
+            return SessionResult(expression=self.expression, rounds=list(self.rounds), stop_reason=reason,
+                                 stop_detail=detail, best_index=self.best_index())
+
+    @staticmethod
+    def _next_corrections(critique: Critique, corrections: list[str]) -> list[str] | tuple[StopReason, str]:
+        if critique.correction is None:
+            return "no_correction", critique.problem or "the critic asked for a revision but gave no correction"
+        try:
+            text = clean_text(critique.correction, "correction", MAX_CORRECTION_CHARS)
+        except UserError:
+            return "empty_correction", f"the critic's correction is empty: {critique.correction!r}"[:300]
+        if text.lower() in (c.lower() for c in corrections):
+            return "repeated_correction", f"'{text}' is already applied"
+        return [*corrections, text]
+
+    def best_index(self) -> int:
+        """The accepted round if there is one, else the round with the highest decoder confidence (later wins)."""
+        for k, r in enumerate(self.rounds):
+            if r.critique is not None and r.critique.verdict == "accept":
+                return k
+        return max(range(len(self.rounds)), key=lambda k: (self.rounds[k].confidence, k))
+
+
+def segment_with_critic(pipe: Any, image: Any, expression: str, critic: Critic | None = None,
+                        config: LoopConfig | None = None, corrections: list[str] | None = None) -> SessionResult:
+    """One call: a session, its rounds, the result."""
+    return Session(pipe, image, expression, config).run(critic, corrections)
