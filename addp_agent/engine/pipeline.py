@@ -22,6 +22,7 @@ from diffusers import DiffusionPipeline
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from tqdm.auto import tqdm
 
 from addp_agent.engine.decode import DEFAULT_THRESHOLD, decode_paint
 from addp_agent.engine.guidance import CorrectionMode, correctional_guidance
@@ -326,9 +327,9 @@ class ADDPPipeline(DiffusionPipeline):
 
         trajectory_raw: list[tuple[int, int, torch.Tensor]] = []
         loop_start = time.perf_counter()
-        show = (show_progress if show_progress is not None else True) and last_step > first_step
-        self.set_progress_bar_config(disable=not show)
-        with self.progress_bar(total=last_step - first_step) as progress:
+        configured = getattr(self, "_progress_bar_config", {}).get("disable", False)
+        disable = (not show_progress if show_progress is not None else configured) or last_step <= first_step
+        with tqdm(total=last_step - first_step, disable=disable, desc="denoise", leave=False) as progress:
             for i in range(first_step, last_step):
                 t = timesteps[i]
                 corrected = num_corrections > 0 and i >= correction_start_step

@@ -1,0 +1,136 @@
+"""`addp segment`: outputs, and one clear error (exit 2, nothing written) for each bad input."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from addp_agent.cli import main
+from addp_agent.masks import decode_rle
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture()
+def image_path(tmp_path):
+    path = tmp_path / "scene.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def segment_args(image, out, model, *extra):
+    return ["segment", str(image), "the large green circle", "--model", str(model), "--steps", "2", "--out", str(out),
+            "--quiet", *extra]
+
+
+def test_writes_mask_overlay_and_result_json(image_path, tmp_path, tiny_pixel_dir, capsys):
+    out = tmp_path / "out"
+    code, _, err = run(segment_args(image_path, out, tiny_pixel_dir, "--correction", "the blue square",
+                                    "--correction", "the cross", "--seed", "3"), capsys)
+    assert code == 0, err
+    mask = Image.open(out / "mask.png")
+    assert mask.mode == "L" and mask.size == (56, 40)
+    assert set(np.unique(np.asarray(mask))) <= {0, 255}
+    record = json.loads((out / "result.json").read_text())
+    assert record["expression"] == "the large green circle" and record["seed"] == 3
+    assert record["corrections"] == ["the blue square", "the cross"] and record["settings"]["num_inference_steps"] == 2
+    assert np.array_equal(decode_rle(record["mask_rle"]), np.asarray(mask) > 0)
+    assert record["area"] == int((np.asarray(mask) > 0).sum()) and len(record["bbox"]) == 4
+    assert {"encode_s", "denoise_s", "total_s"} <= set(record["timings"])
+    assert Image.open(out / "overlay.png").size == (56, 40)
+    assert not [p for p in out.iterdir() if p.name.startswith(".addp-")]  # no staging leftovers
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "LA"])
+def test_image_modes_are_converted(mode, tmp_path, tiny_pixel_dir, capsys):
+    array = np.random.default_rng(1).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    image = Image.fromarray(array)
+    image = image.convert("I;16") if mode == "I;16" else image.convert(mode)
+    path = tmp_path / f"in-{mode.replace(';', '')}.png"
+    image.save(path)
+    code, _, err = run(segment_args(path, tmp_path / "o", tiny_pixel_dir), capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "o" / "mask.png").size == (24, 24)
+
+
+def make_bad_inputs(tmp_path, image_path, tiny_pixel_dir):
+    text_png = tmp_path / "notes.png"
+    text_png.write_text("this is not an image")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(image_path.read_bytes()[:200])
+    truncated_jpeg = tmp_path / "truncated.jpg"
+    Image.open(image_path).save(tmp_path / "full.jpg")
+    truncated_jpeg.write_bytes((tmp_path / "full.jpg").read_bytes()[:300])
+    no_unet = tmp_path / "no-unet"
+    shutil.copytree(tiny_pixel_dir, no_unet)
+    shutil.rmtree(no_unet / "unet")
+    return {
+        "missing file": (tmp_path / "nope.png", "the circle", tiny_pixel_dir, "no such file"),
+        "text named .png": (text_png, "the circle", tiny_pixel_dir, "not a readable image"),
+        "truncated png": (truncated, "the circle", tiny_pixel_dir, "damaged or truncated"),
+        "truncated jpeg": (truncated_jpeg, "the circle", tiny_pixel_dir, "damaged or truncated"),
+        "empty expression": (image_path, "", tiny_pixel_dir, "expression is empty"),
+        "whitespace expression": (image_path, " \t\n ", tiny_pixel_dir, "expression is empty"),
+        "model path missing": (image_path, "the circle", tmp_path / "no-model", "does not exist"),
+        "model missing a component": (image_path, "the circle", no_unet, "component 'unet' is missing"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "text named .png", "truncated png", "truncated jpeg",
+                                  "empty expression", "whitespace expression", "model path missing",
+                                  "model missing a component"])
+def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, image_path, tiny_pixel_dir, capsys):
+    image, expression, model, message = make_bad_inputs(tmp_path, image_path, tiny_pixel_dir)[case]
+    out = tmp_path / "out"
+    code, _, err = run(["segment", str(image), expression, "--model", str(model), "--out", str(out), "--quiet"],
+                       capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_unet_with_wrong_input_channels_is_refused(tmp_path, image_path, capsys):
+    from diffusers import UNet2DConditionModel
+
+    from conftest import build_tiny_pixel
+
+    pipe = build_tiny_pixel()
+    config = dict(pipe.unet.config)
+    config["in_channels"] = 5
+    pipe.register_modules(unet=UNet2DConditionModel.from_config(config))
+    pipe.save_pretrained(tmp_path / "bad-unet")
+    code, _, err = run(segment_args(image_path, tmp_path / "out", tmp_path / "bad-unet"), capsys)
+    assert code == 2 and "input channels" in err and not (tmp_path / "out").exists()
+
+
+def test_image_over_the_pixel_cap_is_refused(tmp_path, tiny_pixel_dir, capsys, monkeypatch):
+    import addp_agent.images
+
+    monkeypatch.setattr(addp_agent.images, "MAX_PIXELS", 1000)
+    path = tmp_path / "big.png"
+    Image.new("RGB", (50, 40)).save(path)
+    code, _, err = run(segment_args(path, tmp_path / "out", tiny_pixel_dir), capsys)
+    assert code == 2 and "over the" in err and "cap" in err
+
+
+def test_overlong_expression_is_truncated_with_a_warning(image_path, tmp_path, tiny_pixel_dir, capsys):
+    code, _, err = run(segment_args(image_path, tmp_path / "o", tiny_pixel_dir)[:2] + [" ".join(["circle"] * 60)]
+                       + segment_args(image_path, tmp_path / "o", tiny_pixel_dir)[3:], capsys)
+    assert code == 0 and "truncated" in err
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path, tiny_pixel_dir):
+    result = subprocess.run([sys.executable, "-m", "addp_agent", "segment", str(tmp_path / "missing.png"), "x",
+                             "--model", str(tiny_pixel_dir), "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("no such file") and "Traceback" not in result.stderr
