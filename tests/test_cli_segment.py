@@ -99,9 +99,8 @@ def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, image_path, t
 
 
 def test_unet_with_wrong_input_channels_is_refused(tmp_path, image_path, capsys):
-    from diffusers import UNet2DConditionModel
-
     from conftest import build_tiny_pixel
+    from diffusers import UNet2DConditionModel
 
     pipe = build_tiny_pixel()
     config = dict(pipe.unet.config)

@@ -136,7 +136,7 @@ class ADDPPipeline(DiffusionPipeline):
         return self.condition_latents(pixels.to(device=self.device, dtype=self.unet.dtype))
 
     def condition_latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Condition for (B, 3, H, W) images in [-1, 1]: unscaled VAE mode latents (InstructPix2Pix), or packed pixels."""
+        """Condition for (B, 3, H, W) images in [-1, 1]: unscaled VAE mode latents, or packed pixels."""
         if self.vae is None:
             return torch.nn.functional.pixel_unshuffle(pixels, self.vae_scale_factor)
         return self.vae.encode(pixels).latent_dist.mode()
@@ -265,7 +265,8 @@ class ADDPPipeline(DiffusionPipeline):
         if num_inference_steps < 1:
             raise UserError(f"num_inference_steps must be ≥ 1, got {num_inference_steps}")
         settings["guidance_scale"] = float(
-            guidance_scale if guidance_scale is not None else settings.get("guidance_scale", cfg.default_guidance_scale))
+            guidance_scale if guidance_scale is not None
+            else settings.get("guidance_scale", cfg.default_guidance_scale))
         settings["image_guidance_scale"] = float(
             image_guidance_scale if image_guidance_scale is not None
             else settings.get("image_guidance_scale", cfg.default_image_guidance_scale))
@@ -401,7 +402,8 @@ class ADDPPipeline(DiffusionPipeline):
                       corrections=corrections, trajectory_every=trajectory_every, output_type="np", **kwargs)
         settings = {"num_inference_steps": int(num_inference_steps or self.config.default_num_inference_steps),
                     "guidance_scale": kwargs.get("guidance_scale") or self.config.default_guidance_scale,
-                    "image_guidance_scale": kwargs.get("image_guidance_scale") or self.config.default_image_guidance_scale,
+                    "image_guidance_scale": kwargs.get("image_guidance_scale")
+                    or self.config.default_image_guidance_scale,
                     "correction_scale": kwargs.get("correction_scale") or self.config.default_correction_scale,
                     "correction_mode": kwargs.get("correction_mode") or self.config.default_correction_mode}
         prompt = clean_text(expression)

@@ -105,6 +105,7 @@ def build_tiny_latent_pipeline(seed: int = 0, scheduler: SchedulerName = "euler_
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), latent_channels=4,
     )
-    text_encoder, tokenizer = build_text_encoder(TextEncoderConfig(hidden_size=32, layers=2, heads=4, max_length=32), seed)
+    text_config = TextEncoderConfig(hidden_size=32, layers=2, heads=4, max_length=32)
+    text_encoder, tokenizer = build_text_encoder(text_config, seed)
     return ADDPPipeline(unet=unet, scheduler=build_scheduler(scheduler, prediction_type), text_encoder=text_encoder,
                         tokenizer=tokenizer, vae=vae)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -54,19 +56,23 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
 
     source = default_model_path() if model is None else model
     path = Path(source)
-    looks_local = path.exists() or str(source).startswith((".", "/", "~")) or os.sep in str(source).rstrip("/") \
-        and str(source).count("/") != 1
+    hub_id = not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) is not None
+    looks_local = not hub_id
     if looks_local:
         path = path.expanduser()
         if not path.exists():
             raise ModelLoadError(f"{path}: model path does not exist")
         _check_folder(path)
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     try:
-        pipe = ADDPPipeline.from_pretrained(str(path if looks_local else source), torch_dtype=dtype)
-    except (OSError, ValueError, EnvironmentError) as error:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            pipe = ADDPPipeline.from_pretrained(str(path if looks_local else source), torch_dtype=dtype)
+    except (OSError, ValueError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelLoadError(f"{source}: cannot load as an InstructPix2Pix-format model ({message})") from None
     pipe._check_unet_channels()

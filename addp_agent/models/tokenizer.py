@@ -10,7 +10,7 @@ import json
 
 from transformers import CLIPTokenizer
 
-DOMAIN_WORDS: tuple[str, ...] = (
+DOMAIN_WORDS: tuple[str, ...] = tuple(  # noqa: SIM905 (one readable block of words)
     # articles, function words and relations
     "the a an of on in at to from with and or not no is are it its this that one two three"
     " left right top bottom middle center centre upper lower above below under over near next beside"
