@@ -121,6 +121,8 @@ class Session:
         self.state: DenoiseState | None = None
         self._prefix: tuple[np.ndarray, list[TrajectoryPoint]] | None = None
         self.lock = threading.RLock()
+        self.id = ""  # set by whoever stores the session (the tools' session store)
+        self.status = ""  # why the last run stopped, or what happened last
 
     # ------------------------------------------------------------------------------------------------ rounds
     @property

@@ -142,6 +142,8 @@ class ChatTransport:
                 raise ModeUnsupported(_short(error)) from None
             except openai.APIStatusError as error:
                 raise CriticError(f"http_{error.status_code}", _short(error)) from None
+            except (openai.APIResponseValidationError, ValueError) as error:
+                raise CriticError("malformed", f"the server's response is not a chat completion ({error})") from None
             return _answer(completion, mode)
         raise CriticError(failure.kind, f"{failure} (after {s.max_retries + 1} attempts)")
 

@@ -33,9 +33,12 @@ def _strict(node: Any) -> Any:
         out["$defs"] = {name: _strict(value) for name, value in node["$defs"].items()}
     if "anyOf" in out and {"type": "null"} in out["anyOf"] and len(out["anyOf"]) == 2:
         other = next(o for o in out["anyOf"] if o != {"type": "null"})
-        if set(other) - {"description"} == {"type"} and isinstance(other["type"], str):
+        if isinstance(other.get("type"), str) and other["type"] not in ("object", "array"):
             rest = {k: v for k, v in out.items() if k != "anyOf"}
-            return {**rest, **other, "type": [other["type"], "null"]}
+            merged = {**rest, **other, "type": [other["type"], "null"]}
+            if "enum" in merged:
+                merged["enum"] = [*merged["enum"], None]
+            return merged
     return out
 
 

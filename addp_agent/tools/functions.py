@@ -1,0 +1,255 @@
+"""The segmentation tools as plain methods over pydantic models, and one dispatcher every adapter calls.
+
+``SegmentationTools(model=...)`` loads the model once (lazily) and keeps sessions in a bounded store; ``call(name,
+arguments)`` validates the arguments, runs the tool and never raises: failures come back as a :class:`ToolError`
+result. The adapters (OpenAI, LangChain, MCP) only translate :class:`ToolOutput` into their message formats.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ValidationError
+
+from addp_agent.agent import LoopConfig, Round, Session
+from addp_agent.critic.base import Critic
+from addp_agent.errors import UserError
+from addp_agent.masks import encode_rle, mask_to_png_base64, mask_to_polygons, overlay
+from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image
+from addp_agent.tools.schemas import (
+    GetMaskArgs,
+    MaskResult,
+    RefineArgs,
+    RoundSummary,
+    SegmentArgs,
+    SegmentResult,
+    ToolError,
+    TrajectoryArgs,
+    TrajectoryResult,
+    TrajectoryStep,
+)
+from addp_agent.tools.store import NotFound, SessionStore, mask_id
+
+log = logging.getLogger(__name__)
+OVERLAY_MAX_SIDE = 768
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    args: type[BaseModel]
+    result: type[BaseModel]
+
+    @property
+    def description(self) -> str:
+        return (self.args.__doc__ or "").strip()
+
+
+TOOL_SPECS: dict[str, ToolSpec] = {spec.name: spec for spec in (
+    ToolSpec("segment", SegmentArgs, SegmentResult),
+    ToolSpec("refine", RefineArgs, SegmentResult),
+    ToolSpec("get_mask", GetMaskArgs, MaskResult),
+    ToolSpec("trajectory", TrajectoryArgs, TrajectoryResult),
+)}
+
+
+@dataclass
+class ToolOutput:
+    """A tool's result (or :class:`ToolError`), an optional overlay PNG, and an artifact for code (not the LLM)."""
+
+    name: str
+    result: BaseModel
+    overlay_png: bytes | None = None
+    artifact: dict[str, Any] | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return isinstance(self.result, ToolError)
+
+    def data(self) -> dict[str, Any]:
+        return self.result.model_dump(mode="json")
+
+    def json(self) -> str:
+        return self.result.model_dump_json()
+
+    def text(self) -> str:
+        """A short summary for the model."""
+        r = self.result
+        if isinstance(r, ToolError):
+            return f"error ({r.error}): {r.message}"
+        if isinstance(r, SegmentResult):
+            fixes = ", ".join(f"'{c}'" for c in r.corrections) or "none"
+            return (f"mask_id {r.mask_id}: '{r.expression}' covers {r.area_percent:.2f}% of the {r.width}x{r.height} "
+                    f"image, bbox [x, y, w, h] = {r.bbox}, confidence {r.confidence:.2f}; round {r.rounds} "
+                    f"(corrections: {fixes}; stop: {r.stop_reason}). If the overlay shows a wrongly covered object, "
+                    "call refine with mask_id and a correction naming it.")
+        if isinstance(r, TrajectoryResult):
+            steps = ", ".join(f"step {p.step + 1}: {p.area_percent:.1f}%" for p in r.points)
+            return f"mask_id {r.mask_id}: intermediate mask areas ({r.num_inference_steps} steps): {steps}"
+        return self.json()
+
+
+class SegmentationTools:
+    """``segment``, ``refine``, ``get_mask`` and ``trajectory`` over one lazily loaded model."""
+
+    def __init__(self, model: Any = None, *, pipeline: Any = None, store: SessionStore | None = None,
+                 policy: ImagePolicy | None = None, critic_factory: Callable[[], Critic] | None = None,
+                 trajectory_points: int = 5, max_rounds_limit: int = 5, max_session_rounds: int = 20,
+                 convergence_iou: float = 0.98) -> None:
+        self._model, self._pipeline = model, pipeline
+        self.store = store or SessionStore()
+        self.policy = policy or ImagePolicy()
+        self.critic_factory = critic_factory
+        self.trajectory_points = trajectory_points
+        self.max_rounds_limit = max_rounds_limit
+        self.max_session_rounds = max_session_rounds
+        self.convergence_iou = convergence_iou
+        self._load_lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one denoising call at a time on the shared model
+
+    @property
+    def pipeline(self) -> Any:
+        """The model, loaded on first use (``load_pipeline(model)``; ``None`` = the bundled default)."""
+        with self._load_lock:
+            if self._pipeline is None:
+                from addp_agent.models.registry import load_pipeline
+
+                self._pipeline = load_pipeline(self._model)
+                self._pipeline.set_progress_bar_config(disable=True)
+        return self._pipeline
+
+    # ---------------------------------------------------------------------------------------------- dispatch
+    def call(self, name: str, arguments: dict[str, Any] | str | None) -> ToolOutput:
+        """Validate ``arguments`` (a dict or JSON text) and run tool ``name``; errors become ToolError results."""
+        spec = TOOL_SPECS.get(name)
+        if spec is None:
+            return _error(name, "unknown_tool", f"no tool named {name!r}; tools: {', '.join(TOOL_SPECS)}")
+        try:
+            if isinstance(arguments, str):
+                args = spec.args.model_validate_json(arguments or "{}")
+            else:
+                args = spec.args.model_validate(arguments or {})
+        except ValidationError as error:
+            return _error(name, "invalid_arguments", _validation_message(error))
+        try:
+            if name in ("segment", "refine"):
+                with self._model_lock:
+                    return getattr(self, name)(args)
+            return getattr(self, name)(args)
+        except NotFound as error:
+            return _error(name, "not_found", str(error))
+        except Refused as error:
+            return _error(name, "refused", str(error))
+        except CriticUnavailable as error:
+            return _error(name, "critic_unavailable", str(error))
+        except UserError as error:
+            return _error(name, "bad_input", str(error))
+        except Exception as error:  # a tool call must never take the server down
+            log.exception("tool %s failed", name)
+            return _error(name, "internal", f"{type(error).__name__}: {error}")
+
+    # ------------------------------------------------------------------------------------------------- tools
+    def segment(self, args: SegmentArgs) -> ToolOutput:
+        image = load_tool_image(args.image, self.policy)
+        critic = None
+        if args.critic == "vlm":
+            if self.critic_factory is None:
+                raise CriticUnavailable()
+            critic = self.critic_factory()
+        pipe = self.pipeline
+        steps = args.steps or int(pipe.config.default_num_inference_steps)
+        config = LoopConfig(max_rounds=min(args.max_rounds or 1, self.max_rounds_limit), num_inference_steps=steps,
+                            seed=args.seed if args.seed is not None else 0,
+                            trajectory_every=max(1, steps // self.trajectory_points), critique_last_round=False,
+                            convergence_iou=self.convergence_iou)
+        session = Session(pipe, image, args.expression, config)
+        session.id = self.store.add(session)
+        result = session.run(critic, args.corrections)
+        session.status = result.stop_reason
+        return self._round_output("segment", session, result.best)
+
+    def refine(self, args: RefineArgs) -> ToolOutput:
+        session, index = self.store.lookup(args.mask_id)
+        with session.lock:
+            if len(session.rounds) >= self.max_session_rounds:
+                raise UserError(f"this session already has {len(session.rounds)} rounds; call segment again")
+            base = session.rounds[index - 1]
+            round_ = session.run_round([*base.corrections, args.correction])
+            session.status = "refined"
+        return self._round_output("refine", session, round_)
+
+    def get_mask(self, args: GetMaskArgs) -> ToolOutput:
+        session, index = self.store.lookup(args.mask_id)
+        mask = session.rounds[index - 1].mask
+        fmt = args.format or "rle"
+        result = MaskResult(mask_id=args.mask_id, format=fmt, width=mask.shape[1], height=mask.shape[0],
+                            rle=encode_rle(mask) if fmt == "rle" else None,
+                            png_base64=mask_to_png_base64(mask) if fmt == "png" else None,
+                            polygons=mask_to_polygons(mask) if fmt == "polygon" else None)
+        return ToolOutput("get_mask", result, artifact={"mask": mask})
+
+    def trajectory(self, args: TrajectoryArgs) -> ToolOutput:
+        session, index = self.store.lookup(args.mask_id)
+        round_ = session.rounds[index - 1]
+        points = [TrajectoryStep(step=p.step, timestep=p.timestep, area_percent=_percent(p.mask),
+                                 confidence=round(p.confidence, 4), rle=encode_rle(p.mask))
+                  for p in round_.trajectory or []]
+        result = TrajectoryResult(mask_id=args.mask_id, num_inference_steps=session.num_steps, points=points)
+        return ToolOutput("trajectory", result, artifact={"masks": [p.mask for p in round_.trajectory or []]})
+
+    # ----------------------------------------------------------------------------------------------- helpers
+    def _round_output(self, name: str, session: Session, round_: Round) -> ToolOutput:
+        mask = round_.mask
+        history = [RoundSummary(round=r.index, corrections=r.corrections, area_percent=_percent(r.mask),
+                                confidence=round(r.confidence, 4),
+                                verdict=r.critique.verdict if r.critique else None,
+                                problem=r.critique.problem if r.critique else r.critic_error)
+                   for r in session.rounds]
+        result = SegmentResult(
+            mask_id=mask_id(session.id, round_.index), expression=session.expression,
+            width=mask.shape[1], height=mask.shape[0], area_percent=_percent(mask), bbox=round_.bbox,
+            confidence=round(round_.confidence, 4), rounds=round_.index, corrections=round_.corrections,
+            stop_reason=session.status, history=history)
+        png = overlay_png(session.image, mask)
+        return ToolOutput(name, result, overlay_png=png,
+                          artifact={"mask": mask, "rle": encode_rle(mask), "overlay_png": png})
+
+
+class CriticUnavailable(UserError):
+    def __init__(self) -> None:
+        super().__init__("this server has no VLM critic (configure ADDP_CRITIC_MODEL and OPENAI_BASE_URL or "
+                         "OPENAI_API_KEY where it runs); use critic='none' and review the overlay yourself")
+
+
+def overlay_png(image: np.ndarray, mask: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> bytes:
+    """The mask drawn over the image as PNG bytes, downscaled to ``max_side``."""
+    pil = Image.fromarray(overlay(image, mask))
+    if max(pil.size) > max_side:
+        scale = max_side / max(pil.size)
+        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))))
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _percent(mask: np.ndarray) -> float:
+    return round(100.0 * float(mask.sum()) / max(1, mask.size), 3)
+
+
+def _validation_message(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "arguments"
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid arguments: " + "; ".join(parts)
+
+
+def _error(name: str, code: str, message: str) -> ToolOutput:
+    return ToolOutput(name, ToolError(error=code, message=message))

@@ -1,0 +1,72 @@
+"""Generate the tool manifests in ``tools/`` from the pydantic models; ``--check`` fails when they are stale.
+
+    python -m addp_agent.tools.manifests          # rewrite tools/*.json
+    python -m addp_agent.tools.manifests --check  # exit 1 if a file differs from the code
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from addp_agent.tools.functions import TOOL_SPECS
+from addp_agent.tools.openai_tools import chat_completions_tools, responses_tools
+
+TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools"
+
+
+def mcp_tools() -> list[dict[str, Any]]:
+    """What the MCP server lists: name, description, input and output schema (plain pydantic JSON schema)."""
+    return [{"name": name, "description": spec.description, "inputSchema": spec.args.model_json_schema(),
+             "outputSchema": spec.result.model_json_schema()} for name, spec in TOOL_SPECS.items()]
+
+
+def mcp_client_config() -> dict[str, Any]:
+    """A Claude Desktop / generic MCP client entry for the stdio server."""
+    return {"mcpServers": {"addp-segmentation": {
+        "command": "addp", "args": ["mcp", "--allow-dir", "/path/to/your/images"],
+        "env": {"ADDP_CRITIC_MODEL": "", "OPENAI_BASE_URL": ""}}}}
+
+
+def manifests() -> dict[str, str]:
+    """File name → exact text of every generated manifest."""
+    documents = {"openai_chat_tools.json": chat_completions_tools(), "openai_responses_tools.json": responses_tools(),
+                 "mcp_tools.json": mcp_tools(), "mcp_client_config.json": mcp_client_config()}
+    return {name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in documents.items()}
+
+
+def stale(folder: Path = TOOLS_DIR) -> list[str]:
+    """Names of manifests missing from ``folder`` or differing from the code."""
+    return [name for name, text in manifests().items()
+            if not (folder / name).is_file() or (folder / name).read_text(encoding="utf-8") != text]
+
+
+def write(folder: Path = TOOLS_DIR) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in manifests().items():
+        (folder / name).write_text(text, encoding="utf-8")
+        paths.append(folder / name)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when stale")
+    parser.add_argument("--dir", type=Path, default=TOOLS_DIR)
+    options = parser.parse_args(argv)
+    if options.check:
+        names = stale(options.dir)
+        for name in names:
+            print(f"stale: {options.dir / name} (run python -m addp_agent.tools.manifests)", file=sys.stderr)
+        return 1 if names else 0
+    for path in write(options.dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

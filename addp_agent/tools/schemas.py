@@ -1,0 +1,114 @@
+"""Argument and result models of the segmentation tools: the one source of truth for every adapter's schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MASK_ID_PATTERN = r"^m-[0-9a-f]{12}-r[0-9]{1,3}$"
+MaskFormat = Literal["rle", "png", "polygon"]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SegmentArgs(_Args):
+    """Segment the object a referring expression names; returns a summary, a mask_id and an overlay image."""
+
+    image: str = Field(max_length=40_000_000, description=(
+        "The image: a file path under a folder the server allows, a data URL (data:image/png;base64,...), plain "
+        "base64 image bytes, or an http(s) URL if the server allows URLs."))
+    expression: str = Field(min_length=1, max_length=300, description=(
+        "Referring expression naming exactly one object, e.g. 'the red square left of the circle'."))
+    corrections: list[str] | None = Field(default=None, max_length=8, description=(
+        "Correctional (negative) prompts from the start: things the mask must not cover, e.g. "
+        "['the child on her lap']. null for none."))
+    max_rounds: int | None = Field(default=None, ge=1, le=5, description=(
+        "Rounds with the server's critic (critic='vlm'); default 1."))
+    critic: Literal["none", "vlm"] | None = Field(default=None, description=(
+        "'vlm': the server's vision-language critic reviews each round and adds corrections; 'none' (default): "
+        "one round, you review it and call refine."))
+    steps: int | None = Field(default=None, ge=1, le=100, description="Denoising steps; null for the model default.")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="Random seed; null for 0.")
+
+
+class RefineArgs(_Args):
+    """Run one more round on a mask, adding a correctional prompt naming what was wrongly segmented."""
+
+    mask_id: str = Field(pattern=MASK_ID_PATTERN, description="mask_id returned by segment or refine.")
+    correction: str = Field(min_length=1, max_length=200, description=(
+        "What the mask wrongly covers or what may confuse it, as a short noun phrase, e.g. 'the blue circle'. "
+        "Never the target itself."))
+
+
+class GetMaskArgs(_Args):
+    """Return a mask as COCO RLE, a PNG (base64) or polygons."""
+
+    mask_id: str = Field(pattern=MASK_ID_PATTERN, description="mask_id returned by segment or refine.")
+    format: MaskFormat | None = Field(default=None, description=(
+        "'rle' (COCO RLE, default), 'png' (base64 0/255 PNG) or 'polygon' (COCO polygons, lossy)."))
+
+
+class TrajectoryArgs(_Args):
+    """Return the intermediate masks the denoiser predicted along the way for a mask."""
+
+    mask_id: str = Field(pattern=MASK_ID_PATTERN, description="mask_id returned by segment or refine.")
+
+
+class RoundSummary(BaseModel):
+    round: int
+    corrections: list[str]
+    area_percent: float
+    confidence: float
+    verdict: str | None = None
+    problem: str | None = None
+
+
+class SegmentResult(BaseModel):
+    """What segment and refine return (the overlay image travels beside it)."""
+
+    mask_id: str
+    expression: str
+    width: int
+    height: int
+    area_percent: float = Field(description="mask area in percent of the image")
+    bbox: list[int] = Field(description="[x, y, width, height] in pixels; zeros for an empty mask")
+    confidence: float = Field(description="decoder confidence of the mask, 0 to 1")
+    rounds: int
+    corrections: list[str]
+    stop_reason: str
+    history: list[RoundSummary]
+
+
+class MaskResult(BaseModel):
+    mask_id: str
+    format: MaskFormat
+    width: int
+    height: int
+    rle: dict[str, Any] | None = None
+    png_base64: str | None = None
+    polygons: list[list[float]] | None = None
+
+
+class TrajectoryStep(BaseModel):
+    step: int
+    timestep: int
+    area_percent: float
+    confidence: float
+    rle: dict[str, Any]
+
+
+class TrajectoryResult(BaseModel):
+    mask_id: str
+    num_inference_steps: int
+    points: list[TrajectoryStep]
+
+
+class ToolError(BaseModel):
+    """Every tool failure: a code the caller can branch on and a message saying what to do."""
+
+    error: Literal["invalid_arguments", "unknown_tool", "not_found", "refused", "bad_input", "critic_unavailable",
+                   "internal"]
+    message: str

@@ -1,0 +1,242 @@
+"""Tool functions, session store, image input policy, and the OpenAI adapter (with a loopback LLM server)."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_agent_support import ChatServer, Reply, completion, error, scripted, tool_call
+
+from addp_agent.critic.chat import ChatSettings
+from addp_agent.critic.vlm import VLMCritic
+from addp_agent.data.shapes import generate_sample
+from addp_agent.masks import decode_rle, mask_from_png_bytes, polygons_to_mask
+from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools
+from addp_agent.tools.inputs import ImagePolicy
+from addp_agent.tools.manifests import manifests, stale
+from addp_agent.tools.openai_tools import (
+    chat_completions_tools,
+    chat_tool_message,
+    overlay_message,
+    responses_output_item,
+    responses_tools,
+)
+from addp_agent.tools.store import SessionStore
+from addp_agent.tools.strict import check_strict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_pixel_dir):
+    from addp_agent.engine import ADDPPipeline
+
+    return ADDPPipeline.from_pretrained(tiny_pixel_dir)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    sample = generate_sample("val", 5)
+    Image.fromarray(sample.image).save(folder / "scene.png")
+    return folder, sample
+
+
+@pytest.fixture()
+def tools(pipe, images):
+    return SegmentationTools(pipeline=pipe, policy=ImagePolicy.create([images[0]]))
+
+
+def _png_b64(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_segment_refine_get_mask_trajectory(tools, images):
+    folder, sample = images
+    out = tools.call("segment", {"image": "scene.png", "expression": sample.expression, "steps": 5, "seed": 1})
+    assert not out.is_error, out.text()
+    first = out.result
+    assert first.mask_id.endswith("-r1") and (first.width, first.height) == (64, 64) and first.rounds == 1
+    assert np.asarray(Image.open(io.BytesIO(out.overlay_png))).shape == (64, 64, 3)
+    assert first.mask_id in out.text() and "refine" in out.text()
+
+    refined = tools.call("refine", json.dumps({"mask_id": first.mask_id, "correction": "the blue\x00 shape"}))
+    assert refined.result.mask_id.endswith("-r2") and refined.result.corrections == ["the blue shape"]
+    assert [h.round for h in refined.result.history] == [1, 2]
+
+    session, _ = tools.store.lookup(refined.result.mask_id)
+    truth = session.rounds[1].mask
+    rle = tools.call("get_mask", {"mask_id": refined.result.mask_id, "format": None}).result
+    assert rle.format == "rle" and np.array_equal(decode_rle(rle.rle), truth)
+    png = tools.call("get_mask", {"mask_id": refined.result.mask_id, "format": "png"}).result
+    assert np.array_equal(mask_from_png_bytes(base64.b64decode(png.png_base64)), truth)
+    poly = tools.call("get_mask", {"mask_id": refined.result.mask_id, "format": "polygon"}).result
+    assert poly.polygons is not None and polygons_to_mask(poly.polygons, 64, 64).shape == (64, 64)
+
+    traj = tools.call("trajectory", {"mask_id": first.mask_id}).result
+    assert traj.num_inference_steps == 5 and [p.step for p in traj.points] == [0, 1, 2, 3, 4]
+    assert np.array_equal(decode_rle(traj.points[-1].rle), session.rounds[0].mask)
+
+
+def test_images_as_data_url_and_base64_give_the_same_mask(tools, images):
+    _, sample = images
+    common = {"expression": sample.expression, "steps": 2}
+    by_url = tools.call("segment", {**common, "image": "data:image/png;base64," + _png_b64(sample.image)})
+    by_b64 = tools.call("segment", {**common, "image": _png_b64(sample.image)})
+    by_path = tools.call("segment", {**common, "image": "scene.png"})
+    assert by_url.result.bbox == by_b64.result.bbox == by_path.result.bbox
+
+
+@pytest.mark.parametrize(("name", "arguments", "code"), [
+    ("segment", {"image": "scene.png"}, "invalid_arguments"),
+    ("segment", {"image": "scene.png", "expression": "x", "colour": "red"}, "invalid_arguments"),
+    ("segment", {"image": "scene.png", "expression": "x", "steps": "many"}, "invalid_arguments"),
+    ("segment", "{not json", "invalid_arguments"),
+    ("refine", {"mask_id": "m-1", "correction": "x"}, "invalid_arguments"),
+    ("erase", {}, "unknown_tool"),
+    ("segment", {"image": "../scene.png", "expression": "x"}, "refused"),
+    ("segment", {"image": "/etc/passwd", "expression": "x"}, "refused"),
+    ("segment", {"image": "escape.png", "expression": "x"}, "refused"),  # a symlink out of the folder
+    ("segment", {"image": "https://example.com/a.png", "expression": "x"}, "refused"),
+    ("segment", {"image": "missing.png", "expression": "x"}, "bad_input"),
+    ("segment", {"image": "data:text/plain;base64,aGVsbG8=", "expression": "x"}, "bad_input"),
+    ("segment", {"image": "scene.png", "expression": "x", "critic": "vlm"}, "critic_unavailable"),
+    ("get_mask", {"mask_id": "m-000000000000-r1", "format": "rle"}, "not_found"),
+])
+def test_bad_calls_return_structured_errors(tools, images, tmp_path, name, arguments, code):
+    outside = tmp_path / "secret.png"
+    Image.fromarray(images[1].image).save(outside)
+    link = images[0] / "escape.png"
+    if not link.exists():
+        link.symlink_to(outside)
+    out = tools.call(name, arguments)
+    assert out.is_error and out.result.error == code, out.text()
+    assert out.data() == {"error": code, "message": out.result.message} and out.result.message
+
+
+def test_no_allowed_folder_refuses_every_path(pipe, images):
+    out = SegmentationTools(pipeline=pipe).call("segment", {"image": str(images[0] / "scene.png"), "expression": "x"})
+    assert out.result.error == "refused" and "--allow-dir" in out.result.message
+
+
+def test_store_is_bounded_and_expires():
+    now = [0.0]
+    store = SessionStore(max_sessions=2, ttl_s=10, clock=lambda: now[0])
+
+    class Fake:
+        rounds = [object()]
+
+    a, b = store.add(Fake()), store.add(Fake())
+    store.lookup(f"m-{a}-r1")  # a is now the most recently used
+    store.add(Fake())  # evicts b
+    with pytest.raises(Exception, match="unknown or expired"):
+        store.lookup(f"m-{b}-r1")
+    with pytest.raises(Exception, match="rounds 1..1"):
+        store.lookup(f"m-{a}-r2")
+    now[0] = 11.0
+    with pytest.raises(Exception, match="unknown or expired"):
+        store.lookup(f"m-{a}-r1")
+    assert len(store) == 0
+
+
+def test_vlm_critic_rounds_and_critic_failure_through_the_tool(pipe, images):
+    _, sample = images
+    critique = {"verdict": "revise", "problem": "covers the cross", "correction": "the cross", "confidence": 0.6}
+    replies = [Reply(completion(json.dumps(critique))), error(500, "down")]
+    with ChatServer(scripted(replies)) as server:
+        settings = ChatSettings(base_url=server.url, api_key="k", model="vlm", max_retries=0, cache_dir=None)
+        tools = SegmentationTools(pipeline=pipe, critic_factory=lambda: VLMCritic(settings), convergence_iou=1.01)
+        out = tools.call("segment", {"image": _png_b64(sample.image), "expression": sample.expression, "steps": 2,
+                                     "critic": "vlm", "max_rounds": 3})
+    result = out.result
+    assert result.stop_reason == "critic_failed" and [h.round for h in result.history] == [1, 2]
+    assert result.history[1].corrections == ["the cross"] and "server_error" in result.history[1].problem
+
+
+# ------------------------------------------------------------------------------------------------- OpenAI
+def test_manifests_match_the_code_and_are_strict():
+    assert stale() == [], "run: python -m addp_agent.tools.manifests"
+    chat, responses = chat_completions_tools(), responses_tools()
+    assert [t["function"]["name"] for t in chat] == [t["name"] for t in responses] == list(TOOL_SPECS)
+    for tool in responses:
+        assert tool["strict"] is True and check_strict(tool["parameters"]) == []
+    assert json.loads(manifests()["openai_chat_tools.json"]) == chat
+    nullable = chat[0]["function"]["parameters"]["properties"]["critic"]
+    assert nullable["type"] == ["string", "null"] and None in nullable["enum"]
+
+
+def test_dispatchers_answer_sdk_tool_calls(tools, images):
+    from openai.types.chat import ChatCompletionMessageToolCall
+    from openai.types.responses import ResponseFunctionToolCall
+
+    args = json.dumps({"image": "scene.png", "expression": images[1].expression, "corrections": None,
+                       "max_rounds": None, "critic": None, "steps": 2, "seed": None})
+    call = ChatCompletionMessageToolCall(id="call_9", type="function", function={"name": "segment", "arguments": args})
+    message, output = chat_tool_message(tools, call)
+    assert message["role"] == "tool" and message["tool_call_id"] == "call_9"
+    assert json.loads(message["content"])["mask_id"] == output.result.mask_id
+    extra = overlay_message(output)
+    assert extra["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
+    item = ResponseFunctionToolCall(type="function_call", call_id="fc_1", name="get_mask",
+                                    arguments=json.dumps({"mask_id": output.result.mask_id, "format": "rle"}))
+    answer, _ = responses_output_item(tools, item)
+    assert answer["type"] == "function_call_output" and answer["call_id"] == "fc_1"
+    assert json.loads(answer["output"])["rle"]["size"] == [64, 64]
+    bad, _ = chat_tool_message(tools, {"id": "c", "function": {"name": "refine", "arguments": "{}"}})
+    assert json.loads(bad["content"])["error"] == "invalid_arguments"
+
+
+def agent_llm(request):
+    """A scripted tool-calling LLM: segment, then refine the returned mask_id, then a final answer."""
+    assert request["tools"] == chat_completions_tools()
+    results = [json.loads(m["content"]) for m in request["messages"] if m["role"] == "tool"]
+    if not results:
+        image = request["messages"][1]["content"].split("\n")[0].removeprefix("Image: ")
+        return Reply(completion(tool_calls=[tool_call("segment", {
+            "image": image, "expression": "the second shape from the top", "corrections": None, "max_rounds": None,
+            "critic": None, "steps": 3, "seed": None})]))
+    if len(results) == 1:
+        return Reply(completion(tool_calls=[tool_call("refine", {"mask_id": results[0]["mask_id"],
+                                                                 "correction": "the blue shape"}, "call_2")]))
+    return Reply(completion(f"Done: {results[-1]['mask_id']} covers {results[-1]['area_percent']}% of the image."))
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("openai_agent", ROOT / "examples" / "openai_agent.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_agent_loop_against_a_loopback_server(tools, images):
+    import openai
+
+    example = load_example()
+    lines: list[str] = []
+    with ChatServer(agent_llm) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="k", max_retries=0)
+        messages = example.run_agent(client, "scripted", tools, str(images[0] / "scene.png"),
+                                     "the second shape from the top", send_overlays=True, say=lines.append)
+    heads = [line.split("(")[0].split(":")[0].split(" m-")[0] for line in lines]
+    assert heads == ["assistant → segment", "tool ← mask_id", "assistant → refine", "tool ← mask_id", "assistant"]
+    assert lines[3].startswith("tool ← mask_id m-") and lines[3].split()[3].endswith("-r2:")
+    assert sum(m["role"] == "tool" for m in messages) == 2
+    assert sum(m["role"] == "user" and isinstance(m["content"], list) for m in messages) == 2  # overlays shown
+    assert len(server.requests) == 3
