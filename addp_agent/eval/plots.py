@@ -1,0 +1,78 @@
+"""Evaluation figures: metrics per round, and an overlay gallery of the biggest gains and losses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from addp_agent.eval.records import EvalConfig, SampleRecord  # noqa: E402
+from addp_agent.masks import decode_rle, overlay  # noqa: E402
+
+KEYS = ("mIoU", "oIoU", "P@0.5", "P@0.7", "P@0.9")
+
+
+def metrics_plot(document: dict[str, Any], path: Path) -> Path:
+    """mIoU, oIoU and P@k (%) against the round (later rounds include carried-forward masks)."""
+    rounds = [r["round"] for r in document["rounds"]]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+    for key in KEYS:
+        values = [100 * (r[key] or 0.0) for r in document["rounds"]]
+        ax.plot(rounds, values, marker="o", label=key)
+    if "confusable" in document.get("subsets", {}):
+        values = [100 * (r["mIoU"] or 0.0) for r in document["subsets"]["confusable"]["rounds"]]
+        ax.plot(rounds, values, marker="s", linestyle="--", label="mIoU (confusable)")
+    ax.set_xticks(rounds)
+    ax.set_xlabel("round")
+    ax.set_ylabel("%")
+    ax.set_title(f"{document['n']} samples, critic: {document['config']['critic']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def gains(records: list[SampleRecord]) -> list[tuple[float, SampleRecord]]:
+    """(last-round IoU − first-round IoU, record) for samples whose IoU changed, biggest gain first."""
+    changed = [(r.rounds[-1].iou - r.rounds[0].iou, r) for r in records if r.rounds]
+    return sorted([c for c in changed if c[0] != 0.0], key=lambda c: (-c[0], c[1].index))
+
+
+def gallery(config: EvalConfig, records: list[SampleRecord], path: Path, size: int = 4) -> Path | None:
+    """Rows of (ground truth, round 1, last round) overlays for the ``size`` biggest gains and losses."""
+    from addp_agent.eval.shard import open_stream
+
+    ranked = gains(records)
+    picked = [c for c in ranked if c[0] > 0][:size] + [c for c in ranked[::-1] if c[0] < 0][:size]
+    if not picked:
+        return None
+    wanted = {r.index for _, r in picked}
+    images: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    _, stream = open_stream(config)
+    for index, sample in stream:
+        if index in wanted:
+            images[index] = (sample.image, sample.mask)
+        if len(images) == len(wanted) or index > max(wanted):
+            break
+    fig, axes = plt.subplots(len(picked), 3, figsize=(7.5, 2.6 * len(picked)), dpi=100, squeeze=False)
+    for row, (gain, record) in zip(axes, picked, strict=True):
+        image, gt = images[record.index]
+        first, last = record.rounds[0], record.rounds[-1]
+        panels = [(gt, f"GT: {record.expression[:40]}"), (decode_rle(first.mask_rle), f"round 1: IoU {first.iou:.2f}"),
+                  (decode_rle(last.mask_rle), f"round {last.round}: IoU {last.iou:.2f} ({gain:+.2f})\n"
+                                              f"D⁻: {', '.join(last.corrections)[:40] or 'none'}")]
+        for ax, (mask, title) in zip(row, panels, strict=True):
+            ax.imshow(overlay(image, mask))
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,121 @@
+"""Per-sample evaluation records (one JSON line each) and the run settings they belong to.
+
+Every round keeps its exact pixel counts (``intersection``, ``union``), so all metrics can be recomputed from the
+records alone, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from addp_agent.errors import UserError
+
+CriticName = Literal["simulated", "vlm", "paper", "none"]
+CRITICS: tuple[str, ...] = ("simulated", "vlm", "paper", "none")
+
+
+class EvalConfig(BaseModel):
+    """Settings of one evaluation run (saved as ``config.json``; a resume must match them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    split: str = "val"
+    model: str | None = None
+    critic: CriticName = "simulated"
+    max_rounds: int = Field(3, ge=1)
+    steps: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1)
+    seed: int = 0
+    accept_iou: float = Field(0.9, gt=0.0, le=1.0)
+    strict: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change between an interrupted run and its resume (``limit`` may grow)."""
+        return self.model_dump(exclude={"limit", "strict"})
+
+
+class RoundRecord(BaseModel):
+    """One round of one sample: exact counts against the ground truth, plus what the critic said."""
+
+    round: int
+    intersection: int
+    union: int
+    iou: float
+    confidence: float
+    corrections: list[str]
+    critique: dict[str, Any] | None = None
+    critic_error: str | None = None
+    mask_rle: dict[str, Any]
+    denoise_s: float = 0.0
+    critic_s: float = 0.0
+
+
+class SampleRecord(BaseModel):
+    """One sample's evaluation. ``error`` is set (and ``rounds`` empty) when the sample could not be run."""
+
+    index: int  # position in the (limited) data stream, 0-based
+    sample_id: str
+    image_id: str = ""
+    ref_id: str = ""
+    expression: str
+    family: str = ""
+    confusable: bool = False
+    error: str | None = None
+    stop_reason: str = ""
+    stop_detail: str = ""
+    best_round: int = 0
+    rounds: list[RoundRecord] = []
+
+
+def read_records(paths: Iterable[Path]) -> dict[int, SampleRecord]:
+    """Records from JSON-lines files, first occurrence of an index wins; torn or foreign lines are ignored."""
+    found: dict[int, SampleRecord] = {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            try:
+                record = SampleRecord.model_validate_json(line)
+            except ValueError:
+                continue  # a line cut short by an interruption
+            found.setdefault(record.index, record)
+    return found
+
+
+def append_records(path: Path, records: list[SampleRecord]) -> None:
+    """Append records in one write (a batch lands whole or not at all, bar a torn last line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):  # drop a line torn by an earlier interruption
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
+    text = "".join(r.model_dump_json() + "\n" for r in records)
+    with path.open("a") as handle:
+        handle.write(text)
+        handle.flush()
+
+
+def write_records(path: Path, records: Iterable[SampleRecord]) -> None:
+    """Write records (sorted by the caller) as ``samples.jsonl``."""
+    path.write_text("".join(r.model_dump_json() + "\n" for r in records))
+
+
+def check_config(out: Path, config: EvalConfig) -> None:
+    """Refuse to resume a run made with other settings."""
+    saved = out / "config.json"
+    if not saved.is_file():
+        return
+    try:
+        previous = EvalConfig.model_validate(json.loads(saved.read_text()))
+    except ValueError as error:
+        raise UserError(f"{saved}: unreadable run settings ({error}); use a new --out") from None
+    if previous.identity() != config.identity():
+        changed = sorted(k for k, v in config.identity().items() if previous.identity().get(k) != v)
+        raise UserError(f"{out} holds a run with other settings ({', '.join(changed)}); use a new --out")

@@ -1,0 +1,59 @@
+"""``report.md``: the run's settings, metrics per round, transitions, stops, skips and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from addp_agent.eval.records import SampleRecord
+
+COLUMNS = ("mIoU", "oIoU", "P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9")
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def metrics_table(block: dict[str, Any]) -> list[str]:
+    """Markdown rows: one per round and one for the loop's answer (percent)."""
+    lines = ["| round | n | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    rows = [(str(r["round"]), r) for r in block["rounds"]] + [("answer", block["answer"])]
+    lines += [f"| {name} | {r['n']} | " + " | ".join(_pct(r[c]) for c in COLUMNS) + " |" for name, r in rows]
+    return lines
+
+
+def write_report(path: Path, document: dict[str, Any], records: list[SampleRecord], figures: dict[str, str]) -> Path:
+    """Write the markdown report next to ``metrics.json``."""
+    config = document["config"]
+    lines = ["# Evaluation report", "",
+             f"Data `{config['data']}` split `{config['split']}`, model `{config['model'] or 'bundled default'}`, "
+             f"critic `{config['critic']}`, up to {config['max_rounds']} rounds, steps "
+             f"{config['steps'] or 'model default'}, seed {config['seed']}, batch {config['batch_size']}.", "",
+             f"{document['n']} samples evaluated; {document['skipped']['total']} skipped"
+             + "".join(f", {n} {reason}" for reason, n in document["skipped"]["reasons"].items()) + ".", "",
+             "Values in %. Every round covers all samples: a sample that stopped early (accepted, converged, critic "
+             "failure, no usable correction) carries its last mask forward. *answer* scores the round the loop "
+             "picked (the accepted one, else the most confident).", "", "## All samples", "",
+             *metrics_table(document)]
+    for name, block in document.get("subsets", {}).items():
+        lines += ["", f"## {name.replace('_', ' ').capitalize()} subset", "", *metrics_table(block)]
+    lines += ["", "## Between rounds", "", "| rounds | improved | worsened | unchanged | ran the later round |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {t['from']}→{t['to']} | {t['improved']} | {t['worsened']} | {t['unchanged']} | "
+              f"{document['ran_round'][str(t['to'])]} |" for t in document["transitions"]]
+    failures = document["critic_failures"]
+    lines += ["", f"Critic failures: {failures['total']} (by round: {failures['by_round']}).",
+              f"Stop reasons: {document['stop_reasons']}."]
+    changed = sorted((r for r in records if r.rounds), key=lambda r: r.rounds[-1].iou - r.rounds[0].iou)
+    if changed and len(changed[0].rounds) > 1:
+        worst = changed[0]
+        lines.append(f"Largest loss: `{worst.sample_id}` \"{worst.expression}\" "
+                     f"{worst.rounds[0].iou:.3f} → {worst.rounds[-1].iou:.3f}.")
+    if changed and len(changed[-1].rounds) > 1:
+        best = changed[-1]
+        lines.append(f"Largest gain: `{best.sample_id}` \"{best.expression}\" "
+                     f"{best.rounds[0].iou:.3f} → {best.rounds[-1].iou:.3f}.")
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{title}]({name})" for title, name in figures.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

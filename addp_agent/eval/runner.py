@@ -1,0 +1,66 @@
+"""Evaluation entry point: settings checks, critics, one process's shard, and the merge on the main process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from addp_agent.critic.simulated import SimulatedCritic
+from addp_agent.data.sample import RISSample
+from addp_agent.errors import UserError
+from addp_agent.eval.batch import CriticFactory
+from addp_agent.eval.finish import finalize
+from addp_agent.eval.records import CRITICS, EvalConfig, check_config
+from addp_agent.eval.shard import run_shard
+
+
+def critic_factory(config: EvalConfig, critic_model: str | None = None) -> CriticFactory:
+    """Per-sample critics: the simulated one sees each sample's ground truth; LLM critics share one client."""
+    if config.critic not in CRITICS:
+        raise UserError(f"unknown critic {config.critic!r}; use one of {', '.join(CRITICS)}")
+    if config.critic == "none":
+        return lambda sample: None
+    if config.critic == "simulated":
+        return lambda sample: SimulatedCritic.from_sample(sample, config.accept_iou)
+    from addp_agent.critic.chat import ChatSettings, ChatTransport
+
+    transport = ChatTransport(ChatSettings(model=critic_model))
+    if config.critic == "vlm":
+        from addp_agent.critic.vlm import VLMCritic
+
+        shared = VLMCritic(transport=transport)
+        return lambda sample: shared
+    from addp_agent.critic.paper import PaperCritic
+
+    def paper(sample: RISSample) -> PaperCritic:
+        return PaperCritic(str(sample.meta.get("caption") or "a scene"), transport=transport)
+
+    return paper
+
+
+def prepare(config: EvalConfig, out: Path) -> None:
+    """Check the output folder (resume only with the same settings)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    check_config(out, config)
+
+
+def evaluate(config: EvalConfig, out: Path, pipe: Any, critic_for: CriticFactory, rank: int = 0, world: int = 1,
+             wait: Callable[[], None] = lambda: None, progress: bool = False) -> dict[str, Any] | None:
+    """Run this process's shard; the main process (rank 0) then merges all shards. Returns metrics on rank 0."""
+    prepare(config, out)
+    wait()
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(config.model_dump_json(indent=2))
+    run_shard(pipe, config, out, critic_for, rank, world, progress)
+    wait()
+    if rank != 0:
+        return None
+    return finalize(config, out, world)
+
+
+def load_metrics(out: Path) -> dict[str, Any]:
+    return json.loads((out / "metrics.json").read_text())

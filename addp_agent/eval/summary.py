@@ -1,0 +1,123 @@
+"""Metrics per round over sample records, as integer state that merges exactly across shards.
+
+Round r covers every evaluated sample: a sample whose loop stopped before round r (accepted, converged, critic
+failure, no correction) carries its last mask forward. ``answer`` scores the round the loop picked (the accepted
+one, else the most confident). Transitions compare each sample's IoU between consecutive rounds exactly
+(``I₁·U₀`` vs ``I₀·U₁``). The same metrics are kept for the confusable and non-confusable subsets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from fractions import Fraction
+from typing import Any
+
+from addp_agent.eval.records import SampleRecord
+from addp_agent.metrics import RISMetrics
+
+SUBSETS = ("all", "confusable", "not_confusable")
+
+
+def _iou(intersection: int, union: int) -> Fraction:
+    return Fraction(1) if union == 0 else Fraction(intersection, union)
+
+
+def round_counts(record: SampleRecord, max_rounds: int) -> list[tuple[int, int]]:
+    """``(I, U)`` for rounds 1..max_rounds, the last round carried forward."""
+    counts = [(r.intersection, r.union) for r in record.rounds[:max_rounds]]
+    return counts + [counts[-1]] * (max_rounds - len(counts))
+
+
+class EvalSummary:
+    """Counts over a set of records; ``merge`` sums two disjoint sets exactly."""
+
+    def __init__(self, max_rounds: int) -> None:
+        self.max_rounds = max_rounds
+        self.rounds = {s: [RISMetrics() for _ in range(max_rounds)] for s in SUBSETS}
+        self.answer = {s: RISMetrics() for s in SUBSETS}
+        self.transitions = [Counter() for _ in range(max_rounds - 1)]  # improved / worsened / unchanged
+        self.ran = [0] * max_rounds  # samples that actually ran round r
+        self.critic_failures = [0] * max_rounds
+        self.stop_reasons: Counter = Counter()
+        self.skipped: Counter = Counter()  # reason -> samples not evaluated
+
+    def add(self, record: SampleRecord) -> None:
+        """Account for one sample."""
+        if record.error is not None or not record.rounds:
+            self.skipped[(record.error or "no rounds").split(":")[0]] += 1
+            return
+        counts = round_counts(record, self.max_rounds)
+        best = record.rounds[max(0, min(record.best_round, len(record.rounds)) - 1)]
+        subsets = ("all", "confusable" if record.confusable else "not_confusable")
+        for subset in subsets:
+            for metrics, (i, u) in zip(self.rounds[subset], counts, strict=True):
+                metrics.add(i, u)
+            self.answer[subset].add(best.intersection, best.union)
+        for k in range(1, self.max_rounds):
+            before, after = _iou(*counts[k - 1]), _iou(*counts[k])
+            self.transitions[k - 1]["improved" if after > before else "worsened" if after < before
+                                    else "unchanged"] += 1
+        for r in record.rounds[: self.max_rounds]:
+            self.ran[r.round - 1] += 1
+            self.critic_failures[r.round - 1] += r.critic_error is not None
+        self.stop_reasons[record.stop_reason] += 1
+
+    def merge(self, other: EvalSummary) -> EvalSummary:
+        """Add another shard's counts (in place); returns self."""
+        if other.max_rounds != self.max_rounds:
+            raise ValueError(f"cannot merge summaries of {self.max_rounds} and {other.max_rounds} rounds")
+        for s in SUBSETS:
+            for mine, theirs in zip(self.rounds[s], other.rounds[s], strict=True):
+                mine.merge(theirs)
+            self.answer[s].merge(other.answer[s])
+        for mine, theirs in zip(self.transitions, other.transitions, strict=True):
+            mine.update(theirs)
+        self.ran = [a + b for a, b in zip(self.ran, other.ran, strict=True)]
+        self.critic_failures = [a + b for a, b in zip(self.critic_failures, other.critic_failures, strict=True)]
+        self.stop_reasons.update(other.stop_reasons)
+        self.skipped.update(other.skipped)
+        return self
+
+    def state(self) -> dict[str, Any]:
+        """JSON state (integers only)."""
+        return {"max_rounds": self.max_rounds,
+                "rounds": {s: [m.state() for m in self.rounds[s]] for s in SUBSETS},
+                "answer": {s: self.answer[s].state() for s in SUBSETS},
+                "transitions": [dict(t) for t in self.transitions], "ran": self.ran,
+                "critic_failures": self.critic_failures, "stop_reasons": dict(self.stop_reasons),
+                "skipped": dict(self.skipped)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> EvalSummary:
+        summary = cls(int(state["max_rounds"]))
+        summary.rounds = {s: [RISMetrics.from_state(m) for m in state["rounds"][s]] for s in SUBSETS}
+        summary.answer = {s: RISMetrics.from_state(state["answer"][s]) for s in SUBSETS}
+        summary.transitions = [Counter(t) for t in state["transitions"]]
+        summary.ran, summary.critic_failures = list(state["ran"]), list(state["critic_failures"])
+        summary.stop_reasons, summary.skipped = Counter(state["stop_reasons"]), Counter(state["skipped"])
+        return summary
+
+    @classmethod
+    def of(cls, records: list[SampleRecord], max_rounds: int) -> EvalSummary:
+        summary = cls(max_rounds)
+        for record in records:
+            summary.add(record)
+        return summary
+
+    def to_metrics(self) -> dict[str, Any]:
+        """The ``metrics.json`` body (fractions in [0, 1])."""
+        def block(subset: str) -> dict[str, Any]:
+            return {"rounds": [{"round": k + 1, **m.to_dict()} for k, m in enumerate(self.rounds[subset])],
+                    "answer": self.answer[subset].to_dict()}
+
+        out: dict[str, Any] = {"n": self.rounds["all"][0].n, **block("all")}
+        out["transitions"] = [{"from": k + 1, "to": k + 2, **{key: t.get(key, 0) for key in
+                               ("improved", "worsened", "unchanged")}} for k, t in enumerate(self.transitions)]
+        out["ran_round"] = {str(k + 1): n for k, n in enumerate(self.ran)}
+        out["critic_failures"] = {"total": sum(self.critic_failures),
+                                  "by_round": {str(k + 1): n for k, n in enumerate(self.critic_failures)}}
+        out["stop_reasons"] = dict(sorted(self.stop_reasons.items()))
+        out["skipped"] = {"total": sum(self.skipped.values()), "reasons": dict(sorted(self.skipped.items()))}
+        out["subsets"] = {s: block(s) for s in SUBSETS[1:] if self.rounds[s][0].n}
+        out["carry_forward"] = "samples that stopped early carry their last mask to later rounds"
+        return out

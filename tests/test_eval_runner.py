@@ -1,0 +1,174 @@
+"""`addp eval` on a tiny model: shards merge exactly, records reproduce the metrics, resume, skips, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from addp_agent.cli import main
+from addp_agent.data.sources import load_source
+from addp_agent.errors import UserError
+from addp_agent.eval.finish import finalize
+from addp_agent.eval.records import EvalConfig, read_records
+from addp_agent.eval.runner import critic_factory, evaluate
+from addp_agent.eval.shard import part_files, run_shard
+from addp_agent.masks import decode_rle
+from addp_agent.metrics import RISMetrics, iou_counts
+
+DATA = "shapes-gen:8:3:32"
+
+
+def redden(source: Path, folder: Path) -> Path:
+    """The tiny random model with a red-leaning output bias, so masks are non-empty and corrections matter."""
+    from addp_agent.engine import ADDPPipeline
+
+    pipe = ADDPPipeline.from_pretrained(source)
+    with torch.no_grad():
+        pipe.unet.conv_out.weight.mul_(3.0)
+        pipe.unet.conv_out.bias.copy_(torch.tensor([1.0] * 4 + [-1.0] * 8))  # R up, G and B down (2x2 patches)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def red_dir(tiny_pixel_dir, tmp_path_factory) -> Path:
+    return redden(tiny_pixel_dir, tmp_path_factory.mktemp("red-pixel"))
+
+
+@pytest.fixture(scope="module")
+def red_pipe(red_dir):
+    from addp_agent.models.registry import load_pipeline
+
+    pipe = load_pipeline(str(red_dir), device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _untimed(path: Path) -> list[dict]:
+    """Records without their wall-clock timings."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for record in records:
+        for r in record["rounds"]:
+            del r["denoise_s"], r["critic_s"]
+    return records
+
+
+def _config(red_dir: Path, **overrides) -> EvalConfig:
+    return EvalConfig(**({"data": DATA, "split": "val", "model": str(red_dir), "max_rounds": 3, "steps": 1,
+                          "batch_size": 2} | overrides))
+
+
+@pytest.fixture(scope="module")
+def single(red_pipe, red_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("single")
+    config = _config(red_dir)
+    evaluate(config, out, red_pipe, critic_factory(config))
+    return out
+
+
+def test_two_simulated_shards_equal_one_process(single, red_pipe, red_dir, tmp_path) -> None:
+    config = _config(red_dir)
+    for rank in (1, 0):
+        run_shard(red_pipe, config, tmp_path, critic_factory(config), rank=rank, world=2)
+    document = finalize(config, tmp_path, world=2)
+    assert sorted(p.name for p in part_files(tmp_path)) == ["part-2-0.jsonl", "part-2-1.jsonl"]
+    assert document == json.loads((single / "metrics.json").read_text())
+    assert _untimed(tmp_path / "samples.jsonl") == _untimed(single / "samples.jsonl")
+    assert document["n"] == 8 and document["ran_round"]["1"] == 8
+    assert document["ran_round"]["2"] >= 1  # the critic asked for corrections
+    assert sum(document["transitions"][0][k] for k in ("improved", "worsened", "unchanged")) == 8
+
+
+def test_samples_jsonl_reproduces_metrics(single) -> None:
+    document = json.loads((single / "metrics.json").read_text())
+    records = [json.loads(line) for line in (single / "samples.jsonl").read_text().splitlines()]
+    samples = list(load_source(DATA, "val"))
+    assert [r["sample_id"] for r in records] == [s.sample_id for s in samples]
+    per_round = [RISMetrics() for _ in range(3)]
+    confusable = [RISMetrics() for _ in range(3)]
+    for record, sample in zip(records, samples, strict=True):
+        rounds = record["rounds"]
+        for r in rounds:  # the stored counts are those of the stored mask against the ground truth
+            assert iou_counts(decode_rle(r["mask_rle"]), sample.mask) == (r["intersection"], r["union"])
+        for k in range(3):
+            last = rounds[min(k, len(rounds) - 1)]
+            per_round[k].add(last["intersection"], last["union"])
+            if record["confusable"]:
+                confusable[k].add(last["intersection"], last["union"])
+    assert [{"round": k + 1, **m.to_dict()} for k, m in enumerate(per_round)] == document["rounds"]
+    assert [{"round": k + 1, **m.to_dict()} for k, m in enumerate(confusable)] == \
+        document["subsets"]["confusable"]["rounds"]
+    assert 0.0 < document["rounds"][0]["mIoU"] < 1.0
+    for name in ("report.md", "metrics_per_round.png", "gallery.png"):
+        assert (single / name).stat().st_size > 0
+    assert "| 1 | 8 |" in (single / "report.md").read_text()
+
+
+def test_resume_skips_finished_batches(single, red_pipe, red_dir, tmp_path, monkeypatch) -> None:
+    config = _config(red_dir)
+    evaluate(_config(red_dir, limit=4), tmp_path, red_pipe, critic_factory(config))
+    part = tmp_path / "parts" / "part-1-0.jsonl"
+    part.write_text(part.read_text() + '{"index": 7, "sample_id": "tor')  # an interrupted write
+    calls = []
+    original = type(red_pipe).__call__
+    monkeypatch.setattr(type(red_pipe), "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    document = evaluate(config, tmp_path, red_pipe, critic_factory(config))
+    assert document == json.loads((single / "metrics.json").read_text())
+    done = read_records([part])
+    assert sorted(done) == list(range(8))
+    new_calls = len(calls)
+    assert new_calls >= 2  # two new round-1 batch calls (indices 4-7), plus later rounds
+    evaluate(config, tmp_path, red_pipe, critic_factory(config))
+    assert len(calls) == new_calls  # nothing left to compute
+    with pytest.raises(UserError, match="other settings .*max_rounds"):
+        evaluate(_config(red_dir, max_rounds=2), tmp_path, red_pipe, critic_factory(config))
+
+
+def test_unreadable_samples_skipped_or_strict(red_pipe, red_dir, tmp_path) -> None:
+    from addp_agent.data.export import export_refer
+    from addp_agent.data.shapes import ShapesRef, ShapesRefConfig
+
+    export = tmp_path / "shapes"
+    assert export_refer(ShapesRef("val", 4, 0, ShapesRefConfig(size=32)), export, "val") == 4
+    images = sorted((export / "images").rglob("*.png"))
+    images[1].unlink()
+    config = _config(red_dir, data=f"shapes:{export}", max_rounds=1)
+    document = evaluate(config, tmp_path / "run", red_pipe, critic_factory(config))
+    assert document["n"] == 3
+    assert document["skipped"] == {"total": 1, "reasons": {"missing image": 1}}
+    with pytest.raises(UserError, match="cannot read image"):
+        strict = _config(red_dir, data=f"shapes:{export}", max_rounds=1, strict=True)
+        evaluate(strict, tmp_path / "strict", red_pipe, critic_factory(strict))
+
+
+def test_cli_writes_outputs(red_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "cli"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--data", "shapes-gen:4:1:32", "--model", str(red_dir), "--critic", "none", "--max-rounds",
+              "2", "--steps", "1", "--batch-size", "4", "--out", str(out), "--quiet"])
+    assert exit_info.value.code == 0
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["n"] == 4 and document["stop_reasons"] == {"no_critic": 4}
+    first, second = document["rounds"]
+    assert second == first | {"round": 2}  # no critic: round 2 carries round 1
+    assert document["transitions"][0]["unchanged"] == 4
+    assert {p.name for p in out.iterdir()} >= {"metrics.json", "samples.jsonl", "report.md", "metrics_per_round.png"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--data", "nope:1"], "unknown data source 'nope:1'"),
+    (["--data", "shapes:/no/such/dir"], "/no/such/dir: no exported Shapes-Ref found"),
+    (["--data", "shapes-gen:4", "--limit", "0"], "--limit must be ≥ 1, got 0"),
+    (["--data", "shapes-gen:4", "--critic", "oracle"], "unknown critic 'oracle'; use one of simulated, vlm, paper"),
+    (["--data", "shapes-gen:4", "--max-rounds", "0"], "--max-rounds: Input should be greater than or equal to 1"),
+])
+def test_bad_inputs_give_one_line(args, message, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", *args, "--model", str(tmp_path / "unused"), "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
