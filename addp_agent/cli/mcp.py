@@ -1,0 +1,55 @@
+"""`addp mcp`: serve the segmentation tools over MCP (stdio by default, or streamable HTTP)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from addp_agent.cli import app
+from addp_agent.errors import UserError
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--http expects HOST:PORT (e.g. 127.0.0.1:8765), got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@app.command("mcp")
+def mcp(
+    model: str = typer.Option(None, "--model", help="model folder or hub id (default: the bundled model)"),
+    http: str = typer.Option(None, "--http", metavar="HOST:PORT", help="serve streamable HTTP at /mcp, not stdio"),
+    allow_dir: list[Path] = typer.Option([], "--allow-dir", help="folder whose images tools may read (repeatable)"),
+    allow_urls: bool = typer.Option(False, "--allow-urls", help="let tools download http(s) image URLs"),
+    critic_model: str = typer.Option(None, "--critic-model",
+                                     help="VLM for critic='vlm' (default: $ADDP_CRITIC_MODEL; none: no VLM critic)"),
+    max_sessions: int = typer.Option(16, "--max-sessions", min=1, help="sessions kept (least recently used go)"),
+    ttl: float = typer.Option(1800.0, "--ttl", min=1.0, help="seconds a session lives after its last use"),
+) -> None:
+    """Serve segment / refine / get_mask / trajectory to MCP clients; the model is loaded once, at start."""
+    from addp_agent.tools.functions import SegmentationTools
+    from addp_agent.tools.inputs import ImagePolicy
+    from addp_agent.tools.mcp_server import run_http, run_stdio
+    from addp_agent.tools.store import SessionStore
+
+    for folder in allow_dir:
+        if not folder.expanduser().is_dir():
+            raise UserError(f"--allow-dir {folder}: not a folder")
+    address = parse_host_port(http) if http else None
+    factory = None
+    if critic_model or os.environ.get("ADDP_CRITIC_MODEL"):
+        from addp_agent.critic.chat import ChatSettings
+        from addp_agent.critic.vlm import VLMCritic
+
+        settings = ChatSettings(model=critic_model).resolved()  # fail now, not at the first call
+        factory = lambda: VLMCritic(settings)  # noqa: E731
+    tools = SegmentationTools(model, store=SessionStore(max_sessions, ttl),
+                              policy=ImagePolicy.create(allow_dir, allow_urls), critic_factory=factory)
+    tools.pipeline  # noqa: B018 (load once, before serving, so a bad --model fails here)
+    if address is None:
+        run_stdio(tools)
+    else:
+        run_http(tools, *address)

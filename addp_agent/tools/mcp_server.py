@@ -1,0 +1,78 @@
+"""MCP server on the official ``mcp`` SDK (low-level ``Server``): stdio or streamable HTTP.
+
+Tools are listed with the pydantic input/output schemas of :mod:`addp_agent.tools.schemas`. A call returns the short
+text, the overlay as image content and the result as structured content; failures come back as ``isError``
+results carrying a :class:`~addp_agent.tools.schemas.ToolError` object, never as crashes.
+"""
+
+from __future__ import annotations
+
+import base64
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools, ToolOutput
+
+SERVER_NAME = "addp-segmentation"
+INSTRUCTIONS = ("Referring image segmentation by diffusion. Call segment with an image and a referring expression; "
+                "look at the overlay; if the mask covers a wrong object call refine with a correction naming it. "
+                "get_mask returns RLE, PNG or polygons; trajectory returns the intermediate masks.")
+
+
+def _version() -> str:
+    try:
+        return version("addp-agent")
+    except PackageNotFoundError:
+        return "0"
+
+
+def mcp_tool_list() -> list[types.Tool]:
+    return [types.Tool(name=name, description=spec.description, input_schema=spec.args.model_json_schema(),
+                       output_schema=spec.result.model_json_schema())
+            for name, spec in TOOL_SPECS.items()]
+
+
+def call_tool_result(output: ToolOutput) -> types.CallToolResult:
+    """Text for the model, the overlay as image content, and the result as structured content."""
+    content: list[Any] = [types.TextContent(type="text", text=output.text())]
+    if output.overlay_png is not None:
+        content.append(types.ImageContent(type="image", data=base64.b64encode(output.overlay_png).decode("ascii"),
+                                          mime_type="image/png"))
+    return types.CallToolResult(content=content, structured_content=output.data(), is_error=output.is_error)
+
+
+def build_server(tools: SegmentationTools) -> Server:
+    """A low-level MCP server whose tool calls run in worker threads (the model is shared)."""
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=mcp_tool_list())
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        output = await anyio.to_thread.run_sync(tools.call, params.name, dict(params.arguments or {}))
+        return call_tool_result(output)
+
+    return Server(SERVER_NAME, version=_version(), instructions=INSTRUCTIONS, on_list_tools=list_tools,
+                  on_call_tool=call_tool)
+
+
+def run_stdio(tools: SegmentationTools) -> None:
+    server = build_server(tools)
+
+    async def serve() -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+
+    anyio.run(serve)
+
+
+def run_http(tools: SegmentationTools, host: str, port: int, path: str = "/mcp") -> None:
+    """Streamable HTTP at ``http://HOST:PORT/mcp`` (uvicorn)."""
+    import uvicorn
+
+    app = build_server(tools).streamable_http_app(streamable_http_path=path, host=host)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
