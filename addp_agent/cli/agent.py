@@ -1,0 +1,177 @@
+"""`addp agent IMAGE "EXPRESSION" --critic …`: multi-round correctional segmentation with a critic.
+
+Writes ``round<k>_overlay.png`` / ``round<k>_mask.png`` per round (and ``round<k>_step<s>_overlay.png`` for the
+intermediate mask a resumed round starts from), ``mask.png`` / ``overlay.png`` for the best round, and
+``trace.json``; prints a per-round table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from addp_agent.cli import app
+from addp_agent.errors import UserError
+
+CRITICS = ("vlm", "paper", "simulated", "none")
+
+
+def parse_shapes_spec(spec: str) -> tuple[str, int]:
+    split, sep, index = spec.partition(":")
+    if not sep or not index.isdigit():
+        raise UserError(f"--shapes-sample expects SPLIT:INDEX (e.g. val:12), got {spec!r}")
+    return split, int(index)
+
+
+def _inputs(image: Path | None, expression: str | None, shapes_sample: str | None, gt_mask: Path | None):
+    """(RGB image, expression, ground truth or None, other instances) from the arguments."""
+    from addp_agent.images import load_image
+    from addp_agent.masks import mask_from_png_bytes
+
+    if shapes_sample:
+        from addp_agent.data.shapes import SPLITS, generate_sample
+
+        if image is not None:
+            raise UserError("give either IMAGE or --shapes-sample, not both")
+        split, index = parse_shapes_spec(shapes_sample)
+        if split not in SPLITS:
+            raise UserError(f"--shapes-sample: unknown split {split!r}; use one of {list(SPLITS)}")
+        sample = generate_sample(split, index)
+        return sample.image, expression or sample.expression, sample.mask, sample.others
+    if image is None or not expression:
+        raise UserError("give IMAGE and EXPRESSION (or --shapes-sample SPLIT:INDEX)")
+    rgb = load_image(image)
+    truth = None
+    if gt_mask is not None:
+        if not gt_mask.is_file():
+            raise UserError(f"--gt-mask {gt_mask}: no such file")
+        truth = mask_from_png_bytes(gt_mask.read_bytes())
+        if truth.shape != rgb.shape[:2]:
+            raise UserError(f"--gt-mask is {truth.shape[1]}×{truth.shape[0]} but the image is "
+                            f"{rgb.shape[1]}×{rgb.shape[0]}")
+    return rgb, expression, truth, []
+
+
+def _critic(name: str, truth: np.ndarray | None, instances: list, accept_iou: float, caption: str | None,
+            settings: Any):
+    if name == "none":
+        return None
+    if name == "simulated":
+        from addp_agent.critic.simulated import SimulatedCritic
+
+        if truth is None:
+            raise UserError("--critic simulated needs the ground truth: pass --gt-mask MASK.png, or "
+                            "--shapes-sample SPLIT:INDEX for a Shapes-Ref sample with its instances")
+        return SimulatedCritic(truth, instances, accept_iou)
+    if name == "paper":
+        from addp_agent.critic.paper import PaperCritic
+
+        if not caption:
+            raise UserError("--critic paper asks 'This is an image of <CAPTION>. What might confuse …?': "
+                            "pass --caption \"a short description of the image\"")
+        return PaperCritic(caption, settings=settings)
+    from addp_agent.critic.vlm import VLMCritic
+
+    return VLMCritic(settings=settings)
+
+
+@app.command("agent")
+def agent_command(
+    image: Path = typer.Argument(None, help="Input image (omit with --shapes-sample)."),
+    expression: str = typer.Argument(None, help="Referring expression (default with --shapes-sample: its own)."),
+    critic: str = typer.Option("none", "--critic", help="vlm | paper | simulated | none"),
+    max_rounds: int = typer.Option(3, "--max-rounds", min=1, max=20),
+    out: Path = typer.Option(..., "--out", help="Output folder (created)."),
+    model: str = typer.Option(None, "--model", help="Model folder or hub id (default: the bundled model)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Denoising steps (default: the model's)."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    resume_step: int = typer.Option(None, "--resume-step", min=1,
+                                    help="k: the critic also sees the mask at step k; later rounds resume there."),
+    correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt for round 1 (repeatable)."),
+    gt_mask: Path = typer.Option(None, "--gt-mask", help="Ground-truth mask PNG (for --critic simulated)."),
+    shapes_sample: str = typer.Option(None, "--shapes-sample", metavar="SPLIT:INDEX",
+                                      help="Image, expression, ground truth and instances from Shapes-Ref."),
+    convergence_iou: float = typer.Option(0.98, "--convergence-iou", min=0.0,
+                                          help="Stop when mask IoU with the previous round reaches this (>1: never)."),
+    accept_iou: float = typer.Option(0.9, "--accept-iou", min=0.0, max=1.0, help="Simulated critic's threshold."),
+    caption: str = typer.Option(None, "--caption", help="Image caption for --critic paper."),
+    critic_model: str = typer.Option(None, "--critic-model", help="LLM/VLM name (default: $ADDP_CRITIC_MODEL)."),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)."),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="Seconds per critic request."),
+    cache_dir: Path = typer.Option(Path("~/.cache/addp-agent/critic"), "--cache-dir",
+                                   help="Critic answer cache (re-runs are free)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the critic cache."),
+) -> None:
+    """Segment, let a critic review each round, add its correction, repeat until it accepts."""
+    from addp_agent.agent import LoopConfig, Session
+    from addp_agent.models.registry import load_pipeline
+
+    if critic not in CRITICS:
+        raise UserError(f"--critic must be one of {', '.join(CRITICS)}, got {critic!r}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    rgb, expression, truth, instances = _inputs(image, expression, shapes_sample, gt_mask)
+    settings = None
+    if critic in ("vlm", "paper"):
+        from addp_agent.critic.chat import ChatSettings
+
+        settings = ChatSettings(base_url=base_url, model=critic_model, timeout_s=timeout,
+                                cache_dir=None if no_cache else cache_dir).resolved()
+    judge = _critic(critic, truth, instances, accept_iou, caption, settings)
+    pipe = load_pipeline(model)
+    pipe.set_progress_bar_config(disable=True)
+    config = LoopConfig(max_rounds=max_rounds, num_inference_steps=steps, seed=seed, resume_step=resume_step,
+                        convergence_iou=convergence_iou)
+    session = Session(pipe, rgb, expression, config)
+    result = session.run(judge, list(correction or []))
+    _write(out, session, result, truth, {"critic": critic, "model": model or "bundled default",
+                                         "image": str(image) if image else f"shapes:{shapes_sample}"})
+    _print_table(result, truth)
+
+
+def _write(out: Path, session: Any, result: Any, truth: np.ndarray | None, meta: dict[str, Any]) -> None:
+    from addp_agent.masks import mask_iou, mask_to_png_bytes, overlay
+
+    out.mkdir(parents=True, exist_ok=True)
+    for r in result.rounds:
+        Image.fromarray(overlay(session.image, r.mask)).save(out / f"round{r.index}_overlay.png")
+        (out / f"round{r.index}_mask.png").write_bytes(mask_to_png_bytes(r.mask))
+        if r.intermediate_mask is not None:
+            name = f"round{r.index}_step{r.resumed_from_step}_overlay.png"
+            Image.fromarray(overlay(session.image, r.intermediate_mask)).save(out / name)
+    best = result.best
+    Image.fromarray(overlay(session.image, best.mask)).save(out / "overlay.png")
+    (out / "mask.png").write_bytes(mask_to_png_bytes(best.mask))
+    trace = {**meta, **result.to_json(), "config": {k: v for k, v in vars(session.config).items()}}
+    if truth is not None:
+        for entry, r in zip(trace["rounds"], result.rounds, strict=True):
+            entry["iou_with_ground_truth"] = round(mask_iou(r.mask, truth), 4)
+    (out / "trace.json").write_text(json.dumps(trace, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _print_table(result: Any, truth: np.ndarray | None) -> None:
+    from addp_agent.masks import mask_iou
+
+    table = Table(title=f"'{result.expression}': stop = {result.stop_reason}, best = round {result.best.index}")
+    for column in ("round", "corrections", "area %", "conf.", "IoU prev", *(["IoU GT"] if truth is not None else []),
+                   "verdict", "problem / error", "time s"):
+        table.add_column(column, overflow="fold")
+    for r in result.rounds:
+        verdict = r.critique.verdict if r.critique else ("error" if r.critic_error else "-")
+        problem = (r.critique.problem if r.critique else r.critic_error) or ""
+        row = [str(r.index), "; ".join(r.corrections) or "-", f"{100 * r.area_fraction:.2f}", f"{r.confidence:.2f}",
+               "-" if r.iou_with_previous is None else f"{r.iou_with_previous:.3f}"]
+        if truth is not None:
+            row.append(f"{mask_iou(r.mask, truth):.3f}")
+        row += [verdict, problem[:160], f"{sum(r.timings.values()):.2f}"]
+        table.add_row(*row)
+    Console(width=160).print(table)
+    if result.stop_detail:
+        print(f"stop: {result.stop_reason}: {result.stop_detail}")

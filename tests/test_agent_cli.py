@@ -1,0 +1,81 @@
+"""`addp agent`: per-round files, trace.json, the table, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_agent_support import ChatServer, Reply, completion, scripted
+
+from addp_agent.cli import main
+from addp_agent.data.shapes import generate_sample
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_simulated_critic_on_a_shapes_sample(tmp_path, tiny_pixel_dir, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = run(["agent", "--shapes-sample", "val:5", "--critic", "simulated", "--max-rounds", "2",
+                             "--steps", "3", "--model", str(tiny_pixel_dir), "--out", str(out)], capsys)
+    assert code == 0, err
+    trace = json.loads((out / "trace.json").read_text())
+    assert trace["critic"] == "simulated" and trace["expression"] == generate_sample("val", 5).expression
+    assert trace["rounds"][0]["critique"]["verdict"] in ("accept", "revise")
+    assert 0.0 <= trace["rounds"][0]["iou_with_ground_truth"] <= 1.0
+    for r in trace["rounds"]:
+        assert (out / f"round{r['round']}_overlay.png").is_file() and (out / f"round{r['round']}_mask.png").is_file()
+    assert (out / "mask.png").is_file() and (out / "overlay.png").is_file()
+    assert "IoU GT" in stdout and f"stop = {trace['stop_reason']}" in stdout
+
+
+def test_vlm_critic_with_resume_from_step_k(tmp_path, tiny_pixel_dir, capsys):
+    image = tmp_path / "scene.png"
+    Image.fromarray(generate_sample("val", 5).image).save(image)
+    revise = {"verdict": "revise", "problem": "covers the cross", "correction": "the cross", "confidence": 0.7}
+    accept = {"verdict": "accept", "problem": "", "correction": None, "confidence": 0.9}
+    replies = [Reply(completion(json.dumps(revise))), Reply(completion(json.dumps(accept)))]
+    out = tmp_path / "out"
+    with ChatServer(scripted(replies)) as server:
+        code, stdout, err = run(["agent", str(image), "the cross", "--critic", "vlm", "--base-url", server.url,
+                                 "--critic-model", "vlm-test", "--no-cache", "--steps", "4", "--resume-step", "2",
+                                 "--convergence-iou", "1.01",
+                                 "--model", str(tiny_pixel_dir), "--out", str(out)], capsys)
+    assert code == 0, err
+    trace = json.loads((out / "trace.json").read_text())
+    assert [r["corrections"] for r in trace["rounds"]][:2] == [[], ["the cross"]]
+    assert all(r["resumed_from_step"] == 2 for r in trace["rounds"])
+    assert (out / "round1_step2_overlay.png").is_file()
+    assert len(server.requests) == len(trace["rounds"]) and "covers the cross" in stdout
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--critic", "simulated"], "--gt-mask"),
+    (["--critic", "paper", "--critic-model", "m", "--base-url", "http://127.0.0.1:9/v1"], "--caption"),
+    (["--critic", "judge"], "--critic must be one of"),
+    (["--critic", "simulated", "--gt-mask", "GT"], "differ"),
+])
+def test_clear_errors(tmp_path, tiny_pixel_dir, capsys, extra, message):
+    image = tmp_path / "scene.png"
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(image)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "gt.png")
+    extra = [str(tmp_path / "gt.png") if e == "GT" else e for e in extra]
+    code, _, err = run(["agent", str(image), "the cup", "--out", str(tmp_path / "o"), "--model", str(tiny_pixel_dir),
+                        *extra], capsys)
+    assert code == 2 and err.startswith("error: ") and (message in err or "is 10×10" in err), err
+    assert not (tmp_path / "o").exists()
