@@ -64,7 +64,10 @@ def eval_command(
     prepare(config, out)
     open_stream(config)  # bad specs and missing folders fail here, before the model loads
     critic_for = critic_factory(config, critic_model)
-    state = PartialState()
+    import torch
+
+    # CPU hosts: `accelerate launch --multi_gpu --num_processes N` starts N processes that join over gloo
+    state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
     pipe = load_pipeline(model, device=device or state.device)
     pipe.set_progress_bar_config(disable=True)
     document = evaluate(config, out, pipe, critic_for, state.process_index, state.num_processes,
