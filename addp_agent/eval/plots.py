@@ -65,8 +65,8 @@ def gallery(config: EvalConfig, records: list[SampleRecord], path: Path, size: i
     for row, (gain, record) in zip(axes, picked, strict=True):
         image, gt = images[record.index]
         first, last = record.rounds[0], record.rounds[-1]
-        panels = [(gt, f"GT: {record.expression[:40]}"), (decode_rle(first.mask_rle), f"round 1: IoU {first.iou:.2f}"),
-                  (decode_rle(last.mask_rle), f"round {last.round}: IoU {last.iou:.2f} ({gain:+.2f})\n"
+        panels = [(gt, f"GT: {record.expression[:40]}"), (decode_rle(first.mask_rle), f"round 1: IoU {first.iou:.3f}"),
+                  (decode_rle(last.mask_rle), f"round {last.round}: IoU {last.iou:.3f} ({gain:+.3f})\n"
                                               f"D⁻: {', '.join(last.corrections)[:40] or 'none'}")]
         for ax, (mask, title) in zip(row, panels, strict=True):
             ax.imshow(overlay(image, mask))
