@@ -172,3 +172,23 @@ def test_bad_inputs_give_one_line(args, message, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+class _Broken:
+    name = "broken"
+
+    def critique(self, request):
+        raise UserError("mask (1, 1) and ground truth (32, 32) differ in size")
+
+
+def test_failing_sample_is_counted_or_strict(red_pipe, red_dir, tmp_path) -> None:
+    def critic_for(sample):
+        return _Broken() if sample.sample_id.endswith("01") else None
+
+    config = _config(red_dir, limit=4, max_rounds=2)
+    document = evaluate(config, tmp_path / "run", red_pipe, critic_for)
+    assert document["n"] == 3 and document["skipped"] == {"total": 1, "reasons": {"failed sample": 1}}
+    lines = (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
+    assert json.loads(lines[1])["error"].startswith("failed sample: mask (1, 1)")
+    with pytest.raises(UserError, match="sample shapes-val-000001: mask"):
+        evaluate(_config(red_dir, limit=4, max_rounds=2, strict=True), tmp_path / "strict", red_pipe, critic_for)

@@ -104,12 +104,14 @@ def analyze_timesteps_command(
         raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    samples = list(islice(iter(load_source(data, split, skip_bad=True)), limit))
+    source = load_source(data, split, skip_bad=True)
+    samples = list(islice(iter(source), limit))
+    skipped = sum((getattr(source, "skipped", None) or {}).values())
     pipe = load_pipeline(model, device=device)
     pipe.set_progress_bar_config(disable=True)
     step_ids, timesteps, counts = measure(pipe, samples, steps, batch_size, seed)
     result = curve(step_ids, timesteps, counts, int(pipe.scheduler.config.num_train_timesteps))
-    meta = {"data": data, "split": split, "model": model or "bundled-default", "seed": seed}
+    meta = {"data": data, "split": split, "model": model or "bundled-default", "seed": seed, "skipped": skipped}
     files = write_outputs(result, out, meta)
     peak = max(range(len(result.miou)), key=result.miou.__getitem__)
     typer.echo(f"{result.n} samples, {len(timesteps)} steps: mIoU {100 * result.miou[0]:.1f} % at t={timesteps[0]}, "

@@ -96,7 +96,13 @@ def run_batch(pipe: Any, batch: list[tuple[int, RISSample]], config: EvalConfig,
     if sessions:
         _first_rounds(pipe, [s for _, _, s in sessions], loop)
     for index, sample, session in sessions:
-        result = session.run(critic_for(sample))
+        try:
+            result = session.run(critic_for(sample))
+        except UserError as error:  # e.g. a critic that cannot read this sample
+            if config.strict:
+                raise UserError(f"sample {sample.sample_id}: {error}") from None
+            records[index] = _record(index, sample, error=f"failed sample: {error}")
+            continue
         records[index] = _record(index, sample, stop_reason=result.stop_reason, stop_detail=result.stop_detail[:300],
                                  best_round=result.best.index,
                                  rounds=[_round_record(r, sample.mask) for r in result.rounds])
