@@ -1,0 +1,172 @@
+"""Dynamic batching of concurrent segmentation requests into batched pipeline calls.
+
+A worker thread takes the first queued request, waits up to ``max_wait_ms`` for more (at most ``max_batch``),
+groups them by settings (steps, guidance and correction scales, mode) and runs each group as one pipeline call:
+one UNet batch per step for every sample and every guidance branch. Corrections may differ per sample (the
+pipeline gives a sample with fewer corrections zero-weight branches). Each request keeps its own seed: the call
+gets one CPU generator per sample, so the initial noise (and any ancestral-sampler noise) is what an individual
+``pipe.segment(..., seed=seed)`` call would draw.
+"""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from addp_agent.engine.pipeline import MAX_CORRECTION_CHARS, clean_text
+from addp_agent.engine.result import SegmentationResult, results_from_output
+from addp_agent.errors import UserError
+from addp_agent.images import as_rgb_array
+
+SettingsKey = tuple[int, float, float, float, str]
+
+
+@dataclass
+class _Request:
+    image: Any
+    expression: str
+    corrections: list[str]
+    seed: int
+    key: SettingsKey
+    future: Future = field(default_factory=Future)
+
+
+@dataclass
+class BatcherStats:
+    """Counters for monitoring and tests."""
+
+    requests: int = 0
+    calls: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class DynamicBatcher:
+    """Queue with a maximum batch and a maximum wait in front of one pipeline (one worker thread)."""
+
+    def __init__(self, pipe: Any, max_batch: int = 16, max_wait_ms: float = 10.0) -> None:
+        if max_batch < 1 or max_wait_ms < 0:
+            raise UserError(f"max_batch must be ≥ 1 and max_wait_ms ≥ 0, got {max_batch} and {max_wait_ms}")
+        self.pipe, self.max_batch, self.max_wait_s = pipe, int(max_batch), float(max_wait_ms) / 1000.0
+        self.stats = BatcherStats()
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._run, name="addp-batcher", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------------------------------------ client
+    def settings_key(self, steps: int | None = None, guidance_scale: float | None = None,
+                     image_guidance_scale: float | None = None, correction_scale: float | None = None,
+                     correction_mode: str | None = None) -> SettingsKey:
+        """Requests with equal keys share a pipeline call (``None`` means the model's default)."""
+        cfg = self.pipe.config
+        return (int(steps or cfg.default_num_inference_steps),
+                float(guidance_scale if guidance_scale is not None else cfg.default_guidance_scale),
+                float(image_guidance_scale if image_guidance_scale is not None else cfg.default_image_guidance_scale),
+                float(correction_scale if correction_scale is not None else cfg.default_correction_scale),
+                str(correction_mode or cfg.default_correction_mode))
+
+    def submit(self, image: Any, expression: str, corrections: list[str] | str | None = None,
+               steps: int | None = None, seed: int | None = 0, **guidance: Any) -> Future[SegmentationResult]:
+        """Queue one request; bad input raises :class:`UserError` here, pipeline failures arrive in the future.
+
+        ``seed=None`` draws a random seed (recorded in the result). ``guidance`` takes ``guidance_scale``,
+        ``image_guidance_scale``, ``correction_scale`` and ``correction_mode``.
+        """
+        unknown = set(guidance) - {"guidance_scale", "image_guidance_scale", "correction_scale", "correction_mode"}
+        if unknown:
+            raise UserError(f"unknown settings: {', '.join(sorted(unknown))}")
+        if isinstance(corrections, str):
+            corrections = [corrections]
+        request = _Request(
+            image=as_rgb_array(image), expression=clean_text(expression, "expression"),
+            corrections=[clean_text(c, "correction", MAX_CORRECTION_CHARS) for c in corrections or []],
+            seed=int(seed) if seed is not None else secrets.randbelow(2**31), key=self.settings_key(steps, **guidance))
+        with self._lock:
+            if self._closed:
+                raise UserError("the batcher is closed")
+            self.stats.requests += 1
+            self._queue.put(request)
+        return request.future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish queued requests, then stop the worker."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._worker.join(timeout)
+
+    def __enter__(self) -> DynamicBatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------------ worker
+    def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
+        """``first`` plus whatever arrives within the wait window; True when the close sentinel was seen."""
+        batch, deadline = [first], time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch, stop = self._collect(first)
+            groups: dict[SettingsKey, list[_Request]] = {}
+            for request in batch:
+                groups.setdefault(request.key, []).append(request)
+            for group in groups.values():
+                self._execute(group)
+
+    def _execute(self, group: list[_Request]) -> None:
+        live = [r for r in group if r.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = self.run_batch(live)
+        except Exception as error:  # noqa: BLE001 (every waiting caller must hear about it)
+            for request in live:
+                request.future.set_exception(error)
+            return
+        for request, result in zip(live, results, strict=True):
+            request.future.set_result(result)
+
+    def run_batch(self, requests: list[_Request]) -> list[SegmentationResult]:
+        """One pipeline call for requests with the same settings key."""
+        steps, text_scale, image_scale, corr_scale, mode = requests[0].key
+        generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
+        corrections = [r.corrections for r in requests]
+        output = self.pipe([r.expression for r in requests], [r.image for r in requests],
+                           num_inference_steps=steps, guidance_scale=text_scale, image_guidance_scale=image_scale,
+                           generator=generators if len(generators) > 1 else generators[0],
+                           corrections=corrections if any(corrections) else None, correction_scale=corr_scale,
+                           correction_mode=mode, output_type="np", show_progress=False)
+        self.stats.calls += 1
+        self.stats.batch_sizes.append(len(requests))
+        settings = {"num_inference_steps": steps, "guidance_scale": text_scale, "image_guidance_scale": image_scale,
+                    "correction_scale": corr_scale, "correction_mode": mode}
+        results = results_from_output(output, [r.expression for r in requests], corrections, None, settings)
+        for request, result in zip(requests, results, strict=True):
+            result.seed = request.seed
+        return results
