@@ -10,7 +10,7 @@ import json
 
 from transformers import CLIPTokenizer
 
-DOMAIN_WORDS: tuple[str, ...] = tuple(  # noqa: SIM905 (one readable block of words)
+DOMAIN_WORDS: tuple[str, ...] = tuple((  # noqa: SIM905 (one readable block of words)
     # articles, function words and relations
     "the a an of on in at to from with and or not no is are it its this that one two three"
     " left right top bottom middle center centre upper lower above below under over near next beside"
@@ -28,7 +28,7 @@ DOMAIN_WORDS: tuple[str, ...] = tuple(  # noqa: SIM905 (one readable block of wo
     " tree bed couch sofa tv laptop phone book food pizza cake umbrella bag sign"
     " wearing holding sitting standing looking walking"
     " segment mask paint only exclude except instead wrong"
-).split()
+).split())
 
 
 def _bytes_to_unicode() -> dict[int, str]:
