@@ -62,3 +62,30 @@ def tiny_latent(tiny_latent_dir):
     pipe = ADDPPipeline.from_pretrained(tiny_latent_dir)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@pytest.fixture()
+def tiny_train_config(tmp_path):
+    """Factory of TrainConfigs for a tiny 32-px pixel model on 16 Shapes-Ref samples (no validation)."""
+    from addp_agent.models.build import PixelModelConfig, TextEncoderConfig
+    from addp_agent.train.loop import TrainConfig
+
+    model = PixelModelConfig(**TINY_PIXEL_KWARGS, text=TextEncoderConfig(hidden_size=32, layers=1, heads=2))
+
+    def make(**overrides):
+        settings = dict(out=tmp_path / "run", n_train=16, model=model, steps=4, batch_size=2, warmup_steps=1,
+                        val_every=0, checkpoint_every=2, log_every=1, val_steps=2)
+        return TrainConfig(**(settings | overrides))
+
+    return make
+
+
+@pytest.fixture()
+def tiny_model_json(tmp_path) -> Path:
+    """The tiny pixel model's PixelModelConfig as a JSON file (``addp train --model-config``)."""
+    from addp_agent.models.build import PixelModelConfig, TextEncoderConfig
+
+    path = tmp_path / "tiny-model.json"
+    config = PixelModelConfig(**TINY_PIXEL_KWARGS, text=TextEncoderConfig(hidden_size=32, layers=1, heads=2))
+    path.write_text(config.model_dump_json())
+    return path

@@ -17,6 +17,7 @@ def train_command(
     n_train: int = typer.Option(50_000, help="Training samples (generated, or the first N of a source)."),
     data_seed: int = typer.Option(0, help="Shapes-Ref seed (val/test are disjoint seed streams)."),
     init_from: str = typer.Option(None, help="Fine-tune this pipeline (path or hub id) instead of a new model."),
+    model_config: Path = typer.Option(None, help="JSON of a new pixel model's PixelModelConfig (default: built-in)."),
     steps: int = typer.Option(10_000),
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(3e-4),
@@ -28,6 +29,7 @@ def train_command(
     val_n: int = typer.Option(128),
     val_steps: int = typer.Option(10),
     checkpoint_every: int = typer.Option(1000),
+    log_every: int = typer.Option(50, help="Steps between log.jsonl rows (loss, lr, steps/s)."),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -38,13 +40,25 @@ def train_command(
     from addp_agent.train.loop import TrainConfig, train
 
     try:
-        config = TrainConfig(out=out, data=data, n_train=n_train, data_seed=data_seed, init_from=init_from,
+        model = _model_config(model_config) if model_config else {}
+        config = TrainConfig(out=out, data=data, n_train=n_train, data_seed=data_seed, init_from=init_from, **model,
                              steps=steps, batch_size=batch_size, lr=lr, timesteps=timesteps,
                              timesteps_file=timesteps_file, augment=augment, parameterization=parameterization,
                              val_every=val_every, val_n=val_n, val_steps=val_steps,
-                             checkpoint_every=checkpoint_every, seed=seed)
+                             checkpoint_every=checkpoint_every, log_every=log_every, seed=seed)
     except ValidationError as error:
         first = error.errors()[0]
         raise UserError(f"--{'-'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
-    model = train(config, progress=not quiet)
-    typer.echo(f"model saved to {model}")
+    folder = train(config, progress=not quiet)
+    typer.echo(f"model saved to {folder}")
+
+
+def _model_config(path: Path) -> dict:
+    import json
+
+    from addp_agent.errors import UserError
+
+    try:
+        return {"model": json.loads(path.read_text())}
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"--model-config {path}: cannot read a JSON model config ({error})") from None

@@ -47,8 +47,9 @@ def affine_masks(masks: torch.Tensor, strength: torch.Tensor, generator: torch.G
     tx = _uniform(-strength, strength, generator) * 2  # grid units: the image spans [-1, 1]
     ty = _uniform(-strength, strength, generator) * 2
     scale = _uniform(1 - strength, 1 + strength, generator)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, -tx], 1), torch.stack([sin, cos, -ty], 1)], 1)  # output → input
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # M = (R·S)⁻¹ maps output → input
+    shift_x, shift_y = -(cos * tx - sin * ty), -(sin * tx + cos * ty)  # input = M·(out − T)
+    theta = torch.stack([torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1)
     grid = F.affine_grid(theta, (batch, 1, *masks.shape[1:]), align_corners=False)
     warped = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return warped[:, 0] > 0.5

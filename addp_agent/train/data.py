@@ -32,7 +32,8 @@ def _resized(sample: RISSample, size: int) -> tuple[np.ndarray, np.ndarray]:
     image, mask = sample.image, sample.mask
     if image.shape[:2] != (size, size):
         image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
-        mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST)) > 127
+        resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST)
+        mask = np.asarray(resized) > 127
     return image, mask
 
 
@@ -68,3 +69,18 @@ def load_training_data(config, pipe) -> TrainingData:
     if config.n_train:
         samples = (s for i, s in enumerate(samples) if i < config.n_train)
     return from_samples(samples, pipe.tokenizer, size)
+
+
+def validation_samples(config, size: int) -> list[RISSample]:
+    """The first ``val_n`` samples of the validation split of the training source."""
+    if config.data == "shapes":
+        from addp_agent.data.shapes import ShapesRef, ShapesRefConfig
+
+        return list(ShapesRef(split=config.val_split, n=config.val_n, seed=config.data_seed,
+                              config=ShapesRefConfig(size=size)))
+    from addp_agent.data.sources import load_source
+
+    samples = [s for _, s in zip(range(config.val_n), load_source(config.data, split=config.val_split), strict=False)]
+    if not samples:
+        raise DataError(f"{config.data}: validation split {config.val_split!r} is empty (set --val-every 0)")
+    return samples

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -30,6 +31,7 @@ class TrainConfig(BaseModel):
     data: str = Field("shapes", description="'shapes' (generated in memory) or a loader spec: cris:ROOT:DATASET, "
                                             "refer:ROOT:DATASET:SPLITBY, shapes:DIR")
     split: str = "train"
+    val_split: str = "val"
     n_train: int = 50_000
     data_seed: int = 0
     model: PixelModelConfig = PixelModelConfig()
@@ -76,7 +78,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
     if config.timesteps not in PRESETS:
         raise UserError(f"unknown --timesteps {config.timesteps!r}; use one of {', '.join(PRESETS)}")
-    accelerator = Accelerator()
+    # processes launched (accelerate launch --multi_gpu / torchrun) on a machine without a GPU train on CPU (gloo)
+    gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    accelerator = Accelerator(cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not gpu)
     out = Path(config.out)
     checkpoints = out / "checkpoints"
     torch.manual_seed(config.seed + accelerator.process_index)
@@ -84,10 +88,13 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     if config.init_from:
         from addp_agent.models.registry import load_pipeline
 
-        pipe = load_pipeline(config.init_from)
+        pipe = load_pipeline(config.init_from, device="cpu", dtype=torch.float32)  # fp32 master weights
     else:
         pipe = build_pixel_pipeline(config.model, seed=config.seed)
     pipe.set_progress_bar_config(disable=True)
+    if pipe.scheduler.config.get("prediction_type") != config.parameterization:  # inference must match training
+        pipe.register_modules(scheduler=type(pipe.scheduler).from_config(
+            pipe.scheduler.config, prediction_type=config.parameterization))
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     num_timesteps = int(noise_scheduler.config.num_train_timesteps)
     sampler = TimestepSampler.from_preset(config.timesteps, num_timesteps, config.timesteps_file,
@@ -98,11 +105,16 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     text_encoder.requires_grad_(config.train_text_encoder)
     if pipe.vae is not None:
         pipe.vae.requires_grad_(False)
+        pipe.vae.to(accelerator.device)
     params = list(unet.parameters()) + (list(text_encoder.parameters()) if config.train_text_encoder else [])
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps)))
-    unet, text_encoder, optimizer, lr_schedule = accelerator.prepare(unet, text_encoder, optimizer, lr_schedule)
+    if config.train_text_encoder:
+        unet, text_encoder, optimizer, lr_schedule = accelerator.prepare(unet, text_encoder, optimizer, lr_schedule)
+    else:  # DDP refuses a module without trainable parameters
+        unet, optimizer, lr_schedule = accelerator.prepare(unet, optimizer, lr_schedule)
+        text_encoder.to(accelerator.device)
     ema_unet = _ema(accelerator.unwrap_model(unet), config.ema_decay)
     ema_text = _ema(accelerator.unwrap_model(text_encoder), config.ema_decay)
     accelerator.register_for_checkpointing(ema_unet, ema_text)
@@ -117,6 +129,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                             "use a new --out or the same settings") from None
         start_step = int(json.loads((latest / "step.json").read_text())["step"])
         accelerator.print(f"resumed from {latest} at step {start_step}")
+    accelerator.print(f"training on {accelerator.num_processes} process(es), device {accelerator.device}")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(config.model_dump_json(indent=2))
@@ -130,7 +143,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     try:
         while step < config.steps:
             loss = _train_step(config, pipe, unet, text_encoder, data, sampler, noise_scheduler, generator,
-                               accelerator)
+                               accelerator, num_timesteps)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss} at step {step + 1}; the last good checkpoint is "
                                        f"{_latest_checkpoint(checkpoints) or 'none'} (lower --lr and resume)")
@@ -170,7 +183,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
 
 def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingData, sampler: TimestepSampler,
-                noise_scheduler, generator: torch.Generator, accelerator) -> float:
+                noise_scheduler, generator: torch.Generator, accelerator, num_timesteps: int = 1000) -> float:
     """One optimisation step's forward and backward; returns the loss value."""
     index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
     images, masks, input_ids = data.batch(index)
@@ -178,7 +191,7 @@ def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingDat
     batch = images.shape[0]
     t = sampler.sample(batch, generator)
     clean = paint(images, masks)
-    augmented = augment_ris_targets(images, masks, t, 1000, config.augment_intensity, generator) \
+    augmented = augment_ris_targets(images, masks, t, num_timesteps, config.augment_intensity, generator) \
         if config.augment else clean
     with torch.no_grad():
         target_clean = pipe.target_latents((clean * 2 - 1).to(device))
@@ -202,14 +215,14 @@ def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingDat
         target = (noisy - alphas.sqrt() * target_clean) / (1 - alphas).sqrt()
     loss = F.mse_loss(prediction.float(), target.float())
     accelerator.backward(loss)
-    return float(loss.detach())
+    return float(accelerator.reduce(loss.detach(), reduction="mean"))  # NaN on any process stops all of them
 
 
 @torch.no_grad()
 def validate(config: TrainConfig, pipe, ema_unet, ema_text, accelerator) -> dict[str, float]:
     """mIoU/oIoU of the EMA weights on the validation split (main process only)."""
-    from addp_agent.data.shapes import ShapesRef, ShapesRefConfig
     from addp_agent.metrics import RISMetrics
+    from addp_agent.train.data import validation_samples
 
     if not accelerator.is_main_process or config.val_n <= 0:
         return {}
@@ -221,8 +234,7 @@ def validate(config: TrainConfig, pipe, ema_unet, ema_text, accelerator) -> dict
     unet.eval()
     text.eval()
     try:
-        samples = ShapesRef(split="val", n=config.val_n, seed=config.data_seed,
-                            config=ShapesRefConfig(size=pipe.resolution))
+        samples = validation_samples(config, pipe.resolution)
         metrics = RISMetrics()
         for start in range(0, len(samples), 32):
             chunk = [samples[i] for i in range(start, min(start + 32, len(samples)))]

@@ -1,0 +1,49 @@
+"""`addp train` through the CLI entry point: a tiny run, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+
+import addp_agent.cli as cli
+
+
+@pytest.fixture(autouse=True)
+def _train_command(monkeypatch) -> None:
+    """Register `train` (plus the committed `data` group, so typer keeps sub-command mode) and nothing else."""
+    monkeypatch.setattr(cli, "_register", lambda: [importlib.import_module(f"addp_agent.cli.{name}")
+                                                   for name in ("data", "train")])
+
+
+def _exit_code(args: list[str]) -> int:
+    try:
+        cli.main(args)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def test_tiny_run_writes_a_model(tmp_path, capsys, tiny_model_json):
+    model = tiny_model_json
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--model-config", str(model), "--n-train", "8", "--steps", "2",
+            "--batch-size", "2", "--val-every", "0", "--checkpoint-every", "2", "--timesteps", "analytic", "--quiet"]
+    assert _exit_code(args) == 0
+    assert f"model saved to {out / 'model'}" in capsys.readouterr().out
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["timesteps"] == "analytic" and saved["model"]["block_out_channels"] == [16, 32]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--parameterization", "v"], "--parameterization"),
+    (["--timesteps", "cosine"], "unknown --timesteps"),
+    (["--timesteps", "estimated", "--timesteps-file", "/nonexistent.json"], "no such contribution file"),
+    (["--model-config", "/nonexistent.json"], "--model-config"),
+    (["--n-train", "0"], "empty"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
+    assert _exit_code(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--quiet", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err

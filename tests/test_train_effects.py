@@ -1,0 +1,36 @@
+"""The effects study end to end at a toy budget: four models, estimated c_t from the baseline, report and plots."""
+
+from __future__ import annotations
+
+import json
+
+from addp_agent.train.effects import EffectsConfig, run_effects
+from addp_agent.train.effects_report import write_report
+
+
+def test_effects_runs_reports_and_reuses_models(tmp_path):
+    config = EffectsConfig(out=tmp_path / "effects", steps=2, n_train=4, n_test=3, batch_size=2, channels=(16, 32),
+                           resolution=32, infer_steps=2, sampler="estimated")
+    results = run_effects(config)
+    assert [r.variant.name for r in results] == ["baseline", "timesteps", "augment", "both"]
+    assert [(r.variant.timesteps, r.variant.augment) for r in results] == [
+        ("uniform", False), ("estimated", False), ("uniform", True), ("estimated", True)]
+    contribution = json.loads((config.out / "contribution.json").read_text())
+    assert len(contribution["timesteps"]) == 2 and max(contribution["contribution"]) == 1.0
+    for r in results:
+        assert r.test["n"] == 3 and len(r.curve.miou) == 2 and r.confusable["n"] <= 3
+        assert r.late_decline >= 0 and r.final_loss is not None and r.final_loss > 0
+        assert json.loads((config.out / r.variant.name / "model" / "training.json").read_text())["step"] == 2
+    saved = json.loads((config.out / "effects.json").read_text())
+    assert [r["test"]["mIoU"] for r in saved["results"]] == [r.test["mIoU"] for r in results]
+
+    doc = write_report(config, results, tmp_path / "docs" / "results.md", tmp_path / "docs" / "img")
+    text = doc.read_text()
+    assert "Small-budget run" in text and "(i) contribution-aware t" in text and "![IoU vs timestep](img/" in text
+    assert sum(line.startswith(("| baseline", "| timesteps", "| augment", "| both")) for line in text.splitlines()) == 8
+    assert (tmp_path / "docs" / "img" / "effects_curves.png").stat().st_size > 1000
+    assert (tmp_path / "docs" / "img" / "effects_bars.png").stat().st_size > 1000
+
+    again = run_effects(config)  # finished models are reused, not retrained
+    assert [r.test for r in again] == [r.test for r in results]
+    assert [r.train_s for r in again] == [r.train_s for r in results]

@@ -1,0 +1,125 @@
+"""The training loop: logs, checkpoints, export, resume, and its faults (empty data, bad resume, NaN, SIGINT)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from addp_agent.errors import DataError, UserError
+from addp_agent.train import loop
+from addp_agent.train.loop import TrainingDiverged, train
+
+
+def log_rows(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def steps_saved(out) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*"))
+
+
+def test_trains_exports_and_resumes(tiny_train_config, capsys):
+    from addp_agent.engine import ADDPPipeline
+
+    config = tiny_train_config(steps=4, val_every=4, val_n=2)
+    model_dir = train(config, progress=False)
+    rows = log_rows(config.out)
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
+    assert all(r["loss"] > 0 and r["steps_per_s"] > 0 for r in rows if "loss" in r)
+    assert 0 <= rows[-1]["val_mIoU"] <= 1 and "val_oIoU" in rows[-1]
+    assert steps_saved(config.out) == [2, 4]
+    info = json.loads((model_dir / "training.json").read_text())
+    assert info["step"] == 4 and info["metrics"]["val_mIoU"] == rows[-1]["val_mIoU"]
+    pipe = ADDPPipeline.from_pretrained(model_dir)
+    assert pipe.scheduler.config.prediction_type == "sample"
+
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    train(config.model_copy(update={"steps": 6}), progress=False)
+    assert "resumed from" in capsys.readouterr().out
+    assert [r["step"] for r in log_rows(config.out) if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert steps_saved(config.out) == [4, 6]  # the two newest are kept
+    after = ADDPPipeline.from_pretrained(model_dir).unet.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_epsilon_parameterisation_sets_the_exported_scheduler(tiny_train_config):
+    from addp_agent.engine import ADDPPipeline
+
+    config = tiny_train_config(steps=2, parameterization="epsilon", timesteps="uniform", augment=False,
+                               train_text_encoder=False)
+    pipe = ADDPPipeline.from_pretrained(train(config, progress=False))
+    assert pipe.scheduler.config.prediction_type == "epsilon"
+
+
+def test_fine_tunes_a_latent_model(tiny_train_config, tiny_latent_dir):
+    from addp_agent.engine import ADDPPipeline
+
+    config = tiny_train_config(steps=2, init_from=str(tiny_latent_dir), n_train=4)
+    pipe = ADDPPipeline.from_pretrained(train(config, progress=False))
+    assert pipe.vae is not None and pipe.scheduler.config.prediction_type == "sample"
+    original = ADDPPipeline.from_pretrained(tiny_latent_dir)
+    assert any(not torch.equal(a, b) for a, b in zip(pipe.unet.parameters(), original.unet.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(pipe.vae.parameters(), original.vae.parameters(), strict=True))
+
+
+def test_empty_and_missing_data_are_data_errors(tiny_train_config, tmp_path):
+    with pytest.raises(DataError, match="empty"):
+        train(tiny_train_config(n_train=0), progress=False)
+    with pytest.raises(UserError):
+        train(tiny_train_config(data=f"cris:{tmp_path / 'nowhere'}:refcoco"), progress=False)
+
+
+def test_incompatible_checkpoint_is_a_user_error(tiny_train_config):
+    config = tiny_train_config(steps=2)
+    train(config, progress=False)
+    wider = config.model.model_copy(update={"block_out_channels": (16, 48)})
+    with pytest.raises(UserError, match="does not fit"):
+        train(config.model_copy(update={"model": wider, "steps": 4}), progress=False)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_train_config, monkeypatch):
+    config = tiny_train_config(steps=6)
+    real = loop._train_step
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(loop, "_train_step", flaky)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 3; the last good checkpoint is .*step-2"):
+        train(config, progress=False)
+    assert steps_saved(config.out) == [2]
+    assert json.loads((config.out / "model" / "training.json").read_text())["step"] == 2
+
+
+def test_sigint_leaves_a_resumable_checkpoint(tiny_train_config, monkeypatch, capsys):
+    config = tiny_train_config(steps=6, checkpoint_every=100)
+    real = loop._train_step
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    assert steps_saved(config.out) == [3]
+    assert "checkpoint at step 3" in capsys.readouterr().out
+    monkeypatch.setattr(loop, "_train_step", real)
+    train(config, progress=False)
+    assert "step-3 at step 3" in capsys.readouterr().out
+    assert [r["step"] for r in log_rows(config.out) if "loss" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def test_bad_config_values_are_user_errors(tiny_train_config):
+    with pytest.raises(UserError, match="unknown --timesteps"):
+        train(tiny_train_config(timesteps="cosine"), progress=False)
+    with pytest.raises(UserError, match="contribution file"):
+        train(tiny_train_config(timesteps="estimated"), progress=False)
