@@ -24,6 +24,7 @@ def train_command(
     timesteps: str = typer.Option("ris", help="uniform | ris | depth | analytic | estimated"),
     timesteps_file: Path = typer.Option(None, help="c_t file for --timesteps estimated (addp analyze-timesteps)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Diffusion-tailored GT augmentation."),
+    paint_weight: float = typer.Option(1.0, help="Loss weight on the referent's pixels (1 = the paper's MSE)."),
     parameterization: str = typer.Option("sample", help="sample (x₀, the official RIS code) | epsilon"),
     val_every: int = typer.Option(1000),
     val_n: int = typer.Option(128),
@@ -43,7 +44,8 @@ def train_command(
         model = _model_config(model_config) if model_config else {}
         config = TrainConfig(out=out, data=data, n_train=n_train, data_seed=data_seed, init_from=init_from, **model,
                              steps=steps, batch_size=batch_size, lr=lr, timesteps=timesteps,
-                             timesteps_file=timesteps_file, augment=augment, parameterization=parameterization,
+                             timesteps_file=timesteps_file, augment=augment, paint_weight=paint_weight,
+                             parameterization=parameterization,
                              val_every=val_every, val_n=val_n, val_steps=val_steps,
                              checkpoint_every=checkpoint_every, log_every=log_every, seed=seed)
     except ValidationError as error:

@@ -48,6 +48,8 @@ class TrainConfig(BaseModel):
     timesteps_file: Path | None = None
     augment: bool = True
     augment_intensity: float = 0.2
+    paint_weight: float = Field(1.0, ge=1.0, description="Loss weight of the referent's pixels relative to the rest "
+                                                        "(1 = plain MSE, the paper's objective).")
     parameterization: Literal["sample", "epsilon"] = "sample"
     cfg_dropout: float = 0.05
     val_every: int = 1000
@@ -213,9 +215,23 @@ def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingDat
     else:  # ε that maps the noisy augmented sample back to the clean target
         alphas = noise_scheduler.alphas_cumprod.to(device)[t].view(-1, 1, 1, 1)
         target = (noisy - alphas.sqrt() * target_clean) / (1 - alphas).sqrt()
-    loss = F.mse_loss(prediction.float(), target.float())
+    if config.paint_weight == 1.0:
+        loss = F.mse_loss(prediction.float(), target.float())
+    else:
+        weight = _paint_weights(pipe, masks.to(device), config.paint_weight, target)
+        loss = (weight * (prediction.float() - target.float()) ** 2).sum() / weight.sum()
     accelerator.backward(loss)
     return float(accelerator.reduce(loss.detach(), reduction="mean"))  # NaN on any process stops all of them
+
+
+def _paint_weights(pipe, masks: torch.Tensor, paint_weight: float, like: torch.Tensor) -> torch.Tensor:
+    """Per-element loss weights in the model's space: ``paint_weight`` on the referent, 1 elsewhere."""
+    m = masks[:, None].float()
+    if pipe.vae is None:
+        m = F.pixel_unshuffle(m.expand(-1, 3, -1, -1), pipe.vae_scale_factor)
+    else:
+        m = (F.adaptive_max_pool2d(m, like.shape[-2:]) > 0).float().expand(-1, like.shape[1], -1, -1)
+    return 1.0 + (paint_weight - 1.0) * m
 
 
 @torch.no_grad()
