@@ -112,7 +112,9 @@ def render(config: EffectsConfig, results: list[VariantResult], images: list[Pat
             f"| {r.confusable['n']} | {r.curve.timesteps[r.peak_step]} (step {r.peak_step + 1}/{len(r.curve.miou)}) "
             f"| {100 * r.late_decline:.1f} | {r.final_loss if r.final_loss is None else f'{r.final_loss:.4f}'} "
             f"| {r.train_s:.0f} |")
-    lines += ["", "## Effects (Δ mIoU vs baseline, percentage points, ± combined SE)", ""]
+    lines += ["", "## Effects (Δ mIoU vs baseline, percentage points, ± combined SE)", "",
+              f"One training seed ({config.seed}) per variant: the SE covers test-sample noise only, not run-to-run "
+              "training variance, which at a small budget can be as large as the effects.", ""]
     for label, name in COMPARISONS:
         if name not in by_name:
             continue
