@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import statistics
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,23 +66,24 @@ def engine_session(pipe: ADDPPipeline, image: np.ndarray, steps: int, k: int, se
                             show_progress=False).images) for r in range(3)]
 
 
-def engine_concurrent(pipe: ADDPPipeline, images: list[np.ndarray], steps: int, seed: int) -> list[int]:
-    """``len(images)`` clients submit at once to a DynamicBatcher; returns the batch sizes it ran."""
+def engine_concurrent(batcher: DynamicBatcher, images: list[np.ndarray], steps: int, seed: int) -> list[int]:
+    """``len(images)`` clients submit at once to a long-lived DynamicBatcher; returns the batch sizes it ran."""
     barrier = threading.Barrier(len(images))
     futures: list[Any] = [None] * len(images)
-    with DynamicBatcher(pipe, max_batch=len(images), max_wait_ms=50) as batcher:
-        def client(i: int) -> None:
-            barrier.wait()
-            futures[i] = batcher.submit(images[i], PROMPT, steps=steps, seed=seed + i)
+    before = len(batcher.stats.batch_sizes)
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(images))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for future in futures:
-            future.result()
-    return batcher.stats.batch_sizes
+    def client(i: int) -> None:
+        barrier.wait()
+        futures[i] = batcher.submit(images[i], PROMPT, steps=steps, seed=seed + i)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(images))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for future in futures:
+        future.result()
+    return batcher.stats.batch_sizes[before:]
 
 
 def fast_copy(pipe: ADDPPipeline, config: SuiteConfig) -> tuple[ADDPPipeline, Any]:
@@ -92,7 +94,7 @@ def fast_copy(pipe: ADDPPipeline, config: SuiteConfig) -> tuple[ADDPPipeline, An
                              tokenizer=pipe.tokenizer, vae=pipe.vae, **{key: pipe.config[key] for key in keys})
     fast_pipe.set_progress_bar_config(disable=True)
     state = enable_fast_path(fast_pipe, compile=True if config.fast == "compile" else None,
-                             backend=config.compile_backend)
+                             backend=config.compile_backend, channels_last=True)  # CPU: measure channels_last
     return fast_pipe, state
 
 
@@ -105,6 +107,7 @@ def run_suite(pipe: ADDPPipeline, baseline: BaselineRound, config: SuiteConfig, 
     flops = flops_per_step(pipe, concurrency)
     engine, fast = (pipe, None) if config.fast == "off" else fast_copy(pipe, config)
     encoded = pipe.encode(PROMPT, image)
+    batcher = DynamicBatcher(engine, max_batch=concurrency, max_wait_ms=50)  # one server-like worker thread
     batch_sizes: list[list[int]] = []
     cases: dict[str, Callable[[], Any]] = {
         "baseline_round": lambda: baseline(image, [], seed),
@@ -113,7 +116,7 @@ def run_suite(pipe: ADDPPipeline, baseline: BaselineRound, config: SuiteConfig, 
         "baseline_session3": lambda: [baseline(image, CORRECTIONS[:r], seed) for r in range(3)],
         "engine_session3": lambda: engine_session(engine, image, steps, k, seed),
         f"baseline_concurrent{concurrency}": lambda: [baseline(i, [], seed + n) for n, i in enumerate(images)],
-        f"engine_concurrent{concurrency}": lambda: batch_sizes.append(engine_concurrent(engine, images, steps, seed)),
+        f"engine_concurrent{concurrency}": lambda: batch_sizes.append(engine_concurrent(batcher, images, steps, seed)),
     }
     if fast is not None:
         cases["engine_fast_round"] = lambda: engine_round(engine, image, steps, seed)
@@ -126,6 +129,7 @@ def run_suite(pipe: ADDPPipeline, baseline: BaselineRound, config: SuiteConfig, 
     for name in ("baseline_round", "engine_round", f"engine_concurrent{concurrency}"):
         with peak_memory(device) as memory[name]:
             cases[name]()
+    batcher.close()
     return {"cases": {name: t.as_dict() for name, t in timings.items()}, "memory": memory, "flops": flops,
             "ratios": ratios(timings, concurrency), "checks": checks, "resume_step": k,
             "concurrent_batch_sizes": batch_sizes[-1] if batch_sizes else [],
@@ -146,16 +150,22 @@ def flops_per_step(pipe: ADDPPipeline, concurrency: int) -> dict[str, int]:
     return {"round": count(3), "corrected_2": count(5), f"concurrent{concurrency}": count(3 * concurrency)}
 
 
-def ratios(cases: dict[str, Timing], concurrency: int) -> dict[str, float]:
-    """Speed-ups over the baseline (> 1 means the engine is faster) and the session cost in baseline rounds."""
-    base, med = cases["baseline_round"].median, {name: t.median for name, t in cases.items()}
-    result = {"round_speedup": base / med["engine_round"],
-              "cached_round_speedup": base / med["engine_round_cached"],
-              "session3_speedup": med["baseline_session3"] / med["engine_session3"],
-              "session3_in_baseline_rounds": med["engine_session3"] / base,
-              f"throughput{concurrency}_ratio": med[f"baseline_concurrent{concurrency}"]
-              / med[f"engine_concurrent{concurrency}"]}
-    if "engine_fast_round" in med:
-        result["fast_round_speedup"] = base / med["engine_fast_round"]
-        result["fast_over_plain_engine"] = med["engine_round"] / med["engine_fast_round"]
+def paired(numerator: Timing, denominator: Timing) -> dict[str, float]:
+    """The ratio of two cases timed in the same round-robin repeats: median and spread of per-repeat ratios."""
+    values = [a / b for a, b in zip(numerator.samples, denominator.samples, strict=True)]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def ratios(cases: dict[str, Timing], concurrency: int) -> dict[str, dict[str, float]]:
+    """Speed-ups over the baseline (> 1: the engine is faster) and the session cost in baseline rounds."""
+    base = cases["baseline_round"]
+    result = {"round_speedup": paired(base, cases["engine_round"]),
+              "cached_round_speedup": paired(base, cases["engine_round_cached"]),
+              "session3_speedup": paired(cases["baseline_session3"], cases["engine_session3"]),
+              "session3_in_baseline_rounds": paired(cases["engine_session3"], base),
+              f"throughput{concurrency}_ratio": paired(cases[f"baseline_concurrent{concurrency}"],
+                                                       cases[f"engine_concurrent{concurrency}"])}
+    if "engine_fast_round" in cases:
+        result["fast_round_speedup"] = paired(base, cases["engine_fast_round"])
+        result["fast_over_plain_engine"] = paired(cases["engine_round"], cases["engine_fast_round"])
     return result

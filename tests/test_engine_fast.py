@@ -37,15 +37,15 @@ def test_gpu_style_fast_path_matches_the_plain_loop_on_cpu(fixture, request):
     assert np.array_equal(paint(pipe), plain)
 
 
-def test_cpu_defaults_use_channels_last_without_compiling(tiny_pixel):
+def test_cpu_defaults_change_nothing_and_channels_last_matches(tiny_pixel):
+    plain = paint(tiny_pixel)
     state = enable_fast_path(tiny_pixel)
-    assert not state.compiled and state.channels_last and state.buckets is None
-    assert np.abs(paint(tiny_pixel) - paint_plain(tiny_pixel)).max() <= 1e-5
-
-
-def paint_plain(pipe):
-    disable_fast_path(pipe)
-    return paint(pipe)
+    assert not state.compiled and not state.channels_last and state.buckets is None
+    assert np.array_equal(paint(tiny_pixel), plain) and state.calls == 3
+    state = enable_fast_path(tiny_pixel, channels_last=True)  # re-enabling replaces the previous wrapper
+    assert state.channels_last
+    assert tiny_pixel.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert np.abs(paint(tiny_pixel) - plain).max() <= 1e-5
 
 
 @pytest.mark.slow

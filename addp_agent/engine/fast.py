@@ -61,17 +61,18 @@ def enable_fast_path(pipe: Any, compile: bool | None = None, mode: str | None = 
     """Speed up ``pipe.unet`` for repeated calls; returns what was enabled.
 
     Defaults by device: CUDA → ``torch.compile(mode="reduce-overhead")`` (CUDA graphs), static shapes via batch
-    buckets, channels_last; CPU → channels_last only (inductor's CPU compile takes minutes and measured no gain
-    on the 2-core benchmark machine, while channels_last measured ~1.14× on the bundled UNet; pass
-    ``compile=True`` to try it). ``backend="eager"`` runs the same wrapper
-    through TorchDynamo without code generation (used by the tests).
+    buckets, channels_last. CPU → nothing: on the 2-core benchmark machine inductor took ~6 minutes to compile the
+    bundled UNet and ran no faster, and channels_last measured 0.93–0.99× (see docs/performance.md); pass
+    ``compile=True`` / ``channels_last=True`` to try them. ``backend="cudagraphs"`` captures CUDA graphs without
+    inductor's code generation (seconds to compile instead of minutes); ``backend="eager"`` runs the same wrapper
+    through TorchDynamo without code generation (used by the tests on CPU).
     """
     unet = pipe.unet
     if getattr(unet, "_addp_fast_path", None) is not None:
         disable_fast_path(pipe)
     cuda = unet.device.type == "cuda"
     compile = cuda if compile is None else compile
-    channels_last = True if channels_last is None else channels_last
+    channels_last = cuda if channels_last is None else channels_last
     if buckets is None or buckets is True:
         bucket_sizes = DEFAULT_BUCKETS if compile else None
     else:
@@ -85,6 +86,7 @@ def enable_fast_path(pipe: Any, compile: bool | None = None, mode: str | None = 
     original = unet.forward  # the bound method of the class
     options: dict[str, Any] = {"mode": mode} if backend == "inductor" else {}
     inner = torch.compile(original, backend=backend, dynamic=False, **options) if compile else original
+    graphs = bool(compile) and cuda and (backend == "cudagraphs" or "reduce-overhead" in (mode or ""))
     state = FastPath(original_forward=original, compiled=bool(compile), mode=mode, backend=backend,
                      channels_last=bool(channels_last), buckets=bucket_sizes)
 
@@ -100,6 +102,8 @@ def enable_fast_path(pipe: Any, compile: bool | None = None, mode: str | None = 
             timestep = _pad_rows(timestep, size)
         if channels_last:
             sample = sample.contiguous(memory_format=torch.channels_last)
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # each step's outputs are consumed before the next call
         output = inner(sample, timestep, encoder_hidden_states, *args, **kwargs)
         if bucket_sizes is None or sample.shape[0] == n:
             return output
