@@ -89,3 +89,20 @@ def tiny_model_json(tmp_path) -> Path:
     config = PixelModelConfig(**TINY_PIXEL_KWARGS, text=TextEncoderConfig(hidden_size=32, layers=1, heads=2))
     path.write_text(config.model_dump_json())
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: on a busy 2-core machine, 2 threads make tiny convolutions far slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_pixel_dir):
+    """The tiny pixel pipeline, shared by the tests of one module."""
+    from addp_agent.engine import ADDPPipeline
+
+    return ADDPPipeline.from_pretrained(tiny_pixel_dir)

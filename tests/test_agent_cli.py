@@ -6,20 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from test_agent_support import ChatServer, Reply, completion, scripted
 
 from addp_agent.cli import main
 from addp_agent.data.shapes import generate_sample
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 def run(argv, capsys):

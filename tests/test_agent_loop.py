@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from addp_agent.agent import LoopConfig, Session
 from addp_agent.critic import CriticError, Critique, CritiqueRequest, SimulatedCritic
@@ -14,6 +13,8 @@ from addp_agent.critic.prompts import load_prompt, parse_prompt, prompt_names
 from addp_agent.data.sample import Instance
 from addp_agent.data.shapes import generate_sample
 from addp_agent.engine.pipeline import MAX_CORRECTION_CHARS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ScriptedCritic:
@@ -103,20 +104,6 @@ def test_simulated_critic_says_a_miss_cannot_be_fixed_and_background_has_no_name
 
 
 # ------------------------------------------------------------------------------------------------- session
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine, 2 threads make tiny convolutions ~50× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_pixel_dir):
-    from addp_agent.engine import ADDPPipeline
-
-    return ADDPPipeline.from_pretrained(tiny_pixel_dir)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from test_agent_support import ChatServer, Reply, completion, error, scripted, tool_call
 
@@ -33,20 +32,9 @@ from addp_agent.tools.strict import check_strict
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_pixel_dir):
-    from addp_agent.engine import ADDPPipeline
-
-    return ADDPPipeline.from_pretrained(tiny_pixel_dir)
 
 
 @pytest.fixture(scope="module")
