@@ -28,9 +28,12 @@ def segment_command(
     threshold: float = typer.Option(50.0, help="RGB distance to pure red below which a pixel is mask."),
     out: Path = typer.Option(Path("out"), "--out", help="Output folder (created; files replaced atomically)."),
     device: str = typer.Option(None, help="cpu | cuda | cuda:1 (default: cuda if available)."),
+    dtype: str = typer.Option("auto", help="auto (fp32 on CPU, fp16 on CUDA) | fp32 | fp16 | bf16."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Segment the object an expression refers to; writes mask.png, overlay.png, painted.png and result.json."""
+    import torch
+
     from addp_agent.engine.pipeline import clean_text
     from addp_agent.errors import UserError
     from addp_agent.images import load_image
@@ -42,9 +45,12 @@ def segment_command(
         raise UserError(f"--correction-mode must be 'additive' or 'replace', got {correction_mode!r}")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
+    dtypes = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if dtype not in dtypes:
+        raise UserError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
     rgb = load_image(image)
     expression = clean_text(expression, "expression")
-    pipe = load_pipeline(model, device=device)
+    pipe = load_pipeline(model, device=device, dtype=dtypes[dtype], progress=not quiet)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = pipe.segment(rgb, expression, corrections=list(correction or []) or None, num_inference_steps=steps,

@@ -47,10 +47,11 @@ def _check_folder(folder: Path) -> None:
 
 
 def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.device | None = None,
-                  dtype: torch.dtype | None = None):
+                  dtype: torch.dtype | None = None, progress: bool = True):
     """Load an ADDPPipeline from a folder, a hub id (cache or download at home), or the bundled default.
 
     Default device: CUDA when available else CPU; default dtype: fp32 on CPU, fp16 on CUDA.
+    ``progress=False`` silences the libraries' loading bars.
     """
     from addp_agent.engine.pipeline import ADDPPipeline
 
@@ -69,6 +70,12 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     try:
+        if not progress:
+            import diffusers.utils.logging
+            import transformers.utils.logging
+
+            diffusers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.disable_progress_bar()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
             pipe = ADDPPipeline.from_pretrained(str(path if looks_local else source), torch_dtype=dtype)
