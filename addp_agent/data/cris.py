@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from addp_agent.data.refer import read_image, read_json, skip_or_raise
+from addp_agent.data.refer import RefSamples, read_image, read_json, skip_or_raise
 from addp_agent.data.sample import Instance, RISSample
 from addp_agent.errors import DataError
 from addp_agent.masks import decode_rle
@@ -27,7 +27,7 @@ def default_image_dir(root: Path, dataset: str) -> Path:
     return own if own.is_dir() else root / "images" / "train2014"
 
 
-class CrisDataset:
+class CrisDataset(RefSamples):
     """Iterable of samples of one split file; ``skip_bad`` counts unreadable samples in ``skipped``."""
 
     def __init__(self, root: str | Path, dataset: str, split: str, image_dir: str | Path | None = None,
@@ -46,13 +46,6 @@ class CrisDataset:
         if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
             raise DataError(f"{self.ann_path}: expected a JSON list of ref objects")
         self.refs: list[dict[str, Any]] = refs
-
-    def __len__(self) -> int:
-        return sum(len(r.get("sentences", [])) for r in self.refs)
-
-    def __iter__(self) -> Iterator[RISSample]:
-        for ref in self.refs:
-            yield from self._ref_samples(ref)
 
     def _ref_samples(self, ref: dict[str, Any]) -> Iterator[RISSample]:
         try:

@@ -89,7 +89,23 @@ def ann_mask(ann: dict[str, Any], height: int, width: int, source: str) -> np.nd
     raise DataError(f"{source}: annotation {ann.get('id')} has no polygon or RLE segmentation")
 
 
-class ReferDataset:
+class RefSamples:
+    """One sample per (ref, sentence), the standard protocol; subclasses set ``refs`` and ``_ref_samples``."""
+
+    refs: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return sum(len(r.get("sentences", [])) for r in self.refs)
+
+    def __iter__(self) -> Iterator[RISSample]:
+        for ref in self.refs:
+            yield from self._ref_samples(ref)
+
+    def _ref_samples(self, ref: dict[str, Any]) -> Iterator[RISSample]:
+        raise NotImplementedError
+
+
+class ReferDataset(RefSamples):
     """Iterable of samples of one split; ``skip_bad`` counts unreadable samples in ``skipped``."""
 
     def __init__(self, root: str | Path, dataset: str, split_by: str, split: str,
@@ -126,13 +142,6 @@ class ReferDataset:
         self.image_anns: dict[Any, list[dict]] = defaultdict(list)
         for ann in self.anns.values():
             self.image_anns[ann.get("image_id")].append(ann)
-
-    def __len__(self) -> int:
-        return sum(len(r.get("sentences", [])) for r in self.refs)
-
-    def __iter__(self) -> Iterator[RISSample]:
-        for ref in self.refs:
-            yield from self._ref_samples(ref)
 
     def _ref_samples(self, ref: dict[str, Any]) -> Iterator[RISSample]:
         src = self.refs_path

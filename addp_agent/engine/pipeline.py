@@ -400,12 +400,16 @@ class ADDPPipeline(DiffusionPipeline):
         generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
         output = self(expression, image, num_inference_steps=num_inference_steps, generator=generator,
                       corrections=corrections, trajectory_every=trajectory_every, output_type="np", **kwargs)
-        settings = {"num_inference_steps": int(num_inference_steps or self.config.default_num_inference_steps),
-                    "guidance_scale": kwargs.get("guidance_scale") or self.config.default_guidance_scale,
-                    "image_guidance_scale": kwargs.get("image_guidance_scale")
-                    or self.config.default_image_guidance_scale,
-                    "correction_scale": kwargs.get("correction_scale") or self.config.default_correction_scale,
-                    "correction_mode": kwargs.get("correction_mode") or self.config.default_correction_mode}
+        cfg = self.config
+
+        def chosen(name: str, default: Any) -> Any:
+            return kwargs[name] if kwargs.get(name) is not None else default
+
+        settings = {"num_inference_steps": int(num_inference_steps or cfg.default_num_inference_steps),
+                    "guidance_scale": chosen("guidance_scale", cfg.default_guidance_scale),
+                    "image_guidance_scale": chosen("image_guidance_scale", cfg.default_image_guidance_scale),
+                    "correction_scale": chosen("correction_scale", cfg.default_correction_scale),
+                    "correction_mode": chosen("correction_mode", cfg.default_correction_mode)}
         prompt = clean_text(expression)
         return results_from_output(output, [prompt], self.normalize_corrections(corrections, 1), seed, settings)[0]
 
