@@ -68,7 +68,7 @@ def eval_command(
 
     # CPU hosts: `accelerate launch --multi_gpu --num_processes N` starts N processes that join over gloo
     state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
-    pipe = load_pipeline(model, device=device or state.device)
+    pipe = load_pipeline(model, device=device or state.device, progress=not quiet)
     pipe.set_progress_bar_config(disable=True)
     document = evaluate(config, out, pipe, critic_for, state.process_index, state.num_processes,
                         state.wait_for_everyone, progress=not quiet and state.is_main_process)

@@ -6,6 +6,8 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -46,6 +48,22 @@ def _check_folder(folder: Path) -> None:
         raise ModelLoadError(f"{folder}: model_index.json names a vae but the vae/ folder is missing")
 
 
+@contextmanager
+def _loading_bars(show: bool) -> Iterator[None]:
+    """Show or hide diffusers'/transformers' loading bars for the block, then restore their setting."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    before = [(lib, lib.is_progress_bar_enabled()) for lib in (diffusers_logging, transformers_logging)]
+    for lib, _ in before:
+        lib.enable_progress_bar() if show else lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, enabled in before:
+            lib.enable_progress_bar() if enabled else lib.disable_progress_bar()
+
+
 def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.device | None = None,
                   dtype: torch.dtype | None = None, progress: bool = True):
     """Load an ADDPPipeline from a folder, a hub id (cache or download at home), or the bundled default.
@@ -58,8 +76,7 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
     source = default_model_path() if model is None else model
     path = Path(source)
     hub_id = not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) is not None
-    looks_local = not hub_id
-    if looks_local:
+    if not hub_id:
         path = path.expanduser()
         if not path.exists():
             raise ModelLoadError(f"{path}: model path does not exist")
@@ -70,15 +87,9 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     try:
-        if not progress:
-            import diffusers.utils.logging
-            import transformers.utils.logging
-
-            diffusers.utils.logging.disable_progress_bar()
-            transformers.utils.logging.disable_progress_bar()
-        with warnings.catch_warnings():
+        with _loading_bars(progress), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            pipe = ADDPPipeline.from_pretrained(str(path if looks_local else source), torch_dtype=dtype)
+            pipe = ADDPPipeline.from_pretrained(str(source if hub_id else path), torch_dtype=dtype)
     except (OSError, ValueError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelLoadError(f"{source}: cannot load as an InstructPix2Pix-format model ({message})") from None

@@ -121,7 +121,7 @@ class SegmentationTools:
             if self._pipeline is None:
                 from addp_agent.models.registry import load_pipeline
 
-                self._pipeline = load_pipeline(self._model)
+                self._pipeline = load_pipeline(self._model, progress=False)
                 self._pipeline.set_progress_bar_config(disable=True)
         return self._pipeline
 
