@@ -50,10 +50,6 @@ class DenoiseState:
     encoded: EncodedBatch
     settings: dict[str, Any]
 
-    @property
-    def finished(self) -> bool:
-        return self.step_index >= self.num_inference_steps
-
     def fresh_scheduler(self) -> Any:
         return copy.deepcopy(self.scheduler)
 

@@ -92,6 +92,10 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
             pipe = ADDPPipeline.from_pretrained(str(source if hub_id else path), torch_dtype=dtype)
     except (OSError, ValueError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ModelLoadError(f"{source}: cannot load as an InstructPix2Pix-format model ({message})") from None
+        hint = ""
+        if hub_id:
+            known = "; ".join(f"{name}: {what}" for name, what in KNOWN_CHECKPOINTS.items())
+            hint = f"; hub ids need the model in the local cache or network access (known: {known})"
+        raise ModelLoadError(f"{source}: cannot load as an InstructPix2Pix-format model ({message}){hint}") from None
     pipe._check_unet_channels()
     return pipe.to(device)
