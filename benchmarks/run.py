@@ -2,12 +2,14 @@
 
 CPU suites: ``pixel`` (the bundled model against the straightforward loop) and ``latent`` (the tiny SD-shaped model
 against diffusers' stock InstructPix2Pix pipeline). CUDA suites: ``sd15-256`` and ``sd15-512`` (SD-1.5-size
-InstructPix2Pix, random weights, fp16, stock pipeline against the engine with the CUDA-graph fast path).
+InstructPix2Pix, random weights, fp16, stock pipeline against the engine with the CUDA-graph fast path: by default
+one graph per batch bucket captured by hand, no torch.compile). The JSON report is rewritten after every suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -98,6 +100,15 @@ def print_table(name: str, result: dict[str, Any]) -> None:
     print("   memory peak MiB: " + ", ".join(f"{k}={v['peak_mib']:.0f} (+{v['increase_mib']:.0f})"
                                            for k, v in result["memory"].items()))
     print("   checks: " + ", ".join(f"{k}={v:.2e}" for k, v in result["checks"].items()))
+    fast = result["fast_path"]
+    if fast:
+        line = f"   fast path: backend={fast['backend']}, channels_last={fast['channels_last']}"
+        if fast["graphs"]:
+            line += (f", CUDA graphs captured={fast['graphs_captured']} ({fast['capture_seconds']:.1f} s), "
+                     f"replays={fast['graph_replays']}, eager fallbacks={fast['graph_fallbacks']}")
+        print(line)
+        for key, reason in fast["capture_failures"].items():
+            print(f"   capture failed for {key}: {reason}")
     for key, target in result["targets"].items():
         verdict = "PASS" if target["pass"] else "MISS"
         print(f"   target {key}: {target['value']:.3f} (goal {target['goal']}) → {verdict}")
@@ -112,8 +123,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--concurrency", type=int, default=None, help="concurrent requests B (default 4 CPU, 16 CUDA)")
     parser.add_argument("--resume-step", type=int, default=None, help="k for corrected rounds (default steps/2)")
     parser.add_argument("--fast", choices=["off", "auto", "compile"], default="auto")
-    parser.add_argument("--compile-backend", default="inductor",
-                        help="inductor (reduce-overhead on CUDA), cudagraphs (fast capture), eager (tests)")
+    parser.add_argument("--compile-backend", default=None,
+                        help="graphs (CUDA graphs captured by hand, no torch.compile; the CUDA default), inductor "
+                             "(torch.compile, reduce-overhead on CUDA; the CPU default with --fast compile), "
+                             "cudagraphs (Dynamo + CUDA graphs), eager (Dynamo only, tests)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -122,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     CONFIG.steps, CONFIG.resume_step, CONFIG.fast = args.steps, args.resume_step, args.fast
     CONFIG.repeats = args.repeats or 3
     CONFIG.concurrency = args.concurrency or (16 if cuda else 4)
-    CONFIG.compile_backend = args.compile_backend
+    CONFIG.compile_backend = args.compile_backend or ("graphs" if cuda else "inductor")
     suites = args.suites.split(",") if args.suites else list(GPU_SUITES if cuda else CPU_SUITES)
     peak = device_peak_flops(device, dtype)
     report: dict[str, Any] = {"meta": {
@@ -130,8 +143,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "dtype": str(dtype), "torch": torch.__version__, "diffusers": diffusers.__version__,
         "python": platform.python_version(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average_start": list(os.getloadavg()), "steps": CONFIG.steps, "repeats": CONFIG.repeats,
-        "concurrency": CONFIG.concurrency, "fast": CONFIG.fast, "argv": sys.argv[1:] if argv is None else argv},
-        "suites": {}}
+        "concurrency": CONFIG.concurrency, "fast": CONFIG.fast, "compile_backend": CONFIG.compile_backend,
+        "argv": sys.argv[1:] if argv is None else argv, "suites_pending": list(suites)}, "suites": {}}
     for suite in suites:
         print(f"[{suite}] building ...", file=sys.stderr)
         pipe, source, baseline_name, baseline = build(suite, device, dtype)
@@ -143,15 +156,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["utilisation"] = {"engine_round": result["flops"]["round"] * CONFIG.steps / round_s / peak["peak_flops"]}
         result["targets"] = targets(suite, result, device)
         report["suites"][suite] = result
+        report["meta"]["suites_pending"].remove(suite)
+        write_report(report, args.json)  # after every suite: a run cut short keeps the suites it finished
         print_table(suite, result)
+        print(f"   wrote {args.json}", flush=True)
         del pipe, baseline
+        gc.collect()  # the fast path's UNet copy and its CUDA graphs sit in a reference cycle (unet ↔ its wrapper)
         if cuda:
             torch.cuda.empty_cache()
-    report["meta"]["load_average_end"] = list(os.getloadavg())
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {args.json}")
     return report
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """Write the JSON report atomically (a kill mid-write leaves the previous complete version)."""
+    report["meta"]["load_average_end"] = list(os.getloadavg())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(report, indent=1))
+    partial.replace(path)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from addp_agent.engine.batcher import DynamicBatcher
-from addp_agent.engine.fast import enable_fast_path
+from addp_agent.engine.fast import FastPath, enable_fast_path
 from addp_agent.engine.pipeline import ADDPPipeline
 from benchmarks.measure import Timing, peak_memory, time_cases, unet_flops
 
@@ -30,7 +30,7 @@ class SuiteConfig:
     concurrency: int = 4
     resume_step: int | None = None  # None: half the steps
     fast: str = "auto"  # off | auto (enable_fast_path's device defaults) | compile
-    compile_backend: str = "inductor"
+    compile_backend: str | None = None  # None: enable_fast_path's default (CUDA: graphs captured by hand)
     seed: int = 0
 
     @property
@@ -133,9 +133,16 @@ def run_suite(pipe: ADDPPipeline, baseline: BaselineRound, config: SuiteConfig, 
     return {"cases": {name: t.as_dict() for name, t in timings.items()}, "memory": memory, "flops": flops,
             "ratios": ratios(timings, concurrency), "checks": checks, "resume_step": k,
             "concurrent_batch_sizes": batch_sizes[-1] if batch_sizes else [],
-            "fast_path": None if fast is None else {"compiled": fast.compiled, "mode": fast.mode,
-                                                    "backend": fast.backend, "channels_last": fast.channels_last,
-                                                    "buckets": fast.buckets}}
+            "fast_path": None if fast is None else fast_path_report(fast)}
+
+
+def fast_path_report(fast: FastPath) -> dict[str, Any]:
+    """What the fast path was and did during the suite (CUDA graphs captured, replays, failed captures)."""
+    return {"compiled": fast.compiled, "mode": fast.mode, "backend": fast.backend, "channels_last": fast.channels_last,
+            "buckets": fast.buckets, "graphs": fast.graphs, "calls": fast.calls, "padded_rows": fast.padded_rows,
+            "graphs_captured": fast.graphs_captured, "graph_replays": fast.graph_replays,
+            "graph_fallbacks": fast.graph_fallbacks, "capture_seconds": fast.capture_seconds,
+            "capture_failures": {str(key): reason for key, reason in fast.capture_failures.items()}}
 
 
 def flops_per_step(pipe: ADDPPipeline, concurrency: int) -> dict[str, int]:

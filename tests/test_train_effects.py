@@ -34,3 +34,37 @@ def test_effects_runs_reports_and_reuses_models(tmp_path):
     again = run_effects(config)  # finished models are reused, not retrained
     assert [r.test for r in again] == [r.test for r in results]
     assert [r.train_s for r in again] == [r.train_s for r in results]
+
+
+def test_variants_run_separately_then_assemble(tmp_path, capsys):
+    import pytest
+
+    from addp_agent.errors import UserError
+    from addp_agent.train.effects import command_line, main
+
+    config = EffectsConfig(out=tmp_path / "fx", steps=2, n_train=4, n_test=2, batch_size=2, channels=(16, 32),
+                           resolution=32, infer_steps=2, text_layers=2, text_heads=4, lr_schedule="cosine",
+                           max_minutes=5.0, paint_weight=4.0)
+    with pytest.raises(UserError, match="unknown --variant"):
+        run_effects(config, only=["nope"])
+    first = run_effects(config, only=["both"])
+    assert [r.variant.name for r in first] == ["both"] and not (config.out / "effects.json").exists()
+    assert first[0].steps_done == 2 and first[0].device
+    stored = json.loads((config.out / "both" / "result.json").read_text())
+    assert stored["result"]["test"] == first[0].test
+    info = json.loads((config.out / "both" / "model" / "training.json").read_text())
+    assert info["config"]["paint_weight"] == 4.0 and info["config"]["model"]["text"]["layers"] == 2
+    capsys.readouterr()
+    everything = run_effects(config)  # trains the other three, reuses the scored one
+    assert "both: reused" in capsys.readouterr().out
+    assert [r.variant.name for r in everything] == ["baseline", "timesteps", "augment", "both"]
+    assert everything[3].test == first[0].test and (config.out / "effects.json").exists()
+    command = command_line(config, tmp_path / "r.md")
+    assert "--text-layers 2" in command and "--channels 16,32" in command and "--max-minutes 5.0" in command
+    assert "--seed" not in command  # defaults are left out
+    doc = write_report(config, everything, tmp_path / "r.md", tmp_path / "img")
+    text = doc.read_text()
+    assert "steps reached: baseline 2, timesteps 2, augment 2, both 2" in text and "Hardware: CPU" in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "fx"), "--variant", "both", "--doc", str(tmp_path / "x.md")])
+    assert exit_info.value.code == 2

@@ -123,3 +123,67 @@ def test_bad_config_values_are_user_errors(tiny_train_config):
         train(tiny_train_config(timesteps="cosine"), progress=False)
     with pytest.raises(UserError, match="contribution file"):
         train(tiny_train_config(timesteps="estimated"), progress=False)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor(tiny_train_config):
+    config = tiny_train_config(lr_schedule="cosine", warmup_steps=10, min_lr_ratio=0.1, steps=100)
+    assert loop.lr_factor(config, 0, 0.0) == pytest.approx(0.1)  # warm-up: (0 + 1) / 10
+    assert loop.lr_factor(config, 50, 0.5) == pytest.approx(0.55)  # half-way down the cosine: 0.1 + 0.9 / 2
+    assert loop.lr_factor(config, 99, 1.0) == pytest.approx(0.1)
+    assert loop.lr_factor(config, 99, 7.0) == pytest.approx(0.1)  # progress past the end stays at the floor
+    constant = tiny_train_config(warmup_steps=10)
+    assert loop.lr_factor(constant, 50, 0.9) == 1.0
+
+
+def test_progress_follows_whichever_budget_ends_first(tiny_train_config):
+    by_steps = tiny_train_config(steps=100)
+    assert loop.training_progress(by_steps, 25, 1e6) == 0.25  # no time budget: time does not count
+    timed = tiny_train_config(steps=100, max_minutes=2.0)
+    assert loop.training_progress(timed, 25, 60.0) == 0.5
+    assert loop.training_progress(timed, 90, 60.0) == 0.9
+
+
+def test_time_budget_stops_with_a_finished_export_and_resumable_checkpoint(tiny_train_config):
+    config = tiny_train_config(steps=1000, max_minutes=0.05, val_every=1000, val_n=2, checkpoint_every=1000,
+                               lr_schedule="cosine")
+    model_dir = train(config, progress=False)
+    info = json.loads((model_dir / "training.json").read_text())
+    rows = log_rows(config.out)
+    done = info["step"]
+    assert 0 < done < 1000 and info["finished"] and info["stopped_by"] == "time"
+    assert rows[-1]["stopped_by"] == "time" and rows[-1]["step"] == done and "val_mIoU" in rows[-1]
+    assert rows[-1]["elapsed_s"] >= 3.0
+    assert steps_saved(config.out) == [done]
+    marker = json.loads((config.out / "checkpoints" / f"step-{done}" / "step.json").read_text())
+    assert marker["step"] == done and marker["elapsed_s"] >= 3.0
+    train(config, progress=False)  # the budget is spent: a rerun resumes and stops at once
+    assert steps_saved(config.out) == [done]
+
+
+def test_generated_data_is_cached_and_independent_of_workers(tmp_path, monkeypatch):
+    from addp_agent.train import data
+
+    serial = data.generate_shapes("train", 6, seed=3, size=32, workers=1)
+    parallel = data.generate_shapes("train", 6, seed=3, size=32, workers=2)
+    assert (serial[0] == parallel[0]).all() and (serial[1] == parallel[1]).all() and serial[2] == parallel[2]
+    cache = tmp_path / "cache" / "shapes.pt"
+    first = data.cached_shapes("train", 6, 3, 32, cache, workers=1)
+    assert cache.is_file() and (first[0] == serial[0]).all()
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(data, "generate_shapes", no_generation)
+    again = data.cached_shapes("train", 6, 3, 32, cache)
+    assert (again[0] == serial[0]).all() and again[2] == serial[2]
+    with pytest.raises(AssertionError):  # another seed does not match the cache: it is regenerated
+        data.cached_shapes("train", 6, 4, 32, cache)
+    cache.write_bytes(b"not a torch file")
+    with pytest.raises(AssertionError):  # an unreadable cache is regenerated, not trusted
+        data.cached_shapes("train", 6, 3, 32, cache)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tiny_train_config):
+    config = tiny_train_config(steps=2, mixed_precision="bf16", checkpoint_every=2)
+    train(config, progress=False)
+    assert all(r["loss"] > 0 for r in log_rows(config.out) if "loss" in r)

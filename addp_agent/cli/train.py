@@ -21,6 +21,14 @@ def train_command(
     steps: int = typer.Option(10_000),
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(3e-4),
+    warmup_steps: int = typer.Option(200, help="Linear lr warm-up steps."),
+    lr_schedule: str = typer.Option("constant", help="constant | cosine (to --min-lr-ratio × lr)."),
+    min_lr_ratio: float = typer.Option(0.1, help="Final lr of the cosine schedule, relative to --lr."),
+    max_minutes: float = typer.Option(None, help="Time budget: stop (checkpoint + export) after this many minutes; "
+                                                 "the cosine decays over steps or time, whichever ends first."),
+    mixed_precision: str = typer.Option("no", help="no | bf16 | fp16 (autocast; fp32 master weights)."),
+    data_cache: Path = typer.Option(None, help="Keep generated Shapes-Ref in this file and reuse it."),
+    data_workers: int = typer.Option(0, help="Processes generating Shapes-Ref (0: automatic)."),
     timesteps: str = typer.Option("ris", help="uniform | ris | depth | analytic | estimated"),
     timesteps_file: Path = typer.Option(None, help="c_t file for --timesteps estimated (addp analyze-timesteps)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Diffusion-tailored GT augmentation."),
@@ -43,7 +51,10 @@ def train_command(
     try:
         model = _model_config(model_config) if model_config else {}
         config = TrainConfig(out=out, data=data, n_train=n_train, data_seed=data_seed, init_from=init_from, **model,
-                             steps=steps, batch_size=batch_size, lr=lr, timesteps=timesteps,
+                             steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                             lr_schedule=lr_schedule, min_lr_ratio=min_lr_ratio, max_minutes=max_minutes,
+                             mixed_precision=mixed_precision, data_cache=data_cache, data_workers=data_workers,
+                             timesteps=timesteps,
                              timesteps_file=timesteps_file, augment=augment, paint_weight=paint_weight,
                              parameterization=parameterization,
                              val_every=val_every, val_n=val_n, val_steps=val_steps,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +39,17 @@ def _resized(sample: RISSample, size: int) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+def from_arrays(images: np.ndarray, masks: np.ndarray, texts: list[str], tokenizer) -> TrainingData:
+    """Training tensors from stacked images (N, H, W, 3) uint8, masks (N, H, W) bool and expressions."""
+    if not texts:
+        raise DataError("the training data set is empty")
+    tokens = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                       return_tensors="pt").input_ids
+    null = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    return TrainingData(images=torch.as_tensor(images), masks=torch.as_tensor(masks), input_ids=tokens,
+                        null_ids=null)
+
+
 def from_samples(samples, tokenizer, size: int) -> TrainingData:
     """Stack RIS samples (resized to ``size``², as the paper does) and tokenise their expressions."""
     images, masks, texts = [], [], []
@@ -47,22 +60,70 @@ def from_samples(samples, tokenizer, size: int) -> TrainingData:
         texts.append(sample.expression)
     if not texts:
         raise DataError("the training data set is empty")
-    tokens = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                       return_tensors="pt").input_ids
-    null = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
-    return TrainingData(images=torch.from_numpy(np.stack(images)), masks=torch.from_numpy(np.stack(masks)),
-                        input_ids=tokens, null_ids=null)
+    return from_arrays(np.stack(images), np.stack(masks), texts, tokenizer)
+
+
+def _shapes_chunk(split: str, start: int, stop: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from addp_agent.data.shapes import ShapesRefConfig, generate_sample
+
+    config = ShapesRefConfig(size=size)
+    samples = [generate_sample(split, i, seed, config) for i in range(start, stop)]
+    return (np.stack([s.image for s in samples]), np.stack([s.mask for s in samples]),
+            [s.expression for s in samples])
+
+
+def generate_shapes(split: str, n: int, seed: int, size: int, workers: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Shapes-Ref samples ``0..n-1`` as arrays, in ``workers`` processes (0: one per core, up to 16, for large n).
+
+    Each sample depends only on (seed, split, index), so the result is the same for any number of workers.
+    """
+    if n < 1:
+        raise DataError("the training data set is empty (n_train must be ≥ 1)")
+    workers = workers or (min(16, os.cpu_count() or 1) if n >= 5000 else 1)
+    chunk = -(-n // workers)
+    bounds = [(start, min(n, start + chunk)) for start in range(0, n, chunk)]
+    if workers == 1:
+        parts = [_shapes_chunk(split, a, b, seed, size) for a, b in bounds]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_shapes_chunk, *zip(*[(split, a, b, seed, size) for a, b in bounds], strict=True)))
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            [text for p in parts for text in p[2]])
+
+
+def cached_shapes(split: str, n: int, seed: int, size: int, cache: Path | None = None, workers: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:func:`generate_shapes`, kept in ``cache`` (torch file) and reused when its n/seed/split/size match."""
+    meta = {"dataset": "shapes-ref", "split": split, "n": n, "seed": seed, "size": size}
+    if cache is not None and Path(cache).is_file():
+        try:
+            stored = torch.load(cache, weights_only=True)
+        except Exception:  # noqa: BLE001 - an unreadable cache is regenerated, never trusted
+            stored = None
+        if isinstance(stored, dict) and stored.get("meta") == meta:
+            return stored["images"].numpy(), stored["masks"].numpy(), list(stored["expressions"])
+    images, masks, texts = generate_shapes(split, n, seed, size, workers)
+    if cache is not None:
+        cache = Path(cache)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        torch.save({"meta": meta, "images": torch.from_numpy(images), "masks": torch.from_numpy(masks),
+                    "expressions": texts}, staging)
+        staging.replace(cache)
+    return images, masks, texts
 
 
 def load_training_data(config, pipe) -> TrainingData:
-    """Generate Shapes-Ref in memory (``data='shapes'``) or read a loader spec."""
+    """Generate Shapes-Ref in memory (``data='shapes'``, optionally cached) or read a loader spec."""
     size = pipe.resolution
     if config.data == "shapes":
-        from addp_agent.data.shapes import ShapesRef, ShapesRefConfig
-
-        dataset = ShapesRef(split=config.split, n=config.n_train, seed=config.data_seed,
-                            config=ShapesRefConfig(size=size))
-        return from_samples((dataset[i] for i in range(len(dataset))), pipe.tokenizer, size)
+        images, masks, texts = cached_shapes(config.split, config.n_train, config.data_seed, size,
+                                             config.data_cache, config.data_workers)
+        return from_arrays(images, masks, texts, pipe.tokenizer)
     from addp_agent.data.sources import load_source
 
     samples = load_source(config.data, split=config.split)

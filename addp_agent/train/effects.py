@@ -3,7 +3,9 @@
 Variants: baseline (uniform t, no augmentation), contribution-aware t, augmentation, both. Each model is scored
 (mIoU, oIoU, on all test samples and the confusable subset) and its IoU-vs-timestep curve is measured from the
 engine's per-step x̂₀. ``python -m addp_agent.train.effects --steps 150 --n-train 200`` writes ``effects.json``
-under ``--out`` and, with ``--doc``, docs/results.md and docs/img/effects_*.png. Reruns reuse finished models.
+under ``--out`` and, with ``--doc``, docs/results.md and docs/img/effects_*.png. Reruns reuse finished models and
+scored variants (``<out>/<variant>/result.json``). ``--variant NAME`` trains and scores one variant, so the four can
+run as parallel processes (one GPU holds several of these small models); a final run without it assembles the page.
 """
 
 from __future__ import annotations
@@ -32,9 +34,19 @@ class EffectsConfig(BaseModel):
     lr: float = 5e-4
     channels: tuple[int, ...] = (16, 32, 32)
     text_hidden: int = 32
+    text_layers: int = 1
+    text_heads: int | None = None  # None: 2 when text_hidden is even, else 1
     resolution: int = 64
     infer_steps: int = 10
     sampler: Literal["ris", "analytic", "estimated"] = "ris"
+    paint_weight: float = 1.0
+    warmup_steps: int | None = None  # None: a tenth of the steps, at most 200
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    max_minutes: float | None = None  # a safety stop per variant; the note reports the steps each one reached
+    val_every: int = 0
+    val_n: int = 128
+    data_cache: Path | None = None
     data_seed: int = 0
     seed: int = 0
 
@@ -54,6 +66,9 @@ class VariantResult(BaseModel):
     late_decline: float  # peak mIoU − final mIoU
     train_s: float
     final_loss: float | None
+    steps_done: int | None = None
+    val_mIoU: float | None = None
+    device: str | None = None
 
 
 def variants(sampler: str) -> list[Variant]:
@@ -67,17 +82,22 @@ def _train_config(config: EffectsConfig, variant: Variant, timesteps_file: Path 
     from addp_agent.models.build import PixelModelConfig, TextEncoderConfig
     from addp_agent.train.loop import TrainConfig
 
-    heads = 2 if config.text_hidden % 2 == 0 else 1
+    heads = config.text_heads or (2 if config.text_hidden % 2 == 0 else 1)
     cross = len(config.channels) - 1  # the built-in layout: a plain block, then cross-attention blocks
     model = PixelModelConfig(resolution=config.resolution, block_out_channels=config.channels,
                              down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * cross,
                              up_block_types=("CrossAttnUpBlock2D",) * cross + ("UpBlock2D",),
-                             text=TextEncoderConfig(hidden_size=config.text_hidden, layers=1, heads=heads))
+                             text=TextEncoderConfig(hidden_size=config.text_hidden, layers=config.text_layers,
+                                                       heads=heads))
     return TrainConfig(out=config.out / variant.name, n_train=config.n_train, data_seed=config.data_seed, model=model,
                        steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                       warmup_steps=max(1, min(200, config.steps // 10)), timesteps=variant.timesteps,
+                       warmup_steps=config.warmup_steps or max(1, min(200, config.steps // 10)),
+                       lr_schedule=config.lr_schedule, mixed_precision=config.mixed_precision,
+                       max_minutes=config.max_minutes, paint_weight=config.paint_weight, data_cache=config.data_cache,
+                       timesteps=variant.timesteps,
                        timesteps_file=timesteps_file if variant.timesteps == "estimated" else None,
-                       augment=variant.augment, val_every=0, val_steps=config.infer_steps,
+                       augment=variant.augment, val_every=config.val_every, val_n=config.val_n,
+                       val_steps=config.infer_steps,
                        checkpoint_every=max(1, config.steps // 4), log_every=max(1, config.steps // 20),
                        seed=config.seed)
 
@@ -98,16 +118,27 @@ def _summary(counts: list[tuple[int, int]]) -> dict[str, float | int | None]:
 
 
 def _finished(model_dir: Path, steps: int) -> bool:
+    """Trained to the end: all steps, or stopped by the time budget (``finished`` in training.json)."""
     info = model_dir / "training.json"
-    return info.exists() and json.loads(info.read_text()).get("step") == steps
+    if not info.exists():
+        return False
+    data = json.loads(info.read_text())
+    return data.get("step") == steps or bool(data.get("finished"))
+
+
+def _training_info(model_dir: Path) -> dict:
+    info = model_dir / "training.json"
+    return json.loads(info.read_text()) if info.exists() else {}
 
 
 def _load(model_dir: Path):
+    import torch
+
     from addp_agent.engine import ADDPPipeline
 
     pipe = ADDPPipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return pipe.to("cuda") if torch.cuda.is_available() else pipe
 
 
 def evaluate_variant(config: EffectsConfig, variant: Variant, model_dir: Path, test, train_s: float
@@ -121,26 +152,83 @@ def evaluate_variant(config: EffectsConfig, variant: Variant, model_dir: Path, t
     log = config.out / variant.name / "log.jsonl"
     losses = [json.loads(line)["loss"] for line in log.read_text().splitlines() if '"loss"' in line] \
         if log.exists() else []
+    info = _training_info(model_dir)
     return VariantResult(variant=variant, test=_summary(counts), confusable=_summary(confusable), curve=curve,
                          peak_step=peak, late_decline=curve.miou[peak] - curve.miou[-1], train_s=train_s,
-                         final_loss=losses[-1] if losses else None)
+                         final_loss=losses[-1] if losses else None, steps_done=info.get("step"),
+                         val_mIoU=info.get("metrics", {}).get("val_mIoU"), device=_device_name())
 
 
-def run_effects(config: EffectsConfig, progress: bool = False) -> list[VariantResult]:
-    """Train (or reuse) and evaluate the four variants; writes ``effects.json`` under ``config.out``."""
+def _device_name() -> str:
+    import os
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA), {os.cpu_count()} CPU cores"
+    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def command_line(config: EffectsConfig, doc: Path | None = None) -> str:
+    """The command that reproduces ``config`` (fields left at their defaults are omitted)."""
+    parts = ["python -m addp_agent.train.effects"]
+    for name, field in EffectsConfig.model_fields.items():
+        value = getattr(config, name)
+        if value == field.default and name != "out":
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        parts.append(f"--{name.replace('_', '-')} {text}")
+    if doc is not None:
+        parts.append(f"--doc {doc}")
+    return " ".join(parts)
+
+
+def _stored_result(config: EffectsConfig, variant: Variant) -> VariantResult | None:
+    """A variant scored earlier under the same config (``<out>/<variant>/result.json``)."""
+    path = config.out / variant.name / "result.json"
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    if stored.get("config") != json.loads(config.model_dump_json()):
+        return None
+    return VariantResult.model_validate(stored["result"])
+
+
+def run_effects(config: EffectsConfig, progress: bool = False, only: list[str] | None = None) -> list[VariantResult]:
+    """Train (or reuse) and evaluate the variants (all, or those named in ``only``).
+
+    With all four, writes ``effects.json`` under ``config.out``.
+    """
     from addp_agent.data.shapes import ShapesRef, ShapesRefConfig
     from addp_agent.train.contribution import estimate_contribution, measure_iou_curve, write_contribution
     from addp_agent.train.loop import train
 
     if min(config.steps, config.n_train, config.n_test, config.batch_size, config.infer_steps) < 1:
         raise UserError("steps, n-train, n-test, batch-size and infer-steps must all be ≥ 1")
+    chosen = variants(config.sampler)
+    if only:
+        unknown = sorted(set(only) - {v.name for v in chosen})
+        if unknown:
+            raise UserError(f"unknown --variant {', '.join(unknown)}; use {', '.join(v.name for v in chosen)}")
+        if config.sampler == "estimated" and any(name != "baseline" for name in only) and \
+                not (config.out / "contribution.json").exists():
+            raise UserError("--sampler estimated needs the baseline's curve first: run --variant baseline alone")
+        chosen = [v for v in chosen if v.name in only]
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "effects_config.json").write_text(config.model_dump_json(indent=2))
-    test = list(ShapesRef(split="test", n=config.n_test, seed=config.data_seed,
-                          config=ShapesRefConfig(size=config.resolution)))
+    test = None
     contribution_file = config.out / "contribution.json"
     results: list[VariantResult] = []
-    for variant in variants(config.sampler):
+    for variant in chosen:
+        stored = _stored_result(config, variant)
+        if stored is not None:
+            results.append(stored)
+            print(f"{variant.name}: reused {config.out / variant.name / 'result.json'}", flush=True)
+            continue
+        if test is None:
+            test = list(ShapesRef(split="test", n=config.n_test, seed=config.data_seed,
+                                  config=ShapesRefConfig(size=config.resolution)))
         timing = config.out / variant.name / "train_s.json"
         start = time.perf_counter()
         model_dir = config.out / variant.name / "model"
@@ -149,6 +237,9 @@ def run_effects(config: EffectsConfig, progress: bool = False) -> list[VariantRe
         if not timing.exists():  # a reused model keeps the time of the run that trained it
             timing.write_text(json.dumps(time.perf_counter() - start))
         result = evaluate_variant(config, variant, model_dir, test, float(json.loads(timing.read_text())))
+        (config.out / variant.name / "result.json").write_text(json.dumps(
+            {"config": json.loads(config.model_dump_json()), "result": json.loads(result.model_dump_json())},
+            indent=2))
         results.append(result)
         if variant.name == "baseline" and config.sampler == "estimated":  # c_t from the val split, not test
             val = list(ShapesRef(split="val", n=config.n_test, seed=config.data_seed,
@@ -159,10 +250,11 @@ def run_effects(config: EffectsConfig, progress: bool = False) -> list[VariantRe
             write_contribution(contribution_file, curve.timesteps, c, source="baseline val IoU curve",
                                iou=curve.miou)
         print(f"{variant.name}: test mIoU {result.test['mIoU']:.4f} oIoU {result.test['oIoU']:.4f} "
-              f"({result.train_s:.0f} s)", flush=True)
-    (config.out / "effects.json").write_text(json.dumps(
-        {"config": json.loads(config.model_dump_json()), "results": [json.loads(r.model_dump_json()) for r in results]},
-        indent=2))
+              f"({result.train_s:.0f} s, {result.steps_done} steps)", flush=True)
+    if len(results) == len(variants(config.sampler)):
+        (config.out / "effects.json").write_text(json.dumps(
+            {"config": json.loads(config.model_dump_json()),
+             "results": [json.loads(r.model_dump_json()) for r in results]}, indent=2))
     return results
 
 
@@ -193,14 +285,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--img-dir", type=Path, default=Path("docs/img"), help="where the PNG plots go")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--variant", action="append", default=None,
+                        help="train and score only this variant (repeatable); the page needs all four")
     args = vars(parser.parse_args(argv))
     doc, img_dir, threads, progress = args.pop("doc"), args.pop("img_dir"), args.pop("threads"), args.pop("progress")
+    only = args.pop("variant")
+    if doc is not None and only:
+        parser.error("--doc needs all four variants: run once more without --variant")
     try:
         config = EffectsConfig(**{k: v for k, v in args.items() if v is not None})
         if threads:
             torch.set_num_threads(threads)
         _quiet_libraries()
-        results = run_effects(config, progress=progress)
+        results = run_effects(config, progress=progress, only=only)
         if doc is not None:
             from addp_agent.train.effects_report import write_report
 

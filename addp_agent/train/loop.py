@@ -42,6 +42,14 @@ class TrainConfig(BaseModel):
     lr: float = 3e-4
     weight_decay: float = 1e-2
     warmup_steps: int = 200
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="Cosine schedule: final lr / peak lr.")
+    max_minutes: float | None = Field(None, gt=0, description="Stop after this much training time (checkpoint, "
+                                                              "export); the cosine decays over whichever of steps "
+                                                              "and time runs out first.")
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    data_cache: Path | None = Field(None, description="Generated Shapes-Ref is kept in this file and reused.")
+    data_workers: int = Field(0, ge=0, description="Processes generating Shapes-Ref (0: automatic).")
     max_grad_norm: float = 1.0
     ema_decay: float = 0.999
     timesteps: str = "ris"
@@ -64,10 +72,26 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
 
 
-def _ema(model: torch.nn.Module, decay: float):
+def _ema(model: torch.nn.Module, decay: float, foreach: bool = False):
     from diffusers.training_utils import EMAModel
 
-    return EMAModel(model.parameters(), decay=decay, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4)
+    return EMAModel(model.parameters(), decay=decay, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4,
+                    foreach=foreach)
+
+
+def lr_factor(config: TrainConfig, step_index: int, progress: float) -> float:
+    """Linear warm-up, then constant or a cosine from 1 to ``min_lr_ratio`` over ``progress`` ∈ [0, 1]."""
+    warm = min(1.0, (step_index + 1) / max(1, config.warmup_steps))
+    if config.lr_schedule == "constant":
+        return warm
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+    return warm * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def training_progress(config: TrainConfig, step: int, elapsed_s: float) -> float:
+    """How far training is: steps done, or time used when ``max_minutes`` runs out first."""
+    by_steps = step / max(1, config.steps)
+    return max(by_steps, elapsed_s / (60 * config.max_minutes)) if config.max_minutes else by_steps
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
@@ -82,7 +106,15 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         raise UserError(f"unknown --timesteps {config.timesteps!r}; use one of {', '.join(PRESETS)}")
     # processes launched (accelerate launch --multi_gpu / torchrun) on a machine without a GPU train on CPU (gloo)
     gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-    accelerator = Accelerator(cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not gpu)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # a later train() in this process may ask another precision; process group stays
+    accelerator = Accelerator(cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not gpu,
+                              mixed_precision=config.mixed_precision)
+    if accelerator.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     out = Path(config.out)
     checkpoints = out / "checkpoints"
     torch.manual_seed(config.seed + accelerator.process_index)
@@ -110,18 +142,19 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         pipe.vae.to(accelerator.device)
     params = list(unet.parameters()) + (list(text_encoder.parameters()) if config.train_text_encoder else [])
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps)))
+    progress = {"value": 0.0}  # read by the schedule; updated every step (it may depend on wall time)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(config, i, progress["value"]))
     if config.train_text_encoder:
         unet, text_encoder, optimizer, lr_schedule = accelerator.prepare(unet, text_encoder, optimizer, lr_schedule)
     else:  # DDP refuses a module without trainable parameters
         unet, optimizer, lr_schedule = accelerator.prepare(unet, optimizer, lr_schedule)
         text_encoder.to(accelerator.device)
-    ema_unet = _ema(accelerator.unwrap_model(unet), config.ema_decay)
-    ema_text = _ema(accelerator.unwrap_model(text_encoder), config.ema_decay)
+    foreach = accelerator.device.type == "cuda"
+    ema_unet = _ema(accelerator.unwrap_model(unet), config.ema_decay, foreach)
+    ema_text = _ema(accelerator.unwrap_model(text_encoder), config.ema_decay, foreach)
     accelerator.register_for_checkpointing(ema_unet, ema_text)
 
-    start_step = 0
+    start_step, elapsed_before = 0, 0.0
     latest = _latest_checkpoint(checkpoints)
     if latest is not None:
         try:
@@ -129,7 +162,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         except (RuntimeError, KeyError, ValueError) as error:
             raise UserError(f"{latest}: checkpoint does not fit this model/config ({error}); "
                             "use a new --out or the same settings") from None
-        start_step = int(json.loads((latest / "step.json").read_text())["step"])
+        marker = json.loads((latest / "step.json").read_text())
+        start_step, elapsed_before = int(marker["step"]), float(marker.get("elapsed_s", 0.0))
         accelerator.print(f"resumed from {latest} at step {start_step}")
     accelerator.print(f"training on {accelerator.num_processes} process(es), device {accelerator.device}")
     if accelerator.is_main_process:
@@ -141,9 +175,21 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     bar = tqdm(total=config.steps, initial=start_step, disable=not (progress and accelerator.is_main_process),
                desc="train", dynamic_ncols=True)
     step = start_step
-    last_log = time.perf_counter()
+    started = last_log = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - started
+
+    def out_of_time() -> bool:
+        return config.max_minutes is not None and elapsed() >= 60 * config.max_minutes
+
+    progress["value"] = training_progress(config, step, elapsed())
+    stopped_by = "steps"
     try:
         while step < config.steps:
+            if out_of_time():
+                stopped_by = "time"
+                break
             loss = _train_step(config, pipe, unet, text_encoder, data, sampler, noise_scheduler, generator,
                                accelerator, num_timesteps)
             if not math.isfinite(loss):
@@ -151,6 +197,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                                        f"{_latest_checkpoint(checkpoints) or 'none'} (lower --lr and resume)")
             accelerator.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
+            progress["value"] = training_progress(config, step + 1, elapsed())
             lr_schedule.step()
             optimizer.zero_grad(set_to_none=True)
             ema_unet.step(accelerator.unwrap_model(unet).parameters())
@@ -159,29 +206,42 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             step += 1
             bar.update()
             bar.set_postfix(loss=f"{loss:.4f}")
+            final = step == config.steps
             record: dict[str, float | int] = {}
             if step % config.log_every == 0:
                 now = time.perf_counter()
                 record = {"step": step, "loss": loss, "lr": lr_schedule.get_last_lr()[0],
-                          "steps_per_s": config.log_every / (now - last_log)}
+                          "steps_per_s": config.log_every / (now - last_log), "elapsed_s": round(elapsed(), 1)}
                 last_log = now
-            if config.val_every and (step % config.val_every == 0 or step == config.steps):
+            if config.val_every and (step % config.val_every == 0 or final):
                 record.update({"step": step, **validate(config, pipe, ema_unet, ema_text, accelerator)})
-            if record and accelerator.is_main_process:
-                with log_path.open("a") as log:
-                    log.write(json.dumps(record) + "\n")
-                if "val_mIoU" in record:
-                    bar.write(f"step {step}: val mIoU {record['val_mIoU']:.3f} oIoU {record['val_oIoU']:.3f}")
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                _save_checkpoint(accelerator, checkpoints, step)
-                _export(pipe, ema_unet, ema_text, accelerator, out / "model", config, step)
+            _log(accelerator, log_path, record, bar)
+            if step % config.checkpoint_every == 0 or final:
+                _save_checkpoint(accelerator, checkpoints, step, elapsed())
+                _export(pipe, ema_unet, ema_text, accelerator, out / "model", config, step, final)
+        if stopped_by == "time" and step > start_step:  # the time budget ended the run: finish it like the last step
+            record = {"step": step, "elapsed_s": round(elapsed(), 1), "stopped_by": "time"}
+            if config.val_every:
+                record.update(validate(config, pipe, ema_unet, ema_text, accelerator))
+            _log(accelerator, log_path, record, bar)
+            _save_checkpoint(accelerator, checkpoints, step, elapsed())
+            _export(pipe, ema_unet, ema_text, accelerator, out / "model", config, step, True, stopped_by)
     except KeyboardInterrupt:
-        _save_checkpoint(accelerator, checkpoints, step)
+        _save_checkpoint(accelerator, checkpoints, step, elapsed())
         accelerator.print(f"\ninterrupted: checkpoint at step {step} saved in {checkpoints}; rerun to resume")
         raise
     finally:
         bar.close()
     return out / "model"
+
+
+def _log(accelerator, path: Path, record: dict, bar) -> None:
+    if not record or not accelerator.is_main_process:
+        return
+    with path.open("a") as log:
+        log.write(json.dumps(record) + "\n")
+    if "val_mIoU" in record:
+        bar.write(f"step {record['step']}: val mIoU {record['val_mIoU']:.3f} oIoU {record['val_oIoU']:.3f}")
 
 
 def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingData, sampler: TimestepSampler,
@@ -274,12 +334,12 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def _save_checkpoint(accelerator, folder: Path, step: int) -> None:
+def _save_checkpoint(accelerator, folder: Path, step: int, elapsed_s: float = 0.0) -> None:
     """Write ``step-N`` atomically enough: ``step.json`` is written last and marks it complete."""
     target = folder / f"step-{step}"
     accelerator.save_state(str(target))
     if accelerator.is_main_process:
-        (target / "step.json").write_text(json.dumps({"step": step}))
+        (target / "step.json").write_text(json.dumps({"step": step, "elapsed_s": round(elapsed_s, 1)}))
         for old in sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
             import shutil
 
@@ -287,7 +347,8 @@ def _save_checkpoint(accelerator, folder: Path, step: int) -> None:
     accelerator.wait_for_everyone()
 
 
-def _export(pipe, ema_unet, ema_text, accelerator, folder: Path, config: TrainConfig, step: int) -> None:
+def _export(pipe, ema_unet, ema_text, accelerator, folder: Path, config: TrainConfig, step: int,
+            finished: bool = False, stopped_by: str = "steps") -> None:
     """Save the EMA weights as a diffusers pipeline folder (safetensors); training weights are restored after."""
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
@@ -305,8 +366,9 @@ def _export(pipe, ema_unet, ema_text, accelerator, folder: Path, config: TrainCo
         staging = folder.with_name(folder.name + ".tmp")
         pipe.save_pretrained(staging, safe_serialization=True)
         (staging / "training.json").write_text(json.dumps(
-            {"config": json.loads(config.model_dump_json()), "step": step,
-             "metrics": _last_val(folder.parent / "log.jsonl")}, indent=2))
+            {"config": json.loads(config.model_dump_json()), "step": step, "finished": finished,
+             "stopped_by": stopped_by if finished else None, "metrics": _last_val(folder.parent / "log.jsonl")},
+            indent=2))
         if folder.exists():
             import shutil
 
