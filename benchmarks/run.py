@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--suites", default=None, help="comma-separated; default: pixel,latent on CPU, sd15-* on CUDA")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="denoising steps (default: the bundled model's own default for pixel, 20 otherwise)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 3)")
     parser.add_argument("--concurrency", type=int, default=None, help="concurrent requests B (default 4 CPU, 16 CUDA)")
     parser.add_argument("--resume-step", type=int, default=None, help="k for corrected rounds (default steps/2)")
@@ -149,8 +150,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"[{suite}] building ...", file=sys.stderr)
         pipe, source, baseline_name, baseline = build(suite, device, dtype)
         pipe.set_progress_bar_config(disable=True)
+        CONFIG.steps = args.steps or (int(pipe.config.default_num_inference_steps) if suite == "pixel" else 20)
         result = run_suite(pipe, baseline, CONFIG, lambda line: print(line, file=sys.stderr))
-        result.update(model=source, baseline=baseline_name, peak=peak,
+        result.update(model=source, baseline=baseline_name, peak=peak, steps=CONFIG.steps,
                       unet_parameters=sum(p.numel() for p in pipe.unet.parameters()))
         round_s = result["cases"]["engine_round_cached"]["median"]
         result["utilisation"] = {"engine_round": result["flops"]["round"] * CONFIG.steps / round_s / peak["peak_flops"]}

@@ -146,15 +146,17 @@ def fast_path_report(fast: FastPath) -> dict[str, Any]:
 
 
 def flops_per_step(pipe: ADDPPipeline, concurrency: int) -> dict[str, int]:
-    """FLOPs of one denoising step: a round (3 branches), a 2-correction round (5), B requests batched (3B)."""
+    """FLOPs of one denoising step at the model's default guidance: a round (3 branches, or 2 when image guidance
+    is 1 and the engine drops ε_u), a 2-correction round (+2), B requests batched (B × a round's rows)."""
     unet = pipe.unet
     grid = pipe.resolution // pipe.vae_scale_factor
     seq, dim = int(pipe.tokenizer.model_max_length), int(unet.config.cross_attention_dim)
+    rows = 2 if float(pipe.config.default_image_guidance_scale) == 1.0 else 3
 
     def count(batch: int) -> int:
         return unet_flops(unet, batch, int(unet.config.in_channels), grid, seq, dim, pipe.device, pipe.unet.dtype)
 
-    return {"round": count(3), "corrected_2": count(5), f"concurrent{concurrency}": count(3 * concurrency)}
+    return {"round": count(rows), "corrected_2": count(rows + 2), f"concurrent{concurrency}": count(rows * concurrency)}
 
 
 def paired(numerator: Timing, denominator: Timing) -> dict[str, float]:

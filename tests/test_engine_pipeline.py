@@ -56,6 +56,21 @@ def test_all_branches_run_as_one_batched_unet_call(tiny_pixel):
     assert sizes == [2 * (3 + 2)] * 3  # one call per step: text, image, uncond + 2 correction branches
 
 
+@pytest.mark.parametrize("mode", ["additive", "replace"])
+def test_image_guidance_one_skips_the_unconditional_branch_with_the_same_result(tiny_pixel, mode):
+    sizes = count_unet_batches(tiny_pixel)
+    kwargs = dict(num_inference_steps=3, guidance_scale=3.0, corrections=["the blue square"], correction_mode=mode,
+                  output_type="np")
+    fast = tiny_pixel(PROMPT, rgb(), image_guidance_scale=1.0, generator=torch.Generator().manual_seed(0),
+                      **kwargs).images
+    assert sizes == [2 + 1] * 3  # text, image-only, correction: ε_u has weight 0
+    sizes.clear()
+    near_one = tiny_pixel(PROMPT, rgb(), image_guidance_scale=1.0 + 1e-7, generator=torch.Generator().manual_seed(0),
+                          **kwargs).images
+    assert sizes == [3 + 1] * 3  # every other image scale computes ε_u
+    assert np.abs(fast - near_one).max() < 1e-5
+
+
 def test_corrections_change_the_prediction_and_zero_weight_does_not(tiny_pixel):
     def run(**kwargs):
         return tiny_pixel(PROMPT, rgb(), num_inference_steps=3, generator=torch.Generator().manual_seed(0),

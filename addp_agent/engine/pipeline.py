@@ -282,6 +282,9 @@ class ADDPPipeline(DiffusionPipeline):
         dtype = self.unet.dtype
         text_scale, image_scale = settings["guidance_scale"], settings["image_guidance_scale"]
         do_cfg = text_scale > 1.0 and image_scale >= 1.0
+        # image guidance 1 gives ε_u zero weight (ε_u + 1·(ε_i − ε_u) = ε_i): skip its branch, a third of the UNet rows
+        with_uncond = do_cfg and image_scale != 1.0
+        base_branches = 3 if with_uncond else 2
         per_sample = self.normalize_corrections(corrections, batch)
         num_corrections = max((len(c) for c in per_sample), default=0) if do_cfg else 0
 
@@ -304,12 +307,15 @@ class ADDPPipeline(DiffusionPipeline):
         last_step = num_inference_steps if stop_after_step is None else min(int(stop_after_step), num_inference_steps)
         extra_step_kwargs = self._prepare_extra_step_kwargs(scheduler, generator, eta)
 
-        # conditioning for the branches [text, image-only, uncond, correction_1..K] in one UNet batch
+        # conditioning for the branches [text, image-only, (uncond,) correction_1..K] in one UNet batch
         image_latents = encoded.image_latents
         null = encoded.null_embeds.expand(batch, -1, -1)
-        base_embeds = torch.cat([encoded.prompt_embeds, null, null]) if do_cfg else encoded.prompt_embeds
-        base_images = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)]) if do_cfg \
-            else image_latents
+        if do_cfg:
+            base_embeds = torch.cat([encoded.prompt_embeds, null] + ([null] if with_uncond else []))
+            base_images = torch.cat([image_latents, image_latents]
+                                    + ([torch.zeros_like(image_latents)] if with_uncond else []))
+        else:
+            base_embeds, base_images = encoded.prompt_embeds, image_latents
         corr_embeds, corr_weights = None, None
         if num_corrections:
             texts = [c[k] if k < len(c) else "" for k in range(num_corrections) for c in per_sample]
@@ -334,7 +340,7 @@ class ADDPPipeline(DiffusionPipeline):
             for i in range(first_step, last_step):
                 t = timesteps[i]
                 corrected = num_corrections > 0 and i >= correction_start_step
-                branches = (3 + (num_corrections if corrected else 0)) if do_cfg else 1
+                branches = (base_branches + (num_corrections if corrected else 0)) if do_cfg else 1
                 model_input = torch.cat([latents] * branches) if branches > 1 else latents
                 model_input = scheduler.scale_model_input(model_input, t)
                 cond_images, cond_embeds = base_images, base_embeds
@@ -345,8 +351,9 @@ class ADDPPipeline(DiffusionPipeline):
                 prediction = self.unet(model_input, t, encoder_hidden_states=cond_embeds, return_dict=False)[0]
                 if do_cfg:
                     chunks = prediction.chunk(branches)
+                    eps_uncond = chunks[2] if with_uncond else chunks[1]
                     prediction = correctional_guidance(
-                        chunks[0], chunks[1], chunks[2], list(chunks[3:]),
+                        chunks[0], chunks[1], eps_uncond, list(chunks[base_branches:]),
                         corr_weights if corrected else torch.zeros(batch, 0), text_scale, image_scale,
                         settings["correction_mode"])
                 out = scheduler.step(prediction, t, latents, **extra_step_kwargs, return_dict=True)

@@ -1,6 +1,10 @@
 """Copy a trained pipeline into the package as the bundled default (fp16 safetensors, loaded as fp32 on CPU).
 
-    python -m addp_agent.models.bundle runs/default/model
+    python -m addp_agent.models.bundle runs/default/model [--steps 2 --guidance-scale 3 --image-guidance-scale 1
+        --timestep-spacing trailing]
+
+The inference options become the pipeline's defaults (``model_index.json`` and the scheduler config), so every
+entry point that loads the bundle without naming them uses the settings the model card reports.
 """
 
 from __future__ import annotations
@@ -20,12 +24,21 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
-def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR) -> int:
-    """Save ``source`` (a pipeline folder) to ``target`` in fp16; keeps target's README.md; returns the size."""
+def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = None,
+           guidance_scale: float | None = None, image_guidance_scale: float | None = None,
+           timestep_spacing: str | None = None) -> int:
+    """Save ``source`` (a pipeline folder) to ``target`` in fp16 with optional new inference defaults; keeps
+    target's README.md; returns the size."""
     from addp_agent.engine.pipeline import ADDPPipeline
 
     pipe = ADDPPipeline.from_pretrained(source)
     pipe.to(torch.float16)
+    defaults = {"default_num_inference_steps": steps, "default_guidance_scale": guidance_scale,
+                "default_image_guidance_scale": image_guidance_scale}
+    pipe.register_to_config(**{key: value for key, value in defaults.items() if value is not None})
+    if timestep_spacing is not None:
+        pipe.register_modules(scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config,
+                                                                         timestep_spacing=timestep_spacing))
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     pipe.save_pretrained(staging, safe_serialization=True)
@@ -47,8 +60,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("--target", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--steps", type=int, default=None, help="default denoising steps")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="default text guidance")
+    parser.add_argument("--image-guidance-scale", type=float, default=None, help="default image guidance")
+    parser.add_argument("--timestep-spacing", choices=["leading", "trailing", "linspace"], default=None,
+                        help="the scheduler's spacing (trailing starts few-step sampling at t = T − 1)")
     args = parser.parse_args()
-    size = bundle(args.source, args.target)
+    size = bundle(args.source, args.target, args.steps, args.guidance_scale, args.image_guidance_scale,
+                  args.timestep_spacing)
     print(f"bundled {args.source} → {args.target} ({size / 2**20:.1f} MiB)")
 
 

@@ -23,8 +23,15 @@ def ris_intensity(t: torch.Tensor, num_timesteps: int = 1000, intensity: float =
     return intensity * t.to(torch.float32) / num_timesteps
 
 
+def _rand(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None,
+          like: torch.Tensor) -> torch.Tensor:
+    """U(0, 1) draws from ``generator`` (on its own device), placed on ``like``'s device."""
+    device = generator.device if generator is not None else like.device
+    return torch.rand(tuple(shape), generator=generator, device=device).to(like.device)
+
+
 def _uniform(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return low + (high - low) * torch.rand(low.shape, generator=generator)
+    return low + (high - low) * _rand(low.shape, generator, low)
 
 
 def jitter_paint(strength: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -33,7 +40,7 @@ def jitter_paint(strength: torch.Tensor, generator: torch.Generator | None = Non
     brightness = _uniform((one - strength).clamp_min(0), one + strength, generator)
     contrast = _uniform((one - strength).clamp_min(0), one + strength, generator)
     saturation = _uniform((one - strength).clamp_min(0), one + strength, generator)
-    color = (RED[None] * brightness[:, None]).clamp(0, 1)
+    color = (RED.to(strength.device)[None] * brightness[:, None]).clamp(0, 1)
     grey = (0.299 * color[:, 0] + 0.587 * color[:, 1] + 0.114 * color[:, 2])[:, None]
     color = (contrast[:, None] * color + (1 - contrast[:, None]) * grey).clamp(0, 1)  # flat fill: mean = grey
     grey = (0.299 * color[:, 0] + 0.587 * color[:, 1] + 0.114 * color[:, 2])[:, None]
@@ -59,18 +66,21 @@ def erase_masks(masks: torch.Tensor, strength: torch.Tensor, generator: torch.Ge
                 probability: float = 0.5) -> torch.Tensor:
     """RandomErasing(p, scale=(0, s), ratio=(0.5, 2)) of a rectangle from each mask (value 0)."""
     batch, height, width = masks.shape
-    out = masks.clone()
-    apply = torch.rand(batch, generator=generator) < probability
-    area = torch.rand(batch, generator=generator) * strength * height * width
-    log_ratio = _uniform(torch.full((batch,), math.log(0.5)), torch.full((batch,), math.log(2.0)), generator)
+    like = strength.float()
+    apply = _rand((batch,), generator, like) < probability
+    area = _rand((batch,), generator, like) * strength * height * width
+    log_ratio = _uniform(torch.full((batch,), math.log(0.5), device=like.device),
+                         torch.full((batch,), math.log(2.0), device=like.device), generator)
     ratio = torch.exp(log_ratio)
     h = torch.sqrt(area * ratio).round().long().clamp(0, height)
     w = torch.sqrt(area / ratio).round().long().clamp(0, width)
-    top = (torch.rand(batch, generator=generator) * (height - h + 1).float()).long()
-    left = (torch.rand(batch, generator=generator) * (width - w + 1).float()).long()
-    for b in torch.nonzero(apply & (h > 0) & (w > 0)).flatten().tolist():
-        out[b, top[b] : top[b] + h[b], left[b] : left[b] + w[b]] = False
-    return out
+    top = (_rand((batch,), generator, like) * (height - h + 1).float()).long()
+    left = (_rand((batch,), generator, like) * (width - w + 1).float()).long()
+    rows = torch.arange(height, device=masks.device)[None, :, None]
+    cols = torch.arange(width, device=masks.device)[None, None, :]
+    top, left, h, w, apply = (x.to(masks.device)[:, None, None] for x in (top, left, h, w, apply))
+    box = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w) & apply
+    return masks & ~box
 
 
 def paint(images: torch.Tensor, masks: torch.Tensor, colors: torch.Tensor | None = None) -> torch.Tensor:

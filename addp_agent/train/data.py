@@ -24,8 +24,17 @@ class TrainingData:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.images, self.masks, self.input_ids))
+
+    def to(self, device: torch.device | str) -> TrainingData:
+        return TrainingData(self.images.to(device), self.masks.to(device), self.input_ids.to(device),
+                            self.null_ids.to(device))
+
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images as float (B, 3, H, W) in [0, 1], masks (B, H, W), token ids (B, L)."""
+        """Images as float (B, 3, H, W) in [0, 1], masks (B, H, W), token ids (B, L), on the data's device."""
+        index = index.to(self.images.device)
         images = self.images[index].permute(0, 3, 1, 2).float() / 255.0
         return images, self.masks[index], self.input_ids[index]
 

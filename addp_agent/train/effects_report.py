@@ -78,6 +78,7 @@ def render(config: EffectsConfig, results: list[VariantResult], images: list[Pat
     small = config.steps * config.batch_size < 200_000
     done = [r.steps_done or config.steps for r in results]
     devices = sorted({r.device for r in results if r.device})
+    stopped = [r.variant.name for r, d in zip(results, done, strict=True) if d < config.steps]
     lines = [
         "# ADDP effects on Shapes-Ref",
         "",
@@ -104,9 +105,12 @@ def render(config: EffectsConfig, results: list[VariantResult], images: list[Pat
         f"{config.sampler}`. Hardware: {'; '.join(devices) or 'not recorded'}. Test: the first "
         f"{config.n_test} Shapes-Ref test samples, {config.infer_steps} DDIM steps, seed {config.seed}; "
         f"'confusable' = samples with a same-looking distractor (`RISSample.confusable`)."
-        + f" Training took {sum(r.train_s for r in results) / 60:.1f} min in all; 'train s' is wall time on a "
-        "shared machine, not a speed comparison between variants.",
+        + f" Training wall time summed over the variants: {sum(r.train_s for r in results) / 60:.1f} min; 'train s' "
+        "is wall time on a shared machine (variants may run at once), not a speed comparison between variants.",
         "",
+        *([f"The time stop ended {', '.join(stopped)} before {config.steps} steps, so the budget actually shared "
+           "was equal training time, not equal steps: variants that do more work per step (augmentation) reached "
+           "fewer steps.", ""] if stopped else []),
         "| variant | t sampler | augment | test mIoU (± SE) | test oIoU | confusable mIoU (± SE) | confusable oIoU "
         "| n conf. | IoU peak at t | peak − final mIoU | final loss | steps | train s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",

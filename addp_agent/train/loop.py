@@ -50,6 +50,8 @@ class TrainConfig(BaseModel):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     data_cache: Path | None = Field(None, description="Generated Shapes-Ref is kept in this file and reused.")
     data_workers: int = Field(0, ge=0, description="Processes generating Shapes-Ref (0: automatic).")
+    data_device: Literal["auto", "cpu"] = Field("auto", description="auto: keep the training set, its augmentation "
+                                                                     "and the noise on the GPU when it fits (< 8 GiB)")
     max_grad_norm: float = 1.0
     ema_decay: float = 0.999
     timesteps: str = "ris"
@@ -134,6 +136,11 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     sampler = TimestepSampler.from_preset(config.timesteps, num_timesteps, config.timesteps_file,
                                           noise_scheduler.betas.double().numpy())
     data = load_training_data(config, pipe)
+    device_generator = None  # None: every draw comes from the CPU generator (bit-identical runs on CPU)
+    if config.data_device == "auto" and accelerator.device.type == "cuda" and data.nbytes < 8 * 2**30:
+        data = data.to(accelerator.device)  # batches, augmentation and noise never leave the GPU
+        device_generator = torch.Generator(accelerator.device).manual_seed(
+            config.seed * 1000 + accelerator.process_index + 7919)
 
     unet, text_encoder = pipe.unet, pipe.text_encoder
     text_encoder.requires_grad_(config.train_text_encoder)
@@ -162,6 +169,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         except (RuntimeError, KeyError, ValueError) as error:
             raise UserError(f"{latest}: checkpoint does not fit this model/config ({error}); "
                             "use a new --out or the same settings") from None
+        ema_unet.to(accelerator.device)  # load_state leaves the EMA shadow weights on the CPU
+        ema_text.to(accelerator.device)
         marker = json.loads((latest / "step.json").read_text())
         start_step, elapsed_before = int(marker["step"]), float(marker.get("elapsed_s", 0.0))
         accelerator.print(f"resumed from {latest} at step {start_step}")
@@ -191,7 +200,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 stopped_by = "time"
                 break
             loss = _train_step(config, pipe, unet, text_encoder, data, sampler, noise_scheduler, generator,
-                               accelerator, num_timesteps)
+                               accelerator, num_timesteps, device_generator)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss} at step {step + 1}; the last good checkpoint is "
                                        f"{_latest_checkpoint(checkpoints) or 'none'} (lower --lr and resume)")
@@ -245,21 +254,27 @@ def _log(accelerator, path: Path, record: dict, bar) -> None:
 
 
 def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingData, sampler: TimestepSampler,
-                noise_scheduler, generator: torch.Generator, accelerator, num_timesteps: int = 1000) -> float:
-    """One optimisation step's forward and backward; returns the loss value."""
+                noise_scheduler, generator: torch.Generator, accelerator, num_timesteps: int = 1000,
+                device_generator: torch.Generator | None = None) -> float:
+    """One optimisation step's forward and backward; returns the loss value.
+
+    Indices, timesteps and CFG dropout come from the CPU ``generator``; augmentation and noise from
+    ``device_generator`` when the data live on the GPU (else from ``generator`` too).
+    """
+    draws = device_generator or generator
     index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
     images, masks, input_ids = data.batch(index)
     device = accelerator.device
     batch = images.shape[0]
     t = sampler.sample(batch, generator)
     clean = paint(images, masks)
-    augmented = augment_ris_targets(images, masks, t, num_timesteps, config.augment_intensity, generator) \
-        if config.augment else clean
+    augmented = augment_ris_targets(images, masks, t.to(images.device), num_timesteps, config.augment_intensity,
+                                    draws) if config.augment else clean
     with torch.no_grad():
         target_clean = pipe.target_latents((clean * 2 - 1).to(device))
         target_aug = pipe.target_latents((augmented * 2 - 1).to(device)) if config.augment else target_clean
         condition = pipe.condition_latents((images * 2 - 1).to(device))
-    noise = torch.randn(target_clean.shape, generator=generator).to(device)
+    noise = torch.randn(target_clean.shape, generator=draws, device=draws.device).to(device)
     t = t.to(device)
     noisy = noise_scheduler.add_noise(target_aug, noise, t)
     r = torch.rand(batch, generator=generator).to(device)
