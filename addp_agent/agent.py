@@ -115,7 +115,7 @@ class Session:
         self.config = config or LoopConfig()
         self.image = as_rgb_array(image)
         self.expression = clean_text(expression, "expression")
-        self.encoded = pipe.encode(self.expression, self.image)
+        self._encoded: Any = None  # encoded on first use (a batched first round needs none)
         self.num_steps = int(self.config.num_inference_steps or pipe.config.default_num_inference_steps)
         self.rounds: list[Round] = []
         self.state: DenoiseState | None = None
@@ -124,7 +124,30 @@ class Session:
         self.id = ""  # set by whoever stores the session (the tools' session store)
         self.status = ""  # why the last run stopped, or what happened last
 
+    @property
+    def encoded(self) -> Any:
+        """The cached prompt and image encodings (computed on first use)."""
+        with self.lock:
+            if self._encoded is None:
+                self._encoded = self.pipe.encode(self.expression, self.image)
+            return self._encoded
+
     # ------------------------------------------------------------------------------------------------ rounds
+    def adopt_round(self, result: Any) -> Round:
+        """Record a round computed outside the session (a batched :class:`SegmentationResult` of the same
+        image, expression, steps and seed) as the next round."""
+        with self.lock:
+            if self.config.resume_step is not None and self.config.resume_step < self.num_steps:
+                raise UserError("a session that resumes from step k computes its own rounds")
+            previous = self.rounds[-1].mask if self.rounds else None
+            mask = np.asarray(result.mask, dtype=bool)
+            round_ = Round(index=len(self.rounds) + 1, mask=mask, confidence=float(result.confidence),
+                           corrections=list(result.corrections), trajectory=result.trajectory,
+                           iou_with_previous=None if previous is None else mask_iou(mask, previous),
+                           timings={k: v for k, v in result.timings.items() if k == "denoise_s"})
+            self.rounds.append(round_)
+            return round_
+
     @property
     def corrections(self) -> list[str]:
         """The corrections of the latest round."""

@@ -74,3 +74,9 @@ def test_clear_errors(tmp_path, tiny_pixel_dir, capsys, extra, message):
                         *extra], capsys)
     assert code == 2 and err.startswith("error: ") and (message in err or "is 10×10" in err), err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra", [["--batch-max", "0"], ["--batch-wait-ms", "-1"]])
+def test_mcp_refuses_bad_batching_settings(tiny_pixel_dir, capsys, extra):
+    code, _, err = run(["mcp", "--model", str(tiny_pixel_dir), *extra], capsys)
+    assert code == 2 and "Invalid value" in err and extra[0] in err

@@ -228,3 +228,57 @@ def test_example_agent_loop_against_a_loopback_server(tools, images):
     assert sum(m["role"] == "tool" for m in messages) == 2
     assert sum(m["role"] == "user" and isinstance(m["content"], list) for m in messages) == 2  # overlays shown
     assert len(server.requests) == 3
+
+
+def test_concurrent_one_round_segments_share_a_batch_and_match_unbatched_calls(pipe, images):
+    import threading
+
+    folder, sample = images
+    for k in range(3):
+        Image.fromarray(generate_sample("val", 10 + k).image).save(folder / f"other{k}.png")
+    names = ["scene.png", "other0.png", "other1.png", "other2.png"]
+    calls = [{"image": name, "expression": sample.expression, "steps": 3, "seed": k} for k, name in enumerate(names)]
+    plain = SegmentationTools(pipeline=pipe, policy=ImagePolicy.create([folder]))
+    expected = [plain.call("segment", dict(c)) for c in calls]
+
+    batched = SegmentationTools(pipeline=pipe, policy=ImagePolicy.create([folder]), batch_max=4, batch_wait_ms=500)
+    outputs: list = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def client(k: int) -> None:
+        barrier.wait()
+        outputs[k] = batched.call("segment", dict(calls[k]))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = batched.batcher.stats
+    assert stats.requests == 4 and stats.calls < 4 and max(stats.batch_sizes) > 1  # fewer UNet batches than calls
+    for out, want in zip(outputs, expected, strict=True):
+        assert not out.is_error, out.text()
+        assert out.result.stop_reason == want.result.stop_reason == "no_critic"
+        mask = tools_mask(batched, out.result.mask_id)
+        assert np.array_equal(mask, tools_mask(plain, want.result.mask_id))
+        traj = batched.call("trajectory", {"mask_id": out.result.mask_id}).result
+        assert [p.step for p in traj.points] == [0, 1, 2]  # the batched round records its trajectory too
+
+    # refine after a batched first round: the session encodes lazily and matches the unbatched session
+    refined = batched.call("refine", {"mask_id": outputs[0].result.mask_id, "correction": "the blue shape"})
+    want = plain.call("refine", {"mask_id": expected[0].result.mask_id, "correction": "the blue shape"})
+    assert refined.result.mask_id.endswith("-r2") and refined.result.corrections == ["the blue shape"]
+    assert np.array_equal(tools_mask(batched, refined.result.mask_id), tools_mask(plain, want.result.mask_id))
+
+    # several rounds or a critic never go through the batcher
+    before = stats.requests
+    assert not batched.call("segment", {**calls[0], "max_rounds": 2}).is_error
+    assert stats.requests == before
+    batched.close()
+    with pytest.raises(Exception, match="batch_max"):
+        SegmentationTools(pipeline=pipe, batch_max=0)
+
+
+def tools_mask(tools: SegmentationTools, mask_id: str) -> np.ndarray:
+    session, index = tools.store.lookup(mask_id)
+    return session.rounds[index - 1].mask

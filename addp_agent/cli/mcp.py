@@ -28,6 +28,10 @@ def mcp(
                                      help="VLM for critic='vlm' (default: $ADDP_CRITIC_MODEL; none: no VLM critic)"),
     max_sessions: int = typer.Option(16, "--max-sessions", min=1, help="sessions kept (least recently used go)"),
     ttl: float = typer.Option(1800.0, "--ttl", min=1.0, help="seconds a session lives after its last use"),
+    batch_max: int = typer.Option(8, "--batch-max", min=1,
+                                  help="concurrent one-round segment calls batched together (1: no batching)"),
+    batch_wait_ms: float = typer.Option(10.0, "--batch-wait-ms", min=0.0,
+                                        help="how long the first call of a batch waits for others"),
 ) -> None:
     """Serve segment / refine / get_mask / trajectory to MCP clients; the model is loaded once, at start."""
     from addp_agent.tools.functions import SegmentationTools
@@ -47,9 +51,13 @@ def mcp(
         settings = ChatSettings(model=critic_model).resolved()  # fail now, not at the first call
         factory = lambda: VLMCritic(settings)  # noqa: E731
     tools = SegmentationTools(model, store=SessionStore(max_sessions, ttl),
-                              policy=ImagePolicy.create(allow_dir, allow_urls), critic_factory=factory)
+                              policy=ImagePolicy.create(allow_dir, allow_urls), critic_factory=factory,
+                              batch_max=batch_max, batch_wait_ms=batch_wait_ms)
     tools.pipeline  # noqa: B018 (load once, before serving, so a bad --model fails here)
-    if address is None:
-        run_stdio(tools)
-    else:
-        run_http(tools, *address)
+    try:
+        if address is None:
+            run_stdio(tools)
+        else:
+            run_http(tools, *address)
+    finally:
+        tools.close()

@@ -25,7 +25,7 @@ from addp_agent.engine.result import SegmentationResult, results_from_output
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
 
-SettingsKey = tuple[int, float, float, float, str]
+SettingsKey = tuple[int, float, float, float, str, int]  # steps, scales, mode, trajectory_every
 
 
 @dataclass
@@ -50,7 +50,9 @@ class BatcherStats:
 class DynamicBatcher:
     """Queue with a maximum batch and a maximum wait in front of one pipeline (one worker thread)."""
 
-    def __init__(self, pipe: Any, max_batch: int = 16, max_wait_ms: float = 10.0) -> None:
+    def __init__(self, pipe: Any, max_batch: int = 16, max_wait_ms: float = 10.0,
+                 lock: threading.Lock | threading.RLock | None = None) -> None:
+        """``lock``, when given, is held around each pipeline call (share it with other users of ``pipe``)."""
         if max_batch < 1 or max_wait_ms < 0:
             raise UserError(f"max_batch must be ≥ 1 and max_wait_ms ≥ 0, got {max_batch} and {max_wait_ms}")
         self.pipe, self.max_batch, self.max_wait_s = pipe, int(max_batch), float(max_wait_ms) / 1000.0
@@ -58,27 +60,30 @@ class DynamicBatcher:
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
+        self._model_lock = lock
         self._worker = threading.Thread(target=self._run, name="addp-batcher", daemon=True)
         self._worker.start()
 
     # ------------------------------------------------------------------------------------------------ client
     def settings_key(self, steps: int | None = None, guidance_scale: float | None = None,
                      image_guidance_scale: float | None = None, correction_scale: float | None = None,
-                     correction_mode: str | None = None) -> SettingsKey:
+                     correction_mode: str | None = None, trajectory_every: int = 0) -> SettingsKey:
         """Requests with equal keys share a pipeline call (``None`` means the model's default)."""
         cfg = self.pipe.config
         return (int(steps or cfg.default_num_inference_steps),
                 float(guidance_scale if guidance_scale is not None else cfg.default_guidance_scale),
                 float(image_guidance_scale if image_guidance_scale is not None else cfg.default_image_guidance_scale),
                 float(correction_scale if correction_scale is not None else cfg.default_correction_scale),
-                str(correction_mode or cfg.default_correction_mode))
+                str(correction_mode or cfg.default_correction_mode), int(trajectory_every))
 
     def submit(self, image: Any, expression: str, corrections: list[str] | str | None = None,
-               steps: int | None = None, seed: int | None = 0, **guidance: Any) -> Future[SegmentationResult]:
+               steps: int | None = None, seed: int | None = 0, trajectory_every: int = 0,
+               **guidance: Any) -> Future[SegmentationResult]:
         """Queue one request; bad input raises :class:`UserError` here, pipeline failures arrive in the future.
 
-        ``seed=None`` draws a random seed (recorded in the result). ``guidance`` takes ``guidance_scale``,
-        ``image_guidance_scale``, ``correction_scale`` and ``correction_mode``.
+        ``seed=None`` draws a random seed (recorded in the result). ``trajectory_every=k`` records the x̂₀ mask
+        every k-th step (``result.trajectory``). ``guidance`` takes ``guidance_scale``, ``image_guidance_scale``,
+        ``correction_scale`` and ``correction_mode``.
         """
         unknown = set(guidance) - {"guidance_scale", "image_guidance_scale", "correction_scale", "correction_mode"}
         if unknown:
@@ -88,7 +93,8 @@ class DynamicBatcher:
         request = _Request(
             image=as_rgb_array(image), expression=clean_text(expression, "expression"),
             corrections=[clean_text(c, "correction", MAX_CORRECTION_CHARS) for c in corrections or []],
-            seed=int(seed) if seed is not None else secrets.randbelow(2**31), key=self.settings_key(steps, **guidance))
+            seed=int(seed) if seed is not None else secrets.randbelow(2**31),
+            key=self.settings_key(steps, trajectory_every=trajectory_every, **guidance))
         with self._lock:
             if self._closed:
                 raise UserError("the batcher is closed")
@@ -144,7 +150,11 @@ class DynamicBatcher:
         if not live:
             return
         try:
-            results = self.run_batch(live)
+            if self._model_lock is None:
+                results = self.run_batch(live)
+            else:
+                with self._model_lock:
+                    results = self.run_batch(live)
         except Exception as error:  # noqa: BLE001 (every waiting caller must hear about it)
             for request in live:
                 request.future.set_exception(error)
@@ -154,14 +164,14 @@ class DynamicBatcher:
 
     def run_batch(self, requests: list[_Request]) -> list[SegmentationResult]:
         """One pipeline call for requests with the same settings key."""
-        steps, text_scale, image_scale, corr_scale, mode = requests[0].key
+        steps, text_scale, image_scale, corr_scale, mode, every = requests[0].key
         generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
         corrections = [r.corrections for r in requests]
         output = self.pipe([r.expression for r in requests], [r.image for r in requests],
                            num_inference_steps=steps, guidance_scale=text_scale, image_guidance_scale=image_scale,
                            generator=generators if len(generators) > 1 else generators[0],
                            corrections=corrections if any(corrections) else None, correction_scale=corr_scale,
-                           correction_mode=mode, output_type="np", show_progress=False)
+                           correction_mode=mode, trajectory_every=every, output_type="np", show_progress=False)
         self.stats.calls += 1
         self.stats.batch_sizes.append(len(requests))
         settings = {"num_inference_steps": steps, "guidance_scale": text_scale, "image_guidance_scale": image_scale,

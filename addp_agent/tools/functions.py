@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from addp_agent.agent import LoopConfig, Round, Session
 from addp_agent.critic.base import Critic
+from addp_agent.engine.batcher import DynamicBatcher
 from addp_agent.errors import UserError
 from addp_agent.masks import encode_rle, mask_to_png_base64, mask_to_polygons, overlay
 from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image
@@ -102,7 +103,10 @@ class SegmentationTools:
     def __init__(self, model: Any = None, *, pipeline: Any = None, store: SessionStore | None = None,
                  policy: ImagePolicy | None = None, critic_factory: Callable[[], Critic] | None = None,
                  trajectory_points: int = 5, max_rounds_limit: int = 5, max_session_rounds: int = 20,
-                 convergence_iou: float = 0.98) -> None:
+                 convergence_iou: float = 0.98, batch_max: int = 1, batch_wait_ms: float = 10.0) -> None:
+        """``batch_max > 1`` puts a :class:`DynamicBatcher` (``batch_max`` requests, ``batch_wait_ms`` window) in
+        front of the model for one-round ``segment`` calls without a critic: concurrent calls share one UNet batch
+        per step. Everything else runs one call at a time on the model."""
         self._model, self._pipeline = model, pipeline
         self.store = store or SessionStore()
         self.policy = policy or ImagePolicy()
@@ -111,8 +115,12 @@ class SegmentationTools:
         self.max_rounds_limit = max_rounds_limit
         self.max_session_rounds = max_session_rounds
         self.convergence_iou = convergence_iou
+        if batch_max < 1 or batch_wait_ms < 0:
+            raise UserError(f"batch_max must be ≥ 1 and batch_wait_ms ≥ 0, got {batch_max} and {batch_wait_ms}")
+        self.batch_max, self.batch_wait_ms = int(batch_max), float(batch_wait_ms)
+        self._batcher: DynamicBatcher | None = None
         self._load_lock = threading.Lock()
-        self._model_lock = threading.Lock()  # one denoising call at a time on the shared model
+        self._model_lock = threading.Lock()  # one denoising call at a time on the shared model (the batcher too)
 
     @property
     def pipeline(self) -> Any:
@@ -124,6 +132,22 @@ class SegmentationTools:
                 self._pipeline = load_pipeline(self._model, progress=False)
                 self._pipeline.set_progress_bar_config(disable=True)
         return self._pipeline
+
+    @property
+    def batcher(self) -> DynamicBatcher | None:
+        """The dynamic batcher (created with the model), or None when batching is off."""
+        if self.batch_max <= 1:
+            return None
+        pipe = self.pipeline
+        with self._load_lock:
+            if self._batcher is None:
+                self._batcher = DynamicBatcher(pipe, self.batch_max, self.batch_wait_ms, lock=self._model_lock)
+        return self._batcher
+
+    def close(self) -> None:
+        """Stop the batcher's worker (queued requests finish first)."""
+        if self._batcher is not None:
+            self._batcher.close()
 
     # ---------------------------------------------------------------------------------------------- dispatch
     def call(self, name: str, arguments: dict[str, Any] | str | None) -> ToolOutput:
@@ -139,6 +163,8 @@ class SegmentationTools:
         except ValidationError as error:
             return _error(name, "invalid_arguments", _validation_message(error))
         try:
+            if name == "segment" and self._batchable(args):
+                return self.segment(args)  # the batcher takes the model lock around each batch
             if name in ("segment", "refine"):
                 with self._model_lock:
                     return getattr(self, name)(args)
@@ -170,10 +196,20 @@ class SegmentationTools:
                             trajectory_every=max(1, steps // self.trajectory_points), critique_last_round=False,
                             convergence_iou=self.convergence_iou)
         session = Session(pipe, image, args.expression, config)
+        if critic is None and config.max_rounds == 1 and self.batcher is not None:
+            future = self.batcher.submit(session.image, session.expression, args.corrections, steps=steps,
+                                         seed=config.seed, trajectory_every=config.trajectory_every)
+            round_ = session.adopt_round(future.result())
+            session.id = self.store.add(session)
+            session.status = "no_critic"  # what Session.run reports for one round without a critic
+            return self._round_output("segment", session, round_)
         session.id = self.store.add(session)
         result = session.run(critic, args.corrections)
         session.status = result.stop_reason
         return self._round_output("segment", session, result.best)
+
+    def _batchable(self, args: SegmentArgs) -> bool:
+        return self.batch_max > 1 and args.critic in (None, "none") and (args.max_rounds or 1) == 1
 
     def refine(self, args: RefineArgs) -> ToolOutput:
         session, index = self.store.lookup(args.mask_id)
