@@ -13,13 +13,13 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def _launch(out, model_json, steps: int) -> subprocess.CompletedProcess:
+def _launch(out, model_json, steps: int, *extra: str) -> subprocess.CompletedProcess:
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
     # `--cpu` alone runs one process; `--multi_gpu` on a machine without visible GPUs runs gloo CPU processes
     command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "addp_agent", "train", "--out", str(out),
                "--model-config", str(model_json), "--n-train", "8", "--steps", str(steps), "--batch-size", "2",
-               "--val-every", "0", "--checkpoint-every", "2", "--log-every", "1", "--quiet"]
+               "--val-every", "0", "--checkpoint-every", "2", "--log-every", "1", "--quiet", *extra]
     env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
@@ -40,3 +40,14 @@ def test_two_processes_train_and_resume(tmp_path, tiny_model_json):
     # one log row per step from the main process only
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_two_processes_stop_together_on_the_time_budget(tmp_path, tiny_model_json):
+    out = tmp_path / "timed"
+    run = _launch(out, tiny_model_json, 100_000, "--max-minutes", "0.1", "--lr-schedule", "cosine",
+                  "--checkpoint-every", "100000")
+    assert run.returncode == 0, run.stderr[-3000:]  # a stop that differed between processes would hang here
+    info = json.loads((out / "model" / "training.json").read_text())
+    assert info["stopped_by"] == "time" and 0 < info["step"] < 100_000
+    marker = json.loads((out / "checkpoints" / f"step-{info['step']}" / "step.json").read_text())
+    assert marker["elapsed_s"] >= 6.0

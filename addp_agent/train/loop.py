@@ -186,17 +186,22 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     step = start_step
     started = last_log = time.perf_counter()
 
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - started
+    def elapsed(shared: bool = True) -> float:
+        """Training time; with several processes the main process's clock, so every process takes the same lr
+        and stops at the same step (a stop that differed between processes would hang the next collective)."""
+        seconds = elapsed_before + time.perf_counter() - started
+        if shared and accelerator.num_processes > 1 and config.max_minutes is not None:
+            from accelerate.utils import broadcast
 
-    def out_of_time() -> bool:
-        return config.max_minutes is not None and elapsed() >= 60 * config.max_minutes
+            seconds = float(broadcast(torch.tensor([seconds], device=accelerator.device), from_process=0)[0])
+        return seconds
 
     progress["value"] = training_progress(config, step, elapsed())
     stopped_by = "steps"
     try:
         while step < config.steps:
-            if out_of_time():
+            spent = elapsed()
+            if config.max_minutes is not None and spent >= 60 * config.max_minutes:
                 stopped_by = "time"
                 break
             loss = _train_step(config, pipe, unet, text_encoder, data, sampler, noise_scheduler, generator,
@@ -206,7 +211,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                                        f"{_latest_checkpoint(checkpoints) or 'none'} (lower --lr and resume)")
             accelerator.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
-            progress["value"] = training_progress(config, step + 1, elapsed())
+            progress["value"] = training_progress(config, step + 1, spent)
             lr_schedule.step()
             optimizer.zero_grad(set_to_none=True)
             ema_unet.step(accelerator.unwrap_model(unet).parameters())
@@ -236,7 +241,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             _save_checkpoint(accelerator, checkpoints, step, elapsed())
             _export(pipe, ema_unet, ema_text, accelerator, out / "model", config, step, True, stopped_by)
     except KeyboardInterrupt:
-        _save_checkpoint(accelerator, checkpoints, step, elapsed())
+        _save_checkpoint(accelerator, checkpoints, step, elapsed(shared=False))
         accelerator.print(f"\ninterrupted: checkpoint at step {step} saved in {checkpoints}; rerun to resume")
         raise
     finally:
