@@ -61,7 +61,7 @@ def train_command(
                              checkpoint_every=checkpoint_every, log_every=log_every, seed=seed)
     except ValidationError as error:
         first = error.errors()[0]
-        raise UserError(f"--{'-'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise UserError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
     folder = train(config, progress=not quiet)
     typer.echo(f"model saved to {folder}")
 

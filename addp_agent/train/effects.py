@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     except ValidationError as error:
         first = error.errors()[0]
-        print(f"error: --{'-'.join(str(p) for p in first['loc'])}: {first['msg']}", file=sys.stderr)
+        print(f"error: --{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
