@@ -68,3 +68,7 @@ def test_variants_run_separately_then_assemble(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(tmp_path / "fx"), "--variant", "both", "--doc", str(tmp_path / "x.md")])
     assert exit_info.value.code == 2
+    for bad in (["--max-minutes", "-1"], ["--paint-weight", "0.5"], ["--lr-schedule", "linear"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--out", str(tmp_path / "bad"), *bad])
+        assert exit_info.value.code == 2 and not (tmp_path / "bad").exists()  # nothing half-written

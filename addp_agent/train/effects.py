@@ -215,10 +215,12 @@ def run_effects(config: EffectsConfig, progress: bool = False, only: list[str] |
                 not (config.out / "contribution.json").exists():
             raise UserError("--sampler estimated needs the baseline's curve first: run --variant baseline alone")
         chosen = [v for v in chosen if v.name in only]
+    contribution_file = config.out / "contribution.json"
+    for variant in chosen:  # every variant's TrainConfig validates before anything is written
+        _train_config(config, variant, contribution_file)
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "effects_config.json").write_text(config.model_dump_json(indent=2))
     test = None
-    contribution_file = config.out / "contribution.json"
     results: list[VariantResult] = []
     for variant in chosen:
         stored = _stored_result(config, variant)
