@@ -183,7 +183,8 @@ def test_generated_data_is_cached_and_independent_of_workers(tmp_path, monkeypat
         data.cached_shapes("train", 6, 3, 32, cache)
 
 
-def test_bf16_mixed_precision_trains_on_cpu(tiny_train_config):
+def test_bf16_mixed_precision_trains_on_cpu(tiny_train_config, capsys):
     config = tiny_train_config(steps=2, mixed_precision="bf16", checkpoint_every=2)
     train(config, progress=False)
+    assert "train:" not in capsys.readouterr().err  # progress=False: no bar
     assert all(r["loss"] > 0 for r in log_rows(config.out) if "loss" in r)

@@ -149,8 +149,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         pipe.vae.to(accelerator.device)
     params = list(unet.parameters()) + (list(text_encoder.parameters()) if config.train_text_encoder else [])
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    progress = {"value": 0.0}  # read by the schedule; updated every step (it may depend on wall time)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(config, i, progress["value"]))
+    schedule_at = {"progress": 0.0}  # read by the lr schedule; updated every step (it may depend on wall time)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                    lambda i: lr_factor(config, i, schedule_at["progress"]))
     if config.train_text_encoder:
         unet, text_encoder, optimizer, lr_schedule = accelerator.prepare(unet, text_encoder, optimizer, lr_schedule)
     else:  # DDP refuses a module without trainable parameters
@@ -196,7 +197,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             seconds = float(broadcast(torch.tensor([seconds], device=accelerator.device), from_process=0)[0])
         return seconds
 
-    progress["value"] = training_progress(config, step, elapsed())
+    schedule_at["progress"] = training_progress(config, step, elapsed())
     stopped_by = "steps"
     try:
         while step < config.steps:
@@ -211,7 +212,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                                        f"{_latest_checkpoint(checkpoints) or 'none'} (lower --lr and resume)")
             accelerator.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
-            progress["value"] = training_progress(config, step + 1, spent)
+            schedule_at["progress"] = training_progress(config, step + 1, spent)
             lr_schedule.step()
             optimizer.zero_grad(set_to_none=True)
             ema_unet.step(accelerator.unwrap_model(unet).parameters())
