@@ -3,6 +3,7 @@
 # parallel on one GPU at the bundled model's architecture; results, logs and the two best models go to $OUT.
 #
 #   bash scripts/gpu_session.sh                  # on the GPU machine (wheels for missing packages in .whl/)
+#   MODE=bundle bash scripts/gpu_session.sh      # only continue the bundled model, for the whole budget
 #   DRY=1 OUT=/tmp/out bash scripts/gpu_session.sh   # the same flow on CPU at a toy size (checks the script)
 #
 # Every phase is time-boxed against BUDGET_S, so the files under $OUT come back even when a phase runs long.
@@ -44,6 +45,27 @@ $PY -c "
 from addp_agent.train.data import cached_shapes
 images, masks, texts = cached_shapes('train', $N_TRAIN, 0, 64, '$RUN/effects/shapes-train.pt', $WORKERS)
 print('generated', images.shape, masks.shape, len(texts))" >>"$LOG" 2>&1 || { log "data generation failed"; exit 1; }
+
+if [ "${MODE:-all}" = bundle ]; then
+  # fine-tune the bundled model with its recipe for the whole budget, then score it on the unseen test seed
+  MINUTES=$($PY -c "print(round(max(0.5, ($(left) - 100) / 60), 2))")
+  log "bundle: fine-tuning addp_agent/models/shapes_ref_small for ≤ $MINUTES min"
+  $PY -m addp_agent train --out "$RUN/bundle" --init-from addp_agent/models/shapes_ref_small --n-train $N_TRAIN \
+    --data-cache "$RUN/effects/shapes-train.pt" --batch-size $BATCH --lr 3e-4 --warmup-steps 100 \
+    --lr-schedule cosine --mixed-precision "$([ -n "${DRY:-}" ] && echo no || echo bf16)" --paint-weight 8 \
+    --timesteps ris --augment --steps 100000 --max-minutes "$MINUTES" --val-every $VAL_EVERY --val-n $VAL_N \
+    --checkpoint-every 1000 --quiet >>"$LOG" 2>&1 || log "training ended with $?"
+  $PY -m addp_agent.models.bundle "$RUN/bundle/model" --target "$RUN/fp16/bundle" --steps 2 --guidance-scale 3 \
+    --image-guidance-scale 1 --timestep-spacing trailing >>"$LOG" 2>&1 || { log "fp16 export failed"; exit 1; }
+  $PY -m addp_agent eval --model "$RUN/fp16/bundle" --data "shapes-gen:$N_TEST:1:64" --split test --critic none \
+    --max-rounds 1 --batch-size 64 --out "$RUN/eval" --quiet >>"$LOG" 2>&1 || log "eval ended with $?"
+  cp "$RUN/eval/metrics.json" "$OUT/bundle-test-metrics.json" 2>/dev/null
+  cp "$RUN/bundle/log.jsonl" "$OUT/bundle-log.jsonl" 2>/dev/null
+  (cd "$RUN/fp16" && tar cf - bundle | split -b 15m -d - "$OUT/bundle.tar.part-")
+  log "done; $(left) s of the budget left"
+  ls -la "$OUT" >>"$LOG"
+  exit 0
+fi
 
 log "phase 2: benchmark"
 timeout 90 $PY -m benchmarks.run $BENCH_ARGS --suites $SUITES --json "$OUT/bench-256.json" >>"$LOG" 2>&1 \
