@@ -47,3 +47,29 @@ def test_readme_main_command_on_the_bundled_default(tmp_path, capsys):
     from PIL import Image
 
     assert np.asarray(Image.open(tmp_path / "mask.png")).shape == (64, 64)
+
+
+def test_bundle_tool_sets_inference_defaults_and_refuses_bad_input(tiny_pixel_dir, tmp_path, capsys, monkeypatch):
+    import sys
+
+    import pytest
+
+    from addp_agent.models import bundle
+
+    target = tmp_path / "bundle"
+    size = bundle.bundle(tiny_pixel_dir, target, steps=2, guidance_scale=3.0, image_guidance_scale=1.0,
+                         timestep_spacing="trailing")
+    assert 0 < size <= 30 * 2**20
+    pipe = load_pipeline(target, device="cpu", progress=False)
+    assert pipe.config.default_num_inference_steps == 2 and pipe.config.default_image_guidance_scale == 1.0
+    assert pipe.scheduler.config.timestep_spacing == "trailing" and pipe.unet.dtype == torch.float32
+    capsys.readouterr()
+    for argv, message in [([str(tmp_path / "missing")], "does not exist"),
+                          ([str(tiny_pixel_dir), "--steps", "0"], "--steps"),
+                          ([str(tiny_pixel_dir), "--guidance-scale", "0.5"], "guidance")]:
+        monkeypatch.setattr(sys, "argv", ["bundle", *argv, "--target", str(tmp_path / "bad")])
+        with pytest.raises(SystemExit) as exit_info:
+            bundle.main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith("error: ") and message in err
+        assert not (tmp_path / "bad").exists()

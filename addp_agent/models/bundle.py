@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 
+from addp_agent.errors import UserError
 from addp_agent.models.registry import DEFAULT_MODEL_DIR
 
 MAX_BYTES = 30 * 1024 * 1024
@@ -29,9 +31,13 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
            timestep_spacing: str | None = None) -> int:
     """Save ``source`` (a pipeline folder) to ``target`` in fp16 with optional new inference defaults; keeps
     target's README.md; returns the size."""
-    from addp_agent.engine.pipeline import ADDPPipeline
+    from addp_agent.models.registry import load_pipeline
 
-    pipe = ADDPPipeline.from_pretrained(source)
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be ≥ 1, got {steps}")
+    if any(scale is not None and scale < 1 for scale in (guidance_scale, image_guidance_scale)):
+        raise UserError("guidance scales must be ≥ 1 (1 turns that guidance term off)")
+    pipe = load_pipeline(str(source), device="cpu", dtype=torch.float32, progress=False)  # ModelLoadError if bad
     pipe.to(torch.float16)
     defaults = {"default_num_inference_steps": steps, "default_guidance_scale": guidance_scale,
                 "default_image_guidance_scale": image_guidance_scale}
@@ -66,8 +72,12 @@ def main() -> None:
     parser.add_argument("--timestep-spacing", choices=["leading", "trailing", "linspace"], default=None,
                         help="the scheduler's spacing (trailing starts few-step sampling at t = T − 1)")
     args = parser.parse_args()
-    size = bundle(args.source, args.target, args.steps, args.guidance_scale, args.image_guidance_scale,
-                  args.timestep_spacing)
+    try:
+        size = bundle(args.source, args.target, args.steps, args.guidance_scale, args.image_guidance_scale,
+                      args.timestep_spacing)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"bundled {args.source} → {args.target} ({size / 2**20:.1f} MiB)")
 
 

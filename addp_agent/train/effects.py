@@ -119,11 +119,8 @@ def _summary(counts: list[tuple[int, int]]) -> dict[str, float | int | None]:
 
 def _finished(model_dir: Path, steps: int) -> bool:
     """Trained to the end: all steps, or stopped by the time budget (``finished`` in training.json)."""
-    info = model_dir / "training.json"
-    if not info.exists():
-        return False
-    data = json.loads(info.read_text())
-    return data.get("step") == steps or bool(data.get("finished"))
+    info = _training_info(model_dir)
+    return info.get("step") == steps or bool(info.get("finished"))
 
 
 def _training_info(model_dir: Path) -> dict:
