@@ -196,7 +196,7 @@ class SegmentationTools:
                             trajectory_every=max(1, steps // self.trajectory_points), critique_last_round=False,
                             convergence_iou=self.convergence_iou)
         session = Session(pipe, image, args.expression, config)
-        if critic is None and config.max_rounds == 1 and self.batcher is not None:
+        if self._batchable(args):
             future = self.batcher.submit(session.image, session.expression, args.corrections, steps=steps,
                                          seed=config.seed, trajectory_every=config.trajectory_every)
             round_ = session.adopt_round(future.result())
@@ -209,6 +209,7 @@ class SegmentationTools:
         return self._round_output("segment", session, result.best)
 
     def _batchable(self, args: SegmentArgs) -> bool:
+        """One round, no server critic, batching on: the call can share a batch with concurrent ones."""
         return self.batch_max > 1 and args.critic in (None, "none") and (args.max_rounds or 1) == 1
 
     def refine(self, args: RefineArgs) -> ToolOutput:
