@@ -117,3 +117,4 @@ def analyze_timesteps_command(
     typer.echo(f"{result.n} samples, {len(timesteps)} steps: mIoU {100 * result.miou[0]:.1f} % at t={timesteps[0]}, "
                f"peak {100 * result.miou[peak]:.1f} % at t={timesteps[peak]}, final {100 * result.miou[-1]:.1f} % "
                f"→ {', '.join(f.name for f in files)}")
+
