@@ -30,10 +30,10 @@ torch.cuda.is_available(), 'diffusers', diffusers.__version__, 'transformers', t
   >>"$LOG" 2>&1 || { log "imports failed"; exit 1; }
 
 if [ -n "${DRY:-}" ]; then
-  N_TRAIN=64; STEPS=4; BATCH=4; N_TEST=8; VAL_EVERY=2; VAL_N=4; WORKERS=2; SUITES=latent; BENCH_ARGS="--device cpu --steps 2 --repeats 1"
+  SWEEP_N=6; N_TRAIN=64; STEPS=4; BATCH=4; N_TEST=8; VAL_EVERY=2; VAL_N=4; WORKERS=2; SUITES=latent; BENCH_ARGS="--device cpu --steps 2 --repeats 1"
   ARCH="--channels 16,32,32 --text-hidden 32 --text-layers 1"; TRAIN_END=$(( $(left) - 60 ))
 else
-  N_TRAIN=150000; STEPS=4000; BATCH=256; N_TEST=500; VAL_EVERY=500; VAL_N=128; WORKERS=12; SUITES=sd15-256
+  SWEEP_N=300; N_TRAIN=150000; STEPS=4000; BATCH=256; N_TEST=500; VAL_EVERY=500; VAL_N=128; WORKERS=12; SUITES=sd15-256
   BENCH_ARGS="--device cuda --repeats 2"
   ARCH="--channels 64,128,192 --text-hidden 128 --text-layers 2 --text-heads 4"; TRAIN_END=$(( $(left) - 75 ))
 fi
@@ -48,15 +48,24 @@ print('generated', images.shape, masks.shape, len(texts))" >>"$LOG" 2>&1 || { lo
 
 if [ "${MODE:-all}" = bundle ]; then
   # fine-tune the bundled model with its recipe for the whole budget, then score it on the unseen test seed
-  MINUTES=$($PY -c "print(round(max(0.5, ($(left) - 100) / 60), 2))")
+  MINUTES=$($PY -c "print(round(max(0.5, ($(left) - 130) / 60), 2))")
   log "bundle: fine-tuning addp_agent/models/shapes_ref_small for ≤ $MINUTES min"
   $PY -m addp_agent train --out "$RUN/bundle" --init-from addp_agent/models/shapes_ref_small --n-train $N_TRAIN \
     --data-cache "$RUN/effects/shapes-train.pt" --batch-size $BATCH --lr 3e-4 --warmup-steps 100 \
     --lr-schedule cosine --mixed-precision "$([ -n "${DRY:-}" ] && echo no || echo bf16)" --paint-weight 8 \
     --timesteps ris --augment --steps 100000 --max-minutes "$MINUTES" --val-every $VAL_EVERY --val-n $VAL_N \
     --checkpoint-every 1000 --quiet >>"$LOG" 2>&1 || log "training ended with $?"
-  $PY -m addp_agent.models.bundle "$RUN/bundle/model" --target "$RUN/fp16/bundle" --steps 2 --guidance-scale 3 \
-    --image-guidance-scale 1 --timestep-spacing trailing >>"$LOG" 2>&1 || { log "fp16 export failed"; exit 1; }
+  # the sampler defaults are re-chosen on the val split (paired sweep); the pick goes into the bundle's config
+  $PY -m addp_agent sweep --model "$RUN/bundle/model" --data "shapes-gen:$SWEEP_N:0:64" --split val \
+    --steps 1,2,3,4 --guidance-scale 2,3,4 --image-guidance-scale 1,1.5 --spacing trailing --prefer-fast-within 0.005 \
+    --limit $SWEEP_N --batch-size 64 --out "$OUT/bundle-sweep.json" >>"$LOG" 2>&1 || log "sweep ended with $?"
+  DEFAULTS=$($PY -c "import json; b = json.load(open('$OUT/bundle-sweep.json'))['best']
+print(f\"--steps {b['steps']} --guidance-scale {b['guidance_scale']} --image-guidance-scale {b['image_guidance_scale']} \
+--timestep-spacing {b['timestep_spacing']}\")" 2>>"$LOG" || echo "--steps 2 --guidance-scale 3 --image-guidance-scale 1 \
+--timestep-spacing trailing")
+  log "bundle defaults: $DEFAULTS"
+  $PY -m addp_agent.models.bundle "$RUN/bundle/model" --target "$RUN/fp16/bundle" $DEFAULTS \
+    >>"$LOG" 2>&1 || { log "fp16 export failed"; exit 1; }
   $PY -m addp_agent eval --model "$RUN/fp16/bundle" --data "shapes-gen:$N_TEST:1:64" --split test --critic none \
     --max-rounds 1 --batch-size 64 --out "$RUN/eval" --quiet >>"$LOG" 2>&1 || log "eval ended with $?"
   cp "$RUN/eval/metrics.json" "$OUT/bundle-test-metrics.json" 2>/dev/null
