@@ -37,13 +37,16 @@ else
   BENCH_ARGS="--device cuda --repeats 2"
   ARCH="--channels 64,128,192 --text-hidden 128 --text-layers 2 --text-heads 4"; TRAIN_END=$(( $(left) - 75 ))
 fi
+# the bundle's continuation gets fresh samples beyond the 150k it has seen (same seed stream, samples 0..N-1)
+[ "${MODE:-all}" = bundle ] && [ -z "${DRY:-}" ] && N_TRAIN=300000
 RUN=runs/gpu
+CACHE="$RUN/shapes-train-$N_TRAIN.pt"
 mkdir -p "$RUN/effects"
 
 log "phase 1: Shapes-Ref train split, $N_TRAIN samples, $WORKERS processes"
 $PY -c "
 from addp_agent.train.data import cached_shapes
-images, masks, texts = cached_shapes('train', $N_TRAIN, 0, 64, '$RUN/effects/shapes-train.pt', $WORKERS)
+images, masks, texts = cached_shapes('train', $N_TRAIN, 0, 64, '$CACHE', $WORKERS)
 print('generated', images.shape, masks.shape, len(texts))" >>"$LOG" 2>&1 || { log "data generation failed"; exit 1; }
 
 if [ "${MODE:-all}" = bundle ]; then
@@ -51,7 +54,7 @@ if [ "${MODE:-all}" = bundle ]; then
   MINUTES=$($PY -c "print(round(max(0.5, ($(left) - 130) / 60), 2))")
   log "bundle: fine-tuning addp_agent/models/shapes_ref_small for ≤ $MINUTES min"
   $PY -m addp_agent train --out "$RUN/bundle" --init-from addp_agent/models/shapes_ref_small --n-train $N_TRAIN \
-    --data-cache "$RUN/effects/shapes-train.pt" --batch-size $BATCH --lr 3e-4 --warmup-steps 100 \
+    --data-cache "$CACHE" --batch-size $BATCH --lr 3e-4 --warmup-steps 100 \
     --lr-schedule cosine --mixed-precision "$([ -n "${DRY:-}" ] && echo no || echo bf16)" --paint-weight 8 \
     --timesteps ris --augment --steps 100000 --max-minutes "$MINUTES" --val-every $VAL_EVERY --val-n $VAL_N \
     --checkpoint-every 1000 --quiet >>"$LOG" 2>&1 || log "training ended with $?"
@@ -89,7 +92,7 @@ EVAL_S=45
 MINUTES=$($PY -c "print(round(max(0.5, ($TRAIN_END - $(( $(date +%s) - T0 )) - $EVAL_S - 25) / 60), 2))")
 COMMON="--out $RUN/effects --steps $STEPS --n-train $N_TRAIN --n-test $N_TEST --batch-size $BATCH --lr 0.001
   --warmup-steps 300 --lr-schedule cosine --mixed-precision bf16 --paint-weight 8 --val-every $VAL_EVERY
-  --val-n $VAL_N --infer-steps 10 --sampler ris --data-cache $RUN/effects/shapes-train.pt $ARCH
+  --val-n $VAL_N --infer-steps 10 --sampler ris --data-cache $CACHE $ARCH
   --max-minutes $MINUTES"
 [ -n "${DRY:-}" ] && COMMON="${COMMON/--mixed-precision bf16/--mixed-precision no}"
 log "phase 3: four variants in parallel, ≤ $MINUTES min of training each"

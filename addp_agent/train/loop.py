@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from addp_agent.errors import UserError
 from addp_agent.models.build import PixelModelConfig
 from addp_agent.train.augment import augment_ris_targets, paint
+from addp_agent.train.checkpoints import export_ema, latest_checkpoint, save_checkpoint
 from addp_agent.train.data import TrainingData, load_training_data
 from addp_agent.train.timesteps import PRESETS, TimestepSampler
 
@@ -163,7 +164,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     accelerator.register_for_checkpointing(ema_unet, ema_text)
 
     start_step, elapsed_before = 0, 0.0
-    latest = _latest_checkpoint(checkpoints)
+    latest = latest_checkpoint(checkpoints)
     if latest is not None:
         try:
             accelerator.load_state(str(latest))
@@ -209,7 +210,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                                accelerator, num_timesteps, device_generator)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss} at step {step + 1}; the last good checkpoint is "
-                                       f"{_latest_checkpoint(checkpoints) or 'none'} (lower --lr and resume)")
+                                       f"{latest_checkpoint(checkpoints) or 'none'} (lower --lr and resume)")
             accelerator.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             schedule_at["progress"] = training_progress(config, step + 1, spent)
@@ -232,17 +233,17 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                 record.update({"step": step, **validate(config, pipe, ema_unet, ema_text, accelerator)})
             _log(accelerator, log_path, record, bar)
             if step % config.checkpoint_every == 0 or final:
-                _save_checkpoint(accelerator, checkpoints, step, elapsed())
-                _export(pipe, ema_unet, ema_text, accelerator, out / "model", config, step, final)
+                save_checkpoint(accelerator, checkpoints, step, elapsed())
+                export_ema(pipe, ema_unet, ema_text, accelerator, out / "model", config, step, final)
         if stopped_by == "time" and step > start_step:  # the time budget ended the run: finish it like the last step
             record = {"step": step, "elapsed_s": round(elapsed(), 1), "stopped_by": "time"}
             if config.val_every:
                 record.update(validate(config, pipe, ema_unet, ema_text, accelerator))
             _log(accelerator, log_path, record, bar)
-            _save_checkpoint(accelerator, checkpoints, step, elapsed())
-            _export(pipe, ema_unet, ema_text, accelerator, out / "model", config, step, True, stopped_by)
+            save_checkpoint(accelerator, checkpoints, step, elapsed())
+            export_ema(pipe, ema_unet, ema_text, accelerator, out / "model", config, step, True, stopped_by)
     except KeyboardInterrupt:
-        _save_checkpoint(accelerator, checkpoints, step, elapsed(shared=False))
+        save_checkpoint(accelerator, checkpoints, step, elapsed(shared=False))
         accelerator.print(f"\ninterrupted: checkpoint at step {step} saved in {checkpoints}; rerun to resume")
         raise
     finally:
@@ -346,62 +347,3 @@ def validate(config: TrainConfig, pipe, ema_unet, ema_text, accelerator) -> dict
         unet.train()
         text.train()
     return {"val_mIoU": result["mIoU"], "val_oIoU": result["oIoU"]}
-
-
-def _latest_checkpoint(folder: Path) -> Path | None:
-    if not folder.is_dir():
-        return None
-    done = [p for p in folder.glob("step-*") if (p / "step.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def _save_checkpoint(accelerator, folder: Path, step: int, elapsed_s: float = 0.0) -> None:
-    """Write ``step-N`` atomically enough: ``step.json`` is written last and marks it complete."""
-    target = folder / f"step-{step}"
-    accelerator.save_state(str(target))
-    if accelerator.is_main_process:
-        (target / "step.json").write_text(json.dumps({"step": step, "elapsed_s": round(elapsed_s, 1)}))
-        for old in sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
-            import shutil
-
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-def _export(pipe, ema_unet, ema_text, accelerator, folder: Path, config: TrainConfig, step: int,
-            finished: bool = False, stopped_by: str = "steps") -> None:
-    """Save the EMA weights as a diffusers pipeline folder (safetensors); training weights are restored after."""
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return
-    unet = accelerator.unwrap_model(pipe.unet)
-    text = accelerator.unwrap_model(pipe.text_encoder)
-    ema_unet.store(unet.parameters())
-    ema_text.store(text.parameters())
-    try:
-        ema_unet.copy_to(unet.parameters())
-        if config.train_text_encoder:
-            ema_text.copy_to(text.parameters())
-        pipe.register_modules(unet=unet, text_encoder=text)
-        pipe.register_to_config(default_num_inference_steps=config.val_steps)
-        staging = folder.with_name(folder.name + ".tmp")
-        pipe.save_pretrained(staging, safe_serialization=True)
-        (staging / "training.json").write_text(json.dumps(
-            {"config": json.loads(config.model_dump_json()), "step": step, "finished": finished,
-             "stopped_by": stopped_by if finished else None, "metrics": _last_val(folder.parent / "log.jsonl")},
-            indent=2))
-        if folder.exists():
-            import shutil
-
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        ema_unet.restore(unet.parameters())
-        ema_text.restore(text.parameters())
-
-
-def _last_val(log: Path) -> dict[str, float]:
-    if not log.exists():
-        return {}
-    rows = [json.loads(line) for line in log.read_text().splitlines() if "val_mIoU" in line]
-    return {k: v for k, v in rows[-1].items() if k.startswith("val_")} if rows else {}

@@ -1,0 +1,68 @@
+"""Training checkpoints (accelerate state, resumable) and the EMA pipeline export of a run folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from addp_agent.train.loop import TrainConfig
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete ``step-N`` folder (one with ``step.json``), or None."""
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("step-*") if (p / "step.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def save_checkpoint(accelerator, folder: Path, step: int, elapsed_s: float = 0.0) -> None:
+    """Write ``step-N`` atomically enough: ``step.json`` is written last and marks it complete."""
+    target = folder / f"step-{step}"
+    accelerator.save_state(str(target))
+    if accelerator.is_main_process:
+        (target / "step.json").write_text(json.dumps({"step": step, "elapsed_s": round(elapsed_s, 1)}))
+        for old in sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def export_ema(pipe, ema_unet, ema_text, accelerator, folder: Path, config: TrainConfig, step: int,
+            finished: bool = False, stopped_by: str = "steps") -> None:
+    """Save the EMA weights as a diffusers pipeline folder (safetensors); training weights are restored after."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    unet = accelerator.unwrap_model(pipe.unet)
+    text = accelerator.unwrap_model(pipe.text_encoder)
+    ema_unet.store(unet.parameters())
+    ema_text.store(text.parameters())
+    try:
+        ema_unet.copy_to(unet.parameters())
+        if config.train_text_encoder:
+            ema_text.copy_to(text.parameters())
+        pipe.register_modules(unet=unet, text_encoder=text)
+        pipe.register_to_config(default_num_inference_steps=config.val_steps)
+        staging = folder.with_name(folder.name + ".tmp")
+        pipe.save_pretrained(staging, safe_serialization=True)
+        (staging / "training.json").write_text(json.dumps(
+            {"config": json.loads(config.model_dump_json()), "step": step, "finished": finished,
+             "stopped_by": stopped_by if finished else None, "metrics": last_val(folder.parent / "log.jsonl")},
+            indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        ema_unet.restore(unet.parameters())
+        ema_text.restore(text.parameters())
+
+
+def last_val(log: Path) -> dict[str, float]:
+    """The ``val_*`` values of the last validation row of ``log.jsonl``."""
+    if not log.exists():
+        return {}
+    rows = [json.loads(line) for line in log.read_text().splitlines() if "val_mIoU" in line]
+    return {k: v for k, v in rows[-1].items() if k.startswith("val_")} if rows else {}
