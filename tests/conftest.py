@@ -106,3 +106,29 @@ def pipe(tiny_pixel_dir):
     from addp_agent.engine import ADDPPipeline
 
     return ADDPPipeline.from_pretrained(tiny_pixel_dir)
+
+
+def redden(source: Path, folder: Path) -> Path:
+    """The tiny random model with a red-leaning output bias, so masks are non-empty and corrections matter."""
+    from addp_agent.engine import ADDPPipeline
+
+    pipe = ADDPPipeline.from_pretrained(source)
+    with torch.no_grad():
+        pipe.unet.conv_out.weight.mul_(3.0)
+        pipe.unet.conv_out.bias.copy_(torch.tensor([1.0] * 4 + [-1.0] * 8))  # R up, G and B down (2x2 patches)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def red_dir(tiny_pixel_dir, tmp_path_factory) -> Path:
+    return redden(tiny_pixel_dir, tmp_path_factory.mktemp("red-pixel"))
+
+
+@pytest.fixture(scope="module")
+def red_pipe(red_dir):
+    from addp_agent.models.registry import load_pipeline
+
+    pipe = load_pipeline(str(red_dir), device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from test_eval_runner import _untimed, redden
+from conftest import redden
+from test_eval_runner import _untimed
 
 ARGS = ["eval", "--data", "shapes-gen:64:5:32", "--steps", "1", "--batch-size", "4", "--max-rounds", "2", "--quiet"]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

@@ -12,22 +12,6 @@ from addp_agent.errors import UserError
 from addp_agent.eval.sweep import SweepPoint, SweepRow, grid, parse_list, pick, run_point
 
 
-@pytest.fixture(scope="module")
-def red_dir(tiny_pixel_dir, tmp_path_factory):
-    from test_eval_runner import redden
-
-    return redden(tiny_pixel_dir, tmp_path_factory.mktemp("red-pixel"))
-
-
-@pytest.fixture(scope="module")
-def red_pipe(red_dir):
-    from addp_agent.models.registry import load_pipeline
-
-    pipe = load_pipeline(str(red_dir), device="cpu")
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def _row(steps: int, miou: float) -> SweepRow:
     return SweepRow(steps=steps, guidance_scale=3.0, image_guidance_scale=1.0, timestep_spacing="trailing", n=10,
                     miou=miou, oiou=miou, precision_at_50=miou, precision_at_90=miou, seconds_per_sample=0.01 * steps)

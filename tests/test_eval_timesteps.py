@@ -29,7 +29,7 @@ def test_curve_statistics_by_hand() -> None:
 
 
 def test_cli_writes_curve_and_contribution(tiny_pixel_dir, tmp_path) -> None:
-    from test_eval_runner import redden
+    from conftest import redden
 
     model = redden(tiny_pixel_dir, tmp_path / "model")
     out = tmp_path / "curve"
