@@ -11,12 +11,16 @@ if TYPE_CHECKING:
     from addp_agent.train.loop import TrainConfig
 
 
+def _step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The newest complete ``step-N`` folder (one with ``step.json``), or None."""
     if not folder.is_dir():
         return None
     done = [p for p in folder.glob("step-*") if (p / "step.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+    return max(done, key=_step_of, default=None)
 
 
 def save_checkpoint(accelerator, folder: Path, step: int, elapsed_s: float = 0.0) -> None:
@@ -25,13 +29,13 @@ def save_checkpoint(accelerator, folder: Path, step: int, elapsed_s: float = 0.0
     accelerator.save_state(str(target))
     if accelerator.is_main_process:
         (target / "step.json").write_text(json.dumps({"step": step, "elapsed_s": round(elapsed_s, 1)}))
-        for old in sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
+        for old in sorted(folder.glob("step-*"), key=_step_of)[:-2]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
 def export_ema(pipe, ema_unet, ema_text, accelerator, folder: Path, config: TrainConfig, step: int,
-            finished: bool = False, stopped_by: str = "steps") -> None:
+               finished: bool = False, stopped_by: str = "steps") -> None:
     """Save the EMA weights as a diffusers pipeline folder (safetensors); training weights are restored after."""
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
