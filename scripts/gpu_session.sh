@@ -37,8 +37,8 @@ else
   BENCH_ARGS="--device cuda --repeats 2"
   ARCH="--channels 64,128,192 --text-hidden 128 --text-layers 2 --text-heads 4"; TRAIN_END=$(( $(left) - 75 ))
 fi
-# the bundle's continuation gets fresh samples beyond the 150k it has seen (same seed stream, samples 0..N-1)
-[ "${MODE:-all}" = bundle ] && [ -z "${DRY:-}" ] && N_TRAIN=300000
+# the bundle's continuation: 400k samples of the seed-0 stream (stages 1-2 saw the first 300k)
+[ "${MODE:-all}" = bundle ] && [ -z "${DRY:-}" ] && N_TRAIN=400000 && WORKERS=15 && BATCH=512
 RUN=runs/gpu
 CACHE="$RUN/shapes-train-$N_TRAIN.pt"
 mkdir -p "$RUN/effects"
@@ -51,20 +51,27 @@ print('generated', images.shape, masks.shape, len(texts))" >>"$LOG" 2>&1 || { lo
 
 if [ "${MODE:-all}" = bundle ]; then
   # fine-tune the bundled model with its recipe for the whole budget, then score it on the unseen test seed
-  MINUTES=$($PY -c "print(round(max(0.5, ($(left) - 130) / 60), 2))")
-  log "bundle: fine-tuning addp_agent/models/shapes_ref_small for ≤ $MINUTES min"
-  $PY -m addp_agent train --out "$RUN/bundle" --init-from addp_agent/models/shapes_ref_small --n-train $N_TRAIN \
-    --data-cache "$CACHE" --batch-size $BATCH --lr 3e-4 --warmup-steps 100 \
-    --lr-schedule cosine --mixed-precision "$([ -n "${DRY:-}" ] && echo no || echo bf16)" --paint-weight 8 \
-    --timesteps ris --augment --steps 100000 --max-minutes "$MINUTES" --val-every $VAL_EVERY --val-n $VAL_N \
-    --checkpoint-every 1000 --quiet >>"$LOG" 2>&1 || log "training ended with $?"
+  # the training set, its augmentation and the noise live on the GPU (--data-device auto); should that path fail
+  # before a model is written, the rest of the budget trains with batches built on the CPU instead
+  for DATA_DEVICE in auto cpu; do
+    MINUTES=$($PY -c "print(round(max(0.5, ($(left) - 150) / 60), 2))")
+    log "bundle: fine-tuning addp_agent/models/shapes_ref_small for ≤ $MINUTES min (data device $DATA_DEVICE)"
+    $PY -m addp_agent train --out "$RUN/bundle" --init-from addp_agent/models/shapes_ref_small --n-train $N_TRAIN \
+      --data-cache "$CACHE" --data-device $DATA_DEVICE --batch-size $BATCH --lr 4e-4 --warmup-steps 100 \
+      --lr-schedule cosine --mixed-precision "$([ -n "${DRY:-}" ] && echo no || echo bf16)" --paint-weight 8 \
+      --timesteps ris --augment --steps 100000 --max-minutes "$MINUTES" --val-every $VAL_EVERY --val-n $VAL_N \
+      --checkpoint-every 1000 --log-every 100 --quiet >>"$LOG" 2>&1 && break
+    log "training ended with $?"
+    [ -d "$RUN/bundle/model" ] && break
+    rm -rf "$RUN/bundle"
+  done
   # the sampler defaults are re-chosen on the val split (paired sweep); the pick goes into the bundle's config
   $PY -m addp_agent sweep --model "$RUN/bundle/model" --data "shapes-gen:$SWEEP_N:0:64" --split val \
-    --steps 1,2,3,4 --guidance-scale 2,3,4 --image-guidance-scale 1,1.5 --spacing trailing --prefer-fast-within 0.005 \
+    --steps 1,2,3,4 --guidance-scale 1.5,2,3 --image-guidance-scale 1,1.5 --spacing trailing --prefer-fast-within 0.005 \
     --limit $SWEEP_N --batch-size 64 --out "$OUT/bundle-sweep.json" >>"$LOG" 2>&1 || log "sweep ended with $?"
   DEFAULTS=$($PY -c "import json; b = json.load(open('$OUT/bundle-sweep.json'))['best']
 print(f\"--steps {b['steps']} --guidance-scale {b['guidance_scale']} --image-guidance-scale {b['image_guidance_scale']} \
---timestep-spacing {b['timestep_spacing']}\")" 2>>"$LOG" || echo "--steps 2 --guidance-scale 3 --image-guidance-scale 1 \
+--timestep-spacing {b['timestep_spacing']}\")" 2>>"$LOG" || echo "--steps 2 --guidance-scale 2 --image-guidance-scale 1 \
 --timestep-spacing trailing")
   log "bundle defaults: $DEFAULTS"
   $PY -m addp_agent.models.bundle "$RUN/bundle/model" --target "$RUN/fp16/bundle" $DEFAULTS \

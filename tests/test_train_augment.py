@@ -108,3 +108,23 @@ def test_depth_blur_grows_with_t():
 def test_augmented_targets_stay_valid_images(t):
     out = augment_ris_targets(noise_images(), square_masks(), torch.full((B,), t), generator=torch.Generator())
     assert out.shape == (B, 3, S, S) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_targets_stay_on_the_data_device():
+    """Data kept on an accelerator (``data_device="auto"``): painting and augmentation create nothing on the CPU.
+
+    The meta device stands in for a GPU: like CUDA it refuses to mix with CPU tensors.
+    """
+    from addp_agent.train.data import TrainingData
+
+    n, size = 4, 16
+    data = TrainingData(images=torch.zeros(n, size, size, 3, dtype=torch.uint8, device="meta"),
+                        masks=torch.zeros(n, size, size, dtype=torch.bool, device="meta"),
+                        input_ids=torch.zeros(n, 8, dtype=torch.long, device="meta"),
+                        null_ids=torch.zeros(1, 8, dtype=torch.long, device="meta"))
+    images, masks, ids = data.batch(torch.tensor([0, 2, 3]))  # indices are drawn on the CPU
+    t = torch.tensor([0, 500, 999])
+    clean = paint(images, masks)
+    augmented = augment_ris_targets(images, masks, t.to(images.device), 1000, 0.2, None)
+    assert {clean.device.type, augmented.device.type, ids.device.type} == {"meta"}
+    assert clean.shape == augmented.shape == (3, 3, size, size)

@@ -29,6 +29,8 @@ def train_command(
     mixed_precision: str = typer.Option("no", help="no | bf16 | fp16 (autocast; fp32 master weights)."),
     data_cache: Path = typer.Option(None, help="Keep generated Shapes-Ref in this file and reuse it."),
     data_workers: int = typer.Option(0, help="Processes generating Shapes-Ref (0: automatic)."),
+    data_device: str = typer.Option("auto", help="auto: keep the training set, augmentation and noise on the GPU "
+                                                 "when it fits (< 8 GiB) | cpu: batches are built on the CPU."),
     timesteps: str = typer.Option("ris", help="uniform | ris | depth | analytic | estimated"),
     timesteps_file: Path = typer.Option(None, help="c_t file for --timesteps estimated (addp analyze-timesteps)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Diffusion-tailored GT augmentation."),
@@ -54,6 +56,7 @@ def train_command(
                              steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                              lr_schedule=lr_schedule, min_lr_ratio=min_lr_ratio, max_minutes=max_minutes,
                              mixed_precision=mixed_precision, data_cache=data_cache, data_workers=data_workers,
+                             data_device=data_device,
                              timesteps=timesteps,
                              timesteps_file=timesteps_file, augment=augment, paint_weight=paint_weight,
                              parameterization=parameterization,

@@ -86,7 +86,7 @@ def erase_masks(masks: torch.Tensor, strength: torch.Tensor, generator: torch.Ge
 def paint(images: torch.Tensor, masks: torch.Tensor, colors: torch.Tensor | None = None) -> torch.Tensor:
     """Paint targets: (B, 3, H, W) images in [0, 1], masks (B, H, W) → image with the mask filled by colour."""
     if colors is None:
-        colors = RED[None].expand(images.shape[0], 3)
+        colors = RED.to(images.device)[None].expand(images.shape[0], 3)
     m = masks[:, None].to(images.dtype)
     return images * (1 - m) + colors[:, :, None, None].to(images.dtype) * m
 

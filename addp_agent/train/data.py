@@ -52,8 +52,10 @@ def from_arrays(images: np.ndarray, masks: np.ndarray, texts: list[str], tokeniz
     """Training tensors from stacked images (N, H, W, 3) uint8, masks (N, H, W) bool and expressions."""
     if not texts:
         raise DataError("the training data set is empty")
-    tokens = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                       return_tensors="pt").input_ids
+    unique = list(dict.fromkeys(texts))  # generated expressions repeat a lot: tokenise each once
+    row = {text: i for i, text in enumerate(unique)}
+    tokens = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                       return_tensors="pt").input_ids[torch.tensor([row[text] for text in texts])]
     null = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
     return TrainingData(images=torch.as_tensor(images), masks=torch.as_tensor(masks), input_ids=tokens,
                         null_ids=null)
