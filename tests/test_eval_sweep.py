@@ -12,8 +12,9 @@ from addp_agent.errors import UserError
 from addp_agent.eval.sweep import SweepPoint, SweepRow, grid, parse_list, pick, run_point
 
 
-def _row(steps: int, miou: float) -> SweepRow:
-    return SweepRow(steps=steps, guidance_scale=3.0, image_guidance_scale=1.0, timestep_spacing="trailing", n=10,
+def _row(steps: int, miou: float, guidance: float = 3.0, image_guidance: float = 1.0) -> SweepRow:
+    return SweepRow(steps=steps, guidance_scale=guidance, image_guidance_scale=image_guidance,
+                    timestep_spacing="trailing", n=10,
                     miou=miou, oiou=miou, precision_at_50=miou, precision_at_90=miou, seconds_per_sample=0.01 * steps)
 
 
@@ -50,6 +51,18 @@ def test_pick_prefers_quality_then_fewer_steps() -> None:
     assert pick(rows, prefer_fast_within=0.2) == rows[2]
     with pytest.raises(UserError):
         pick([])
+
+
+def test_pick_counts_guidance_branches_in_the_cost() -> None:
+    three_branches, two_branches = _row(1, 0.9894, 1.5, 1.5), _row(1, 0.9892, 1.5, 1.0)
+    unguided, two_steps = _row(1, 0.9824, 1.0, 1.0), _row(2, 0.9780, 2.0, 1.0)
+    assert (three_branches.unet_passes, two_branches.unet_passes, unguided.unet_passes, two_steps.unet_passes) \
+        == (3, 2, 1, 4)
+    rows = [three_branches, two_branches, unguided, two_steps]
+    assert pick(rows) == three_branches
+    assert pick(rows, prefer_fast_within=0.005) == two_branches  # same steps, a third fewer UNet rows
+    assert pick(rows, prefer_fast_within=0.01) == unguided
+    assert SweepRow.model_validate_json(two_branches.model_dump_json()).unet_passes == 2  # written to sweep.json
 
 
 def test_rows_do_not_depend_on_batch_size_and_restore_the_scheduler(red_pipe) -> None:

@@ -21,7 +21,8 @@ def sweep_command(
                                              help="Comma-separated image guidance scales."),
     spacing: str = typer.Option("trailing", "--spacing", help="Comma-separated: leading, trailing, linspace."),
     prefer_fast_within: float = typer.Option(0.0, "--prefer-fast-within",
-                                             help="Pick the fewest steps within this mIoU (fraction) of the best."),
+                                             help="Pick the fewest UNet passes (steps × guidance branches) "
+                                                  "within this mIoU (fraction) of the best."),
     limit: int = typer.Option(300, "--limit", help="Samples per grid point."),
     batch_size: int = typer.Option(32, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
@@ -68,13 +69,14 @@ def sweep_command(
     staging.write_text(result.model_dump_json(indent=2))
     staging.replace(out)
     table = Table(title=f"{len(samples)} samples of {data} ({split}), single round")
-    for column in ("steps", "guidance", "image guidance", "spacing", "mIoU %", "oIoU %", "P@0.5 %", "ms/sample"):
+    for column in ("steps", "guidance", "image guidance", "spacing", "UNet passes", "mIoU %", "oIoU %", "P@0.5 %",
+                   "ms/sample"):
         table.add_column(column, justify="right")
     for row in sorted(rows, key=lambda r: -r.miou):
         mark = " ←" if row == best else ""
         table.add_row(str(row.steps), f"{row.guidance_scale:g}", f"{row.image_guidance_scale:g}", row.timestep_spacing,
-                      f"{100 * row.miou:.2f}{mark}", f"{100 * row.oiou:.2f}", f"{100 * row.precision_at_50:.1f}",
-                      f"{row.seconds_per_sample * 1e3:.1f}")
+                      str(row.unet_passes), f"{100 * row.miou:.2f}{mark}", f"{100 * row.oiou:.2f}",
+                      f"{100 * row.precision_at_50:.1f}", f"{row.seconds_per_sample * 1e3:.1f}")
     Console().print(table)
     typer.echo(f"pick: python -m addp_agent.models.bundle {model or '<model>'} --steps {best.steps} "
                f"--guidance-scale {best.guidance_scale:g} --image-guidance-scale {best.image_guidance_scale:g} "

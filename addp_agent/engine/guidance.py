@@ -23,6 +23,14 @@ import torch
 CorrectionMode = Literal["additive", "replace"]
 
 
+def guidance_branches(text_scale: float, image_scale: float) -> int:
+    """UNet branches per denoising step before corrections: 1 without guidance (s_T ≤ 1); 2 at s_I = 1, where
+    ε_u has zero weight (ε_u + 1·(ε_i − ε_u) = ε_i) and its branch is skipped; else 3."""
+    if not (text_scale > 1.0 and image_scale >= 1.0):
+        return 1
+    return 2 if image_scale == 1.0 else 3
+
+
 def dual_guidance(eps_text: torch.Tensor, eps_image: torch.Tensor, eps_uncond: torch.Tensor,
                   text_scale: float, image_scale: float) -> torch.Tensor:
     """InstructPix2Pix's guidance, written in the same order of operations as diffusers' pipeline."""

@@ -25,7 +25,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from addp_agent.engine.decode import DEFAULT_THRESHOLD, decode_paint
-from addp_agent.engine.guidance import CorrectionMode, correctional_guidance
+from addp_agent.engine.guidance import CorrectionMode, correctional_guidance, guidance_branches
 from addp_agent.engine.state import DenoiseState, EncodedBatch
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
@@ -281,9 +281,8 @@ class ADDPPipeline(DiffusionPipeline):
         device = self.device
         dtype = self.unet.dtype
         text_scale, image_scale = settings["guidance_scale"], settings["image_guidance_scale"]
-        do_cfg = text_scale > 1.0 and image_scale >= 1.0
-        # image guidance 1 gives ε_u zero weight (ε_u + 1·(ε_i − ε_u) = ε_i): skip its branch, a third of the UNet rows
-        with_uncond = do_cfg and image_scale != 1.0
+        branches_needed = guidance_branches(text_scale, image_scale)  # image guidance 1 skips the ε_u branch
+        do_cfg, with_uncond = branches_needed > 1, branches_needed == 3
         base_branches = 3 if with_uncond else 2
         per_sample = self.normalize_corrections(corrections, batch)
         num_corrections = max((len(c) for c in per_sample), default=0) if do_cfg else 0

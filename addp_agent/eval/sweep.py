@@ -2,8 +2,8 @@
 
 Every grid point runs the same samples from the same starting noise (a paired comparison), so differences come
 from the settings alone. The pick is the highest mIoU; ``prefer_fast_within`` trades up to that much mIoU for
-fewer denoising steps. ``python -m addp_agent.models.bundle --steps … --guidance-scale …`` then makes the pick a
-model's defaults.
+fewer UNet passes (denoising steps × guidance branches). ``python -m addp_agent.models.bundle --steps …
+--guidance-scale …`` then makes the pick a model's defaults.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from addp_agent.data.sample import RISSample
+from addp_agent.engine.guidance import guidance_branches
 from addp_agent.errors import UserError
 from addp_agent.eval.batch import initial_noise
 from addp_agent.metrics import RISMetrics
@@ -32,6 +33,13 @@ class SweepPoint(BaseModel):
     guidance_scale: float = Field(ge=1.0)
     image_guidance_scale: float = Field(ge=1.0)
     timestep_spacing: Spacing
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def unet_passes(self) -> int:
+        """UNet evaluations per sample and round: steps × guidance branches (the cost that does not depend on
+        the machine or its load)."""
+        return self.steps * guidance_branches(self.guidance_scale, self.image_guidance_scale)
 
 
 class SweepRow(SweepPoint):
@@ -111,12 +119,13 @@ def run_point(pipe: Any, samples: Sequence[RISSample], point: SweepPoint, batch_
 
 
 def pick(rows: Sequence[SweepRow], prefer_fast_within: float = 0.0) -> SweepRow:
-    """The highest-mIoU row, or the fewest-steps row within ``prefer_fast_within`` of it (then highest mIoU)."""
+    """The highest-mIoU row, or the cheapest row within ``prefer_fast_within`` of it: fewest UNet passes (steps ×
+    guidance branches), then fewest steps, then highest mIoU."""
     if not rows:
         raise UserError("the sweep has no rows")
     top = max(row.miou for row in rows)
     close = [row for row in rows if row.miou >= top - prefer_fast_within]
-    return min(close, key=lambda row: (row.steps, -row.miou))
+    return min(close, key=lambda row: (row.unet_passes, row.steps, -row.miou))
 
 
 def sweep(pipe: Any, samples: Sequence[RISSample], points: Sequence[SweepPoint], batch_size: int = 32,
