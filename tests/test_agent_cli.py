@@ -59,6 +59,22 @@ def test_vlm_critic_with_resume_from_step_k(tmp_path, tiny_pixel_dir, capsys):
     assert len(server.requests) == len(trace["rounds"]) and "covers the cross" in stdout
 
 
+@pytest.mark.parametrize("spec", ["val", "val:x", "val:3:y", "val:1:2:3", "valid:3"])
+def test_bad_shapes_sample_is_one_clear_error(tmp_path, tiny_pixel_dir, capsys, spec):
+    code, _, err = run(["agent", "--shapes-sample", spec, "--critic", "simulated", "--out", str(tmp_path / "o"),
+                        "--model", str(tiny_pixel_dir)], capsys)
+    assert code == 2 and err.startswith("error: --shapes-sample") and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_shapes_sample_seed_selects_the_stream():
+    from addp_agent.cli.agent import parse_shapes_spec
+
+    assert parse_shapes_spec("test:245") == ("test", 245, 0)
+    assert parse_shapes_spec("test:245:1") == ("test", 245, 1)
+    assert not np.array_equal(generate_sample("test", 245, 1).image, generate_sample("test", 245, 0).image)
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--critic", "simulated"], "--gt-mask"),
     (["--critic", "paper", "--critic-model", "m", "--base-url", "http://127.0.0.1:9/v1"], "--caption"),

@@ -23,11 +23,13 @@ from addp_agent.errors import UserError
 CRITICS = ("vlm", "paper", "simulated", "none")
 
 
-def parse_shapes_spec(spec: str) -> tuple[str, int]:
-    split, sep, index = spec.partition(":")
-    if not sep or not index.isdigit():
-        raise UserError(f"--shapes-sample expects SPLIT:INDEX (e.g. val:12), got {spec!r}")
-    return split, int(index)
+def parse_shapes_spec(spec: str) -> tuple[str, int, int]:
+    """``SPLIT:INDEX[:SEED]`` → (split, index, seed); the seed is the data stream's (0 unless given)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):
+        raise UserError(f"--shapes-sample expects SPLIT:INDEX or SPLIT:INDEX:SEED (e.g. val:12, test:245:1), "
+                        f"got {spec!r}")
+    return parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
 
 
 def _inputs(image: Path | None, expression: str | None, shapes_sample: str | None, gt_mask: Path | None):
@@ -40,10 +42,10 @@ def _inputs(image: Path | None, expression: str | None, shapes_sample: str | Non
 
         if image is not None:
             raise UserError("give either IMAGE or --shapes-sample, not both")
-        split, index = parse_shapes_spec(shapes_sample)
+        split, index, seed = parse_shapes_spec(shapes_sample)
         if split not in SPLITS:
             raise UserError(f"--shapes-sample: unknown split {split!r}; use one of {list(SPLITS)}")
-        sample = generate_sample(split, index)
+        sample = generate_sample(split, index, seed)
         return sample.image, expression or sample.expression, sample.mask, sample.others
     if image is None or not expression:
         raise UserError("give IMAGE and EXPRESSION (or --shapes-sample SPLIT:INDEX)")
@@ -96,8 +98,9 @@ def agent_command(
                                     help="k: the critic also sees the mask at step k; later rounds resume there."),
     correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt for round 1 (repeatable)."),
     gt_mask: Path = typer.Option(None, "--gt-mask", help="Ground-truth mask PNG (for --critic simulated)."),
-    shapes_sample: str = typer.Option(None, "--shapes-sample", metavar="SPLIT:INDEX",
-                                      help="Image, expression, ground truth and instances from Shapes-Ref."),
+    shapes_sample: str = typer.Option(None, "--shapes-sample", metavar="SPLIT:INDEX[:SEED]",
+                                      help="Image, expression, ground truth and instances from Shapes-Ref (seed 0 "
+                                           "unless given; shapes-gen:N:SEED:64 in `addp eval` is the same stream)."),
     convergence_iou: float = typer.Option(0.98, "--convergence-iou", min=0.0,
                                           help="Stop when mask IoU with the previous round reaches this (>1: never)."),
     accept_iou: float = typer.Option(0.9, "--accept-iou", min=0.0, max=1.0, help="Simulated critic's threshold."),
