@@ -47,6 +47,7 @@ def test_tiny_run_writes_a_model(tmp_path, capsys, tiny_model_json):
     (["--mixed-precision", "fp8"], "--mixed-precision"),
     (["--min-lr-ratio", "2"], "--min-lr-ratio"),
     (["--data-workers", "-3"], "--data-workers"),
+    (["--data-device", "gpu"], "--data-device"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
     assert _exit_code(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--quiet", *extra]) == 2
