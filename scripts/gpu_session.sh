@@ -71,7 +71,7 @@ if [ "${MODE:-all}" = bundle ]; then
     --limit $SWEEP_N --batch-size 64 --out "$OUT/bundle-sweep.json" >>"$LOG" 2>&1 || log "sweep ended with $?"
   DEFAULTS=$($PY -c "import json; b = json.load(open('$OUT/bundle-sweep.json'))['best']
 print(f\"--steps {b['steps']} --guidance-scale {b['guidance_scale']} --image-guidance-scale {b['image_guidance_scale']} \
---timestep-spacing {b['timestep_spacing']}\")" 2>>"$LOG" || echo "--steps 2 --guidance-scale 2 --image-guidance-scale 1 \
+--timestep-spacing {b['timestep_spacing']}\")" 2>>"$LOG" || echo "--steps 1 --guidance-scale 1.5 --image-guidance-scale 1 \
 --timestep-spacing trailing")
   log "bundle defaults: $DEFAULTS"
   $PY -m addp_agent.models.bundle "$RUN/bundle/model" --target "$RUN/fp16/bundle" $DEFAULTS \
