@@ -28,6 +28,11 @@ DOMAIN_WORDS: tuple[str, ...] = tuple((  # noqa: SIM905 (one readable block of w
     " tree bed couch sofa tv laptop phone book food pizza cake umbrella bag sign"
     " wearing holding sitting standing looking walking"
     " segment mask paint only exclude except instead wrong"
+    # Scenes-3D: solids, materials, sizes, camera-frame relations, ordinals, counts and group words
+    " sphere spheres ball balls cube cubes block blocks cylinder cylinders cone cones objects things"
+    " metal metallic shiny rubber matte mid-sized medium-sized camera closer farther further furthest"
+    " leftmost rightmost seventh eighth ninth tenth four five six seven eight nine ten zero all both"
+    " beige slate gray floor depth close far"
 ).split())
 
 
