@@ -123,7 +123,7 @@ def test_pil_limits_are_left_as_they_were():
     before = Image.MAX_IMAGE_PIXELS
     with pytest.raises(UserError):
         load_image_bytes(BOMBS["decompression_bomb_warning_png"])
-    assert Image.MAX_IMAGE_PIXELS == before
+    assert before == Image.MAX_IMAGE_PIXELS
     with pytest.warns(Image.DecompressionBombWarning):  # other code in the process still gets PIL's warning
         Image.open(io.BytesIO(BOMBS["decompression_bomb_warning_png"]))
 
