@@ -22,7 +22,7 @@ from addp_agent.engine.batcher import DynamicBatcher
 from addp_agent.errors import UserError
 from addp_agent.images import bounded_copy
 from addp_agent.masks import encode_rle, mask_to_png_base64, mask_to_polygons, overlay, resize_mask
-from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image
+from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image, printable
 from addp_agent.tools.payload import MAX_SIDE, bounded_png
 from addp_agent.tools.schemas import (
     GetMaskArgs,
@@ -279,7 +279,7 @@ def _percent(mask: np.ndarray) -> float:
 def _validation_message(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "arguments"
+        where = printable(".".join(str(p) for p in item["loc"])) or "arguments"  # keys come from the client
         parts.append(f"{where}: {item['msg']}")
     return "invalid arguments: " + "; ".join(parts)
 

@@ -56,12 +56,16 @@ def load_tool_image(value: str, policy: ImagePolicy) -> np.ndarray:
 
 
 def shown(text: str, limit: int = 60) -> str:
-    """A client's string as it may appear in a message or log: control and invalid characters replaced by '?',
-    at most ``limit`` characters (the middle elided), quoted."""
+    """A client's string as it may appear in a message or log: :func:`printable`, quoted."""
+    return f"'{printable(text, limit)}'"
+
+
+def printable(text: str, limit: int = 60) -> str:
+    """``text`` with control and invalid characters replaced by '?', at most ``limit`` characters (middle elided)."""
     clean = "".join(ch if ch.isprintable() else "?" for ch in text)
     if len(clean) > limit:
         clean = clean[:limit // 2] + "…" + clean[-(limit // 2 - 1):]
-    return f"'{clean}'"
+    return clean
 
 
 def resolve_path(value: str, policy: ImagePolicy) -> Path:
