@@ -9,21 +9,18 @@ import base64
 import io
 import logging
 import struct
-import subprocess
-import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from addp_agent.cli import main
 from addp_agent.errors import UserError
 from addp_agent.images import MAX_PIXELS, WORKING_MAX_SIDE, load_image_bytes
 from addp_agent.tools.functions import SegmentationTools
 from addp_agent.tools.inputs import ImagePolicy
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -108,14 +105,15 @@ def test_damaged_images_are_bad_input(tools, name):
     assert out.is_error and out.result.error == "bad_input", out.text()
 
 
-def test_decompression_bomb_png_cli_is_one_line_exit_2(tmp_path, tiny_pixel_dir):
+def test_decompression_bomb_png_cli_is_one_line_exit_2(tmp_path, tiny_pixel_dir, capsys):
+    """`addp segment bomb.png …` (in process; test_cli_segment runs the real process for the same path)."""
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(BOMBS["decompression_bomb_png"])
-    run = subprocess.run([sys.executable, "-m", "addp_agent", "segment", str(bomb), "the cup", "--model",
-                          str(tiny_pixel_dir), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
-    assert run.returncode == 2, run.stderr
-    assert run.stderr.count("\n") == 1 and "400000000 pixels" in run.stderr and "Traceback" not in run.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", str(bomb), "the cup", "--model", str(tiny_pixel_dir), "--out", str(tmp_path / "out")])
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert stderr.count("\n") == 1 and "400000000 pixels" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "out").exists()
 
 
