@@ -18,6 +18,7 @@ from PIL import Image
 from addp_agent.cli import main
 from addp_agent.errors import UserError
 from addp_agent.images import MAX_PIXELS, WORKING_MAX_SIDE, load_image_bytes
+from addp_agent.masks import bbox_xywh
 from addp_agent.tools.functions import SegmentationTools
 from addp_agent.tools.inputs import ImagePolicy
 
@@ -140,6 +141,7 @@ def test_large_image_session_keeps_a_bounded_copy_and_answers_at_input_size(tool
     assert not out.is_error, out.text()
     assert (out.result.width, out.result.height) == (width, height)
     assert out.artifact["mask"].shape == (height, width) and out.result.area_percent > 0
+    assert out.result.bbox == bbox_xywh(out.artifact["mask"]) and out.result.bbox[2] > WORKING_MAX_SIDE
     session, _ = red.store.lookup(out.result.mask_id)
     assert max(session.image.shape[:2]) == WORKING_MAX_SIDE and session.input_size == (height, width)
     assert session.rounds[0].mask.shape == session.image.shape[:2]

@@ -21,7 +21,7 @@ from addp_agent.critic.base import Critic
 from addp_agent.engine.batcher import DynamicBatcher
 from addp_agent.errors import UserError
 from addp_agent.images import bounded_copy
-from addp_agent.masks import encode_rle, mask_to_png_base64, mask_to_polygons, overlay, resize_mask
+from addp_agent.masks import bbox_xywh, encode_rle, mask_to_png_base64, mask_to_polygons, overlay, resize_mask
 from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image, printable
 from addp_agent.tools.payload import MAX_SIDE, bounded_png
 from addp_agent.tools.schemas import (
@@ -253,7 +253,7 @@ class SegmentationTools:
                    for r in session.rounds]
         result = SegmentResult(
             mask_id=mask_id(session.id, round_.index), expression=session.expression,
-            width=mask.shape[1], height=mask.shape[0], area_percent=_percent(mask), bbox=round_.bbox,
+            width=mask.shape[1], height=mask.shape[0], area_percent=_percent(mask), bbox=bbox_xywh(mask),
             confidence=round(round_.confidence, 4), rounds=round_.index, corrections=round_.corrections,
             stop_reason=session.status, history=history)
         png = overlay_png(session.image, round_.mask)  # both at the session's working size
