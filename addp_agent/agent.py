@@ -114,6 +114,7 @@ class Session:
         self.pipe = pipe
         self.config = config or LoopConfig()
         self.image = as_rgb_array(image)
+        self.input_size = (int(self.image.shape[0]), int(self.image.shape[1]))  # what callers get masks at
         self.expression = clean_text(expression, "expression")
         self._encoded: Any = None  # encoded on first use (a batched first round needs none)
         self.num_steps = int(self.config.num_inference_steps or pipe.config.default_num_inference_steps)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
+import struct
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,10 @@ from PIL import Image, UnidentifiedImageError
 from addp_agent.errors import UserError
 
 MAX_PIXELS = 40_000_000  # ≈ 6300×6300; larger inputs are refused, not silently downscaled
+WORKING_MAX_SIDE = 1024  # what a long-lived session keeps of an image (models work at 256–768 px)
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
+                   ZeroDivisionError, OverflowError, MemoryError)
+_OPEN_LOCK = threading.Lock()  # ``warnings.catch_warnings`` is process-wide state: one header read at a time
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
@@ -38,19 +46,40 @@ def _check_size(width: int, height: int, source: str) -> None:
                         f"{MAX_PIXELS / 1e6:.0f} MP cap; downscale it first")
 
 
+def _decode(data: bytes, source: str) -> Image.Image:
+    """Open and load an encoded image, refusing declared sizes over :data:`MAX_PIXELS` before decoding pixels.
+
+    PIL checks the declared size itself inside ``Image.open`` (and, for GIF, ICO, ICNS …, while loading), before
+    we can: it warns above ``Image.MAX_IMAGE_PIXELS`` and raises above twice that. Both become the same one-line
+    :class:`UserError` as any image over our cap, without changing PIL's limits or warning filters for the rest
+    of the process (``catch_warnings`` is process-wide, hence the lock).
+    """
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            _check_size(image.width, image.height, source)
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            pixels = "".join(re.findall(r"\((\d+) pixels\)", str(error))[:1]) or "too many"
+            raise UserError(f"{source}: image declares {pixels} pixels, over the {MAX_PIXELS / 1e6:.0f} MP cap "
+                            "(a decompression bomb or a huge image); downscale it first") from None
+    _check_size(image.width, image.height, source)  # a few formats only know their final size after loading
+    return image
+
+
 def load_image_bytes(data: bytes, source: str = "image") -> np.ndarray:
     """Decode encoded image bytes (PNG, JPEG, …) to RGB uint8 (H, W, 3)."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            _check_size(image.width, image.height, source)
-            image.load()
+        with _decode(data, source) as image:
             return to_rgb(image)
     except UnidentifiedImageError:
         raise UserError(f"{source}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        if isinstance(error, UserError):
-            raise
-        raise UserError(f"{source}: image is damaged or truncated ({error})") from None
+    except UserError:
+        raise
+    except _DECODER_ERRORS as error:  # what PIL's decoders raise on damaged or crafted files
+        detail = f"{type(error).__name__}: {str(error)[:120]}"
+        raise UserError(f"{source}: image is damaged or truncated ({detail})") from None
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -81,3 +110,16 @@ def as_rgb_array(image: np.ndarray | Image.Image | str | Path) -> np.ndarray:
         array = np.clip(array, 0, 255).astype(np.uint8)
     _check_size(array.shape[1], array.shape[0], "image")
     return array[:, :, :3] if array.shape[2] == 4 else array
+
+
+def bounded_copy(image: np.ndarray, max_side: int = WORKING_MAX_SIDE) -> np.ndarray:
+    """``image`` (RGB uint8) scaled down (LANCZOS) so its longer side is at most ``max_side``; itself if it fits.
+
+    What a long-lived session keeps instead of the full-resolution input: ≤ 3 MiB whatever the input size.
+    """
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))

@@ -114,6 +114,16 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return int(np.logical_and(a, b).sum()) / union
 
 
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``mask`` at ``size`` = (height, width): bilinear over 0/255, thresholded at half (smooth edges when scaling
+    up); the mask itself when it already has that size."""
+    m = as_bool_mask(mask)
+    if m.shape == tuple(size):
+        return m
+    grey = Image.fromarray(m.astype(np.uint8) * 255, mode="L").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(grey) >= 128
+
+
 def mask_to_png_bytes(mask: np.ndarray) -> bytes:
     """Encode a mask as an 8-bit L-mode PNG with values 0/255."""
     buffer = io.BytesIO()

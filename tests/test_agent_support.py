@@ -33,8 +33,11 @@ def tool_call(name: str, arguments: dict[str, Any], call_id: str = "call_1") -> 
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
 
 
-def error(status: int, message: str) -> Reply:
-    return Reply({"error": {"message": message, "type": "invalid_request_error", "code": None}}, status=status)
+def error(status: int, message: str, retry_after_ms: int | None = 10) -> Reply:
+    """An OpenAI-style error reply; ``retry-after-ms`` keeps the openai SDK's retries short (None: no header)."""
+    headers = {} if retry_after_ms is None else {"retry-after-ms": str(retry_after_ms)}
+    return Reply({"error": {"message": message, "type": "invalid_request_error", "code": None}}, status=status,
+                 headers=headers)
 
 
 class ChatServer:
@@ -51,6 +54,7 @@ class ChatServer:
                 request = json.loads(self.rfile.read(length))
                 request["_path"] = self.path
                 request["_auth"] = self.headers.get("authorization")
+                request["_time"] = time.monotonic()
                 server.requests.append(request)
                 reply = server.responder(request)
                 time.sleep(reply.delay_s)

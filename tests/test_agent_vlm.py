@@ -31,7 +31,7 @@ def _request(**kw) -> CritiqueRequest:
 
 def _critic(server: ChatServer, tmp_path, **kw) -> VLMCritic:
     settings = ChatSettings(base_url=server.url, api_key="test-key", model="vlm-test", timeout_s=kw.pop("timeout", 5),
-                            max_retries=kw.pop("retries", 2), backoff_s=0.01, cache_dir=kw.pop("cache", None))
+                            max_retries=kw.pop("retries", 2), cache_dir=kw.pop("cache", None))
     return VLMCritic(settings=settings, **kw)
 
 

@@ -53,6 +53,9 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Evaluate over rounds; writes metrics.json, samples.jsonl, report.md and plots. Runs under accelerate."""
+    from addp_agent.extras import require_extra
+
+    require_extra("eval")  # accelerate now, matplotlib for the plots at the end: check both before any work
     from accelerate import PartialState
 
     from addp_agent.eval.runner import critic_factory, evaluate, prepare
@@ -95,8 +98,10 @@ def analyze_timesteps_command(
     from addp_agent.data.sources import load_source
     from addp_agent.errors import UserError
     from addp_agent.eval.timesteps import curve, measure, write_outputs
+    from addp_agent.extras import require_extra
     from addp_agent.models.registry import load_pipeline
 
+    require_extra("eval", "matplotlib")  # for the plot at the end
     _check_limit(limit)
     if steps is not None and steps < 2:
         raise UserError(f"--steps must be ≥ 2 for a curve, got {steps}")

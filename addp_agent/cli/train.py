@@ -48,8 +48,10 @@ def train_command(
     from pydantic import ValidationError
 
     from addp_agent.errors import UserError
+    from addp_agent.extras import require_extra
     from addp_agent.train.loop import TrainConfig, train
 
+    require_extra("train", "accelerate")
     try:
         model = _model_config(model_config) if model_config else {}
         config = TrainConfig(out=out, data=data, n_train=n_train, data_seed=data_seed, init_from=init_from, **model,

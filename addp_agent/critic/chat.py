@@ -1,23 +1,26 @@
 """A small transport to any OpenAI-compatible Chat Completions endpoint (OpenAI, vLLM, Ollama, llama.cpp).
 
 Adds what the critics need on top of the ``openai`` client: three output modes (``json_schema`` structured
-outputs → forced ``tool`` call → JSON in ``text``), timeouts, retries with exponential backoff for timeouts, 429
-and 5xx, and an on-disk answer cache keyed by the request.
+outputs → forced ``tool`` call → JSON in ``text``), errors mapped to :class:`CriticError` kinds, and an on-disk
+answer cache keyed by the request. Timeouts and retries are the SDK's own (``timeout``, ``max_retries``): it retries
+timeouts, connection errors, 408, 409, 429 and 5xx with exponential backoff, and waits as long as a
+``Retry-After`` / ``retry-after-ms`` header asks (up to its cap).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import openai
-
 from addp_agent.critic.base import CriticError
 from addp_agent.critic.cache import ResponseCache
 from addp_agent.errors import UserError
+from addp_agent.extras import extra_imports
+
+with extra_imports("agent"):
+    import openai
 
 OutputMode = Literal["json_schema", "tool", "text"]
 FALLBACK_ORDER: tuple[OutputMode, ...] = ("json_schema", "tool", "text")
@@ -35,9 +38,8 @@ class ChatSettings:
     base_url: str | None = None
     api_key: str | None = None
     model: str | None = None
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 1.0
+    timeout_s: float = 60.0  # per HTTP attempt
+    max_retries: int = 3  # the openai SDK's retries after the first attempt
     temperature: float = 0.0
     max_tokens: int = 400
     cache_dir: Path | None = field(default_factory=lambda: DEFAULT_CACHE_DIR)
@@ -54,7 +56,7 @@ class ChatSettings:
                                 "server (vLLM, Ollama, llama.cpp)")
             api_key = "EMPTY"  # local OpenAI-compatible servers accept any key
         return ChatSettings(base_url=base_url, api_key=api_key, model=model, timeout_s=self.timeout_s,
-                            max_retries=self.max_retries, backoff_s=self.backoff_s, temperature=self.temperature,
+                            max_retries=self.max_retries, temperature=self.temperature,
                             max_tokens=self.max_tokens, cache_dir=self.cache_dir)
 
 
@@ -65,10 +67,10 @@ class ChatTransport:
         self.settings = (settings or ChatSettings()).resolved()
         s = self.settings
         self.client = client or openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=s.timeout_s,
-                                              max_retries=0)
+                                              max_retries=s.max_retries)
         self.cache = ResponseCache(s.cache_dir) if s.cache_dir is not None else None
         self.mode: OutputMode | None = None  # the first mode the server accepted, reused afterwards
-        self.calls = 0  # requests actually sent (cache hits excluded)
+        self.calls = 0  # requests made (cache hits excluded; the SDK's retries of one request count once)
 
     def ask_structured(self, messages: list[dict[str, Any]], name: str, schema: dict[str, Any],
                        json_instruction: str) -> str:
@@ -116,36 +118,29 @@ class ChatTransport:
         return answer
 
     def _send(self, kwargs: dict[str, Any], mode: OutputMode) -> str:
+        """One request through the SDK (which retries what is worth retrying); failures become CriticErrors."""
         s = self.settings
-        failure = CriticError("unknown", "no attempt made")
-        for attempt in range(s.max_retries + 1):
-            if attempt:
-                time.sleep(s.backoff_s * 2 ** (attempt - 1))
-            self.calls += 1
-            try:
-                completion = self.client.chat.completions.create(**kwargs, timeout=s.timeout_s)
-            except openai.APITimeoutError:
-                failure = CriticError("timeout", f"no answer within {s.timeout_s:g} s")
-                continue
-            except openai.APIConnectionError as error:
-                failure = CriticError("connection", str(error))
-                continue
-            except openai.RateLimitError:
-                failure = CriticError("rate_limited", "HTTP 429 Too Many Requests")
-                continue
-            except openai.InternalServerError as error:
-                failure = CriticError("server_error", f"HTTP {error.status_code}")
-                continue
-            except (openai.BadRequestError, openai.NotFoundError, openai.UnprocessableEntityError) as error:
-                if mode == "text":
-                    raise CriticError("bad_request", _short(error)) from None
-                raise ModeUnsupported(_short(error)) from None
-            except openai.APIStatusError as error:
-                raise CriticError(f"http_{error.status_code}", _short(error)) from None
-            except (openai.APIResponseValidationError, ValueError) as error:
-                raise CriticError("malformed", f"the server's response is not a chat completion ({error})") from None
-            return _answer(completion, mode)
-        raise CriticError(failure.kind, f"{failure} (after {s.max_retries + 1} attempts)")
+        attempts = f"after up to {s.max_retries + 1} attempts"
+        self.calls += 1
+        try:
+            completion = self.client.chat.completions.create(**kwargs)
+        except openai.APITimeoutError:
+            raise CriticError("timeout", f"no answer within {s.timeout_s:g} s ({attempts})") from None
+        except openai.APIConnectionError as error:
+            raise CriticError("connection", f"{_short(error)} ({attempts})") from None
+        except openai.RateLimitError:
+            raise CriticError("rate_limited", f"HTTP 429 Too Many Requests ({attempts})") from None
+        except openai.InternalServerError as error:
+            raise CriticError("server_error", f"HTTP {error.status_code} ({attempts})") from None
+        except (openai.BadRequestError, openai.NotFoundError, openai.UnprocessableEntityError) as error:
+            if mode == "text":
+                raise CriticError("bad_request", _short(error)) from None
+            raise ModeUnsupported(_short(error)) from None
+        except openai.APIStatusError as error:
+            raise CriticError(f"http_{error.status_code}", _short(error)) from None
+        except (openai.APIResponseValidationError, ValueError) as error:
+            raise CriticError("malformed", f"the server's response is not a chat completion ({error})") from None
+        return _answer(completion, mode)
 
 
 def _short(error: Exception) -> str:

@@ -7,7 +7,6 @@ result. The adapters (OpenAI, LangChain, MCP) only translate :class:`ToolOutput`
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from collections.abc import Callable
@@ -15,15 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pydantic import BaseModel, ValidationError
 
 from addp_agent.agent import LoopConfig, Round, Session
 from addp_agent.critic.base import Critic
 from addp_agent.engine.batcher import DynamicBatcher
 from addp_agent.errors import UserError
-from addp_agent.masks import encode_rle, mask_to_png_base64, mask_to_polygons, overlay
-from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image
+from addp_agent.images import bounded_copy
+from addp_agent.masks import bbox_xywh, encode_rle, mask_to_png_base64, mask_to_polygons, overlay, resize_mask
+from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image, printable
+from addp_agent.tools.payload import MAX_SIDE, bounded_png
 from addp_agent.tools.schemas import (
     GetMaskArgs,
     MaskResult,
@@ -39,7 +39,7 @@ from addp_agent.tools.schemas import (
 from addp_agent.tools.store import NotFound, SessionStore, mask_id
 
 log = logging.getLogger(__name__)
-OVERLAY_MAX_SIDE = 768
+OVERLAY_MAX_SIDE = MAX_SIDE
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,8 @@ class SegmentationTools:
                             seed=args.seed if args.seed is not None else 0,
                             trajectory_every=max(1, steps // self.trajectory_points), critique_last_round=False,
                             convergence_iou=self.convergence_iou)
-        session = Session(pipe, image, args.expression, config)
+        session = Session(pipe, bounded_copy(image), args.expression, config)  # masks come back at the input size
+        session.input_size = (int(image.shape[0]), int(image.shape[1]))
         if self._batchable(args):
             future = self.batcher.submit(session.image, session.expression, args.corrections, steps=steps,
                                          seed=config.seed, trajectory_every=config.trajectory_every)
@@ -224,7 +225,7 @@ class SegmentationTools:
 
     def get_mask(self, args: GetMaskArgs) -> ToolOutput:
         session, index = self.store.lookup(args.mask_id)
-        mask = session.rounds[index - 1].mask
+        mask = resize_mask(session.rounds[index - 1].mask, session.input_size)
         fmt = args.format or "rle"
         result = MaskResult(mask_id=args.mask_id, format=fmt, width=mask.shape[1], height=mask.shape[0],
                             rle=encode_rle(mask) if fmt == "rle" else None,
@@ -235,15 +236,16 @@ class SegmentationTools:
     def trajectory(self, args: TrajectoryArgs) -> ToolOutput:
         session, index = self.store.lookup(args.mask_id)
         round_ = session.rounds[index - 1]
-        points = [TrajectoryStep(step=p.step, timestep=p.timestep, area_percent=_percent(p.mask),
-                                 confidence=round(p.confidence, 4), rle=encode_rle(p.mask))
-                  for p in round_.trajectory or []]
+        masks = [resize_mask(p.mask, session.input_size) for p in round_.trajectory or []]
+        points = [TrajectoryStep(step=p.step, timestep=p.timestep, area_percent=_percent(m),
+                                 confidence=round(p.confidence, 4), rle=encode_rle(m))
+                  for p, m in zip(round_.trajectory or [], masks, strict=True)]
         result = TrajectoryResult(mask_id=args.mask_id, num_inference_steps=session.num_steps, points=points)
-        return ToolOutput("trajectory", result, artifact={"masks": [p.mask for p in round_.trajectory or []]})
+        return ToolOutput("trajectory", result, artifact={"masks": masks})
 
     # ----------------------------------------------------------------------------------------------- helpers
     def _round_output(self, name: str, session: Session, round_: Round) -> ToolOutput:
-        mask = round_.mask
+        mask = resize_mask(round_.mask, session.input_size)
         history = [RoundSummary(round=r.index, corrections=r.corrections, area_percent=_percent(r.mask),
                                 confidence=round(r.confidence, 4),
                                 verdict=r.critique.verdict if r.critique else None,
@@ -251,10 +253,10 @@ class SegmentationTools:
                    for r in session.rounds]
         result = SegmentResult(
             mask_id=mask_id(session.id, round_.index), expression=session.expression,
-            width=mask.shape[1], height=mask.shape[0], area_percent=_percent(mask), bbox=round_.bbox,
+            width=mask.shape[1], height=mask.shape[0], area_percent=_percent(mask), bbox=bbox_xywh(mask),
             confidence=round(round_.confidence, 4), rounds=round_.index, corrections=round_.corrections,
             stop_reason=session.status, history=history)
-        png = overlay_png(session.image, mask)
+        png = overlay_png(session.image, round_.mask)  # both at the session's working size
         return ToolOutput(name, result, overlay_png=png,
                           artifact={"mask": mask, "rle": encode_rle(mask), "overlay_png": png})
 
@@ -266,14 +268,8 @@ class CriticUnavailable(UserError):
 
 
 def overlay_png(image: np.ndarray, mask: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> bytes:
-    """The mask drawn over the image as PNG bytes, downscaled to ``max_side``."""
-    pil = Image.fromarray(overlay(image, mask))
-    if max(pil.size) > max_side:
-        scale = max_side / max(pil.size)
-        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))))
-    buffer = io.BytesIO()
-    pil.save(buffer, format="PNG")
-    return buffer.getvalue()
+    """The mask drawn over the image as a PNG within the payload budget (see :mod:`addp_agent.tools.payload`)."""
+    return bounded_png(overlay(image, mask), max_side=max_side)
 
 
 def _percent(mask: np.ndarray) -> float:
@@ -283,7 +279,7 @@ def _percent(mask: np.ndarray) -> float:
 def _validation_message(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "arguments"
+        where = printable(".".join(str(p) for p in item["loc"])) or "arguments"  # keys come from the client
         parts.append(f"{where}: {item['msg']}")
     return "invalid arguments: " + "; ".join(parts)
 

@@ -1,7 +1,8 @@
 """LangChain tools: ``StructuredTool``s with ``response_format="content_and_artifact"``, sync and async.
 
-The content is a short text for the model (a JSON error object on failure); the artifact carries what code needs:
-the result as a dict, the mask array, its COCO RLE and the overlay PNG.
+The content is a short text for the model; the artifact carries what code needs: the result as a dict, the mask
+array, its COCO RLE and the overlay PNG. Every failure (bad arguments, ``not_found``, ``refused``, ``bad_input`` …)
+comes back as a ``ToolMessage`` with ``status="error"`` whose content is the JSON :class:`ToolError` (no artifact).
 """
 
 from __future__ import annotations
@@ -9,16 +10,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langchain_core.tools import StructuredTool
 from pydantic import ValidationError
 
+from addp_agent.extras import extra_imports
 from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools, ToolOutput, _validation_message
 from addp_agent.tools.schemas import ToolError
 
+with extra_imports("agent"):
+    from langchain_core.tools import StructuredTool, ToolException
+
 
 def _content_and_artifact(output: ToolOutput) -> tuple[str, dict[str, Any]]:
-    artifact = {"result": output.data(), **(output.artifact or {})}
-    return (output.json() if output.is_error else output.text()), artifact
+    """The (content, artifact) pair of a result; a :class:`ToolError` is raised as a ``ToolException`` instead, so
+    LangChain marks the message ``status="error"``."""
+    if output.is_error:
+        raise ToolException(output.json())
+    return output.text(), {"result": output.data(), **(output.artifact or {})}
 
 
 def _validation_error(error: ValidationError) -> str:
@@ -37,5 +44,6 @@ def langchain_tools(tools: SegmentationTools) -> list[StructuredTool]:
 
         made.append(StructuredTool.from_function(
             func=run, coroutine=arun, name=name, description=spec.description, args_schema=spec.args,
-            response_format="content_and_artifact", handle_validation_error=_validation_error))
+            response_format="content_and_artifact", handle_validation_error=_validation_error,
+            handle_tool_error=True))
     return made

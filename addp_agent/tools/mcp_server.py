@@ -12,11 +12,16 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import anyio
-import mcp_types as types
-from mcp.server.lowlevel import Server
-from mcp.server.stdio import stdio_server
 
+from addp_agent.extras import extra_imports
 from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools, ToolOutput
+from addp_agent.tools.payload import MESSAGE_LIMIT
+from addp_agent.tools.schemas import ToolError
+
+with extra_imports("agent"):
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+    from mcp.server.stdio import stdio_server
 
 SERVER_NAME = "addp-segmentation"
 INSTRUCTIONS = ("Referring image segmentation by diffusion. Call segment with an image and a referring expression; "
@@ -38,7 +43,21 @@ def mcp_tool_list() -> list[types.Tool]:
 
 
 def call_tool_result(output: ToolOutput) -> types.CallToolResult:
-    """Text for the model, the overlay as image content, and the result as structured content."""
+    """Text for the model, the overlay as image content, and the result as structured content.
+
+    An answer whose JSON would exceed :data:`~addp_agent.tools.payload.MESSAGE_LIMIT` (the MCP SDK client drops
+    events over 1 MiB) becomes a ``refused`` error saying what to ask for instead.
+    """
+    result = _result(output)
+    size = len(result.model_dump_json(by_alias=True, exclude_none=True))
+    if size > MESSAGE_LIMIT:
+        message = (f"the answer would be {size / 1024:.0f} KiB, over the {MESSAGE_LIMIT // 1024} KiB a tool answer "
+                   "may carry here; ask get_mask for format='rle' (the most compact)")
+        result = _result(ToolOutput(output.name, ToolError(error="refused", message=message)))
+    return result
+
+
+def _result(output: ToolOutput) -> types.CallToolResult:
     content: list[Any] = [types.TextContent(type="text", text=output.text())]
     if output.overlay_png is not None:
         content.append(types.ImageContent(type="image", data=base64.b64encode(output.overlay_png).decode("ascii"),
@@ -72,7 +91,8 @@ def run_stdio(tools: SegmentationTools) -> None:
 
 def run_http(tools: SegmentationTools, host: str, port: int, path: str = "/mcp") -> None:
     """Streamable HTTP at ``http://HOST:PORT/mcp`` (uvicorn)."""
-    import uvicorn
+    with extra_imports("agent"):
+        import uvicorn
 
     app = build_server(tools).streamable_http_app(streamable_http_path=path, host=host)
     uvicorn.run(app, host=host, port=port, log_level="warning")
