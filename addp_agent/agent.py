@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
-from addp_agent.engine.pipeline import MAX_CORRECTION_CHARS, TrajectoryPoint, clean_text
+from addp_agent.engine.pipeline import TrajectoryPoint
 from addp_agent.engine.state import DenoiseState
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
 from addp_agent.masks import area, bbox_xywh, encode_rle, mask_iou
+from addp_agent.text import MAX_CORRECTION_CHARS, clean_text
 
 StopReason = Literal["accepted", "max_rounds", "converged", "critic_failed", "no_correction", "empty_correction",
                      "repeated_correction", "no_critic"]

@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from addp_agent.cli import app
-from addp_agent.errors import UserError
+from addp_agent.errors import UserError, validation_message
 
 data_app = typer.Typer(help="Data sets: generate Shapes-Ref, print statistics.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -40,8 +40,7 @@ def shapes(
     try:
         config = ShapesRefConfig(size=size, background=background, overlap=overlap)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise UserError(f"bad Shapes-Ref option: {problems}") from None
+        raise UserError(f"bad Shapes-Ref option: {validation_message(error)}") from None
     manifest = check_manifest(out, fmt, split, seed, config)
     start = time.perf_counter()
     samples = ShapesRef(split, n, seed, config)

@@ -34,10 +34,10 @@ def segment_command(
     """Segment the object an expression refers to; writes mask.png, overlay.png, painted.png and result.json."""
     import torch
 
-    from addp_agent.engine.pipeline import clean_text
     from addp_agent.errors import UserError
     from addp_agent.images import load_image
     from addp_agent.models.registry import load_pipeline
+    from addp_agent.text import clean_text
 
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be ≥ 1, got {steps}")

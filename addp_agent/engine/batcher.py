@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from addp_agent.engine.pipeline import MAX_CORRECTION_CHARS, clean_text
 from addp_agent.engine.result import SegmentationResult, results_from_output
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
+from addp_agent.text import clean_corrections, clean_text
 
 SettingsKey = tuple[int, float, float, float, str, int]  # steps, scales, mode, trajectory_every
 
@@ -92,7 +92,7 @@ class DynamicBatcher:
             corrections = [corrections]
         request = _Request(
             image=as_rgb_array(image), expression=clean_text(expression, "expression"),
-            corrections=[clean_text(c, "correction", MAX_CORRECTION_CHARS) for c in corrections or []],
+            corrections=clean_corrections(corrections or []),
             seed=int(seed) if seed is not None else secrets.randbelow(2**31),
             key=self.settings_key(steps, trajectory_every=trajectory_every, **guidance))
         with self._lock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-import unicodedata
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -29,21 +28,7 @@ from addp_agent.engine.guidance import CorrectionMode, correctional_guidance, gu
 from addp_agent.engine.state import DenoiseState, EncodedBatch
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
-
-MAX_CORRECTION_CHARS = 200
-
-
-def clean_text(text: str, what: str = "expression", max_chars: int | None = None) -> str:
-    """Strip control characters and surrounding space; refuse empty text; cap the length if asked."""
-    if not isinstance(text, str):
-        raise UserError(f"{what} must be text, got {type(text).__name__}")
-    cleaned = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    cleaned = " ".join(cleaned.split())
-    if not cleaned:
-        raise UserError(f"{what} is empty; give a non-empty text")
-    if max_chars is not None and len(cleaned) > max_chars:
-        cleaned = cleaned[:max_chars].rstrip()
-    return cleaned
+from addp_agent.text import clean_corrections, clean_text
 
 
 @dataclass
@@ -191,7 +176,7 @@ class ADDPPipeline(DiffusionPipeline):
             per_sample = [list(c) for c in corrections]
         else:
             per_sample = [list(corrections) for _ in range(batch_size)]
-        return [[clean_text(c, "correction", MAX_CORRECTION_CHARS) for c in sample] for sample in per_sample]
+        return [clean_corrections(sample) for sample in per_sample]
 
     # -------------------------------------------------------------------------------------------- helpers
     def _prepare_extra_step_kwargs(self, scheduler, generator, eta: float) -> dict[str, Any]:

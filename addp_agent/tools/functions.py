@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from addp_agent.agent import LoopConfig, Round, Session
 from addp_agent.critic.base import Critic
 from addp_agent.engine.batcher import DynamicBatcher
-from addp_agent.errors import UserError
+from addp_agent.errors import UserError, validation_message
 from addp_agent.masks import encode_rle, mask_to_png_base64, mask_to_polygons, overlay
 from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image
 from addp_agent.tools.schemas import (
@@ -161,7 +161,7 @@ class SegmentationTools:
             else:
                 args = spec.args.model_validate(arguments or {})
         except ValidationError as error:
-            return _error(name, "invalid_arguments", _validation_message(error))
+            return ToolOutput(name, invalid_arguments(error))
         try:
             if name == "segment" and self._batchable(args):
                 return self.segment(args)  # the batcher takes the model lock around each batch
@@ -280,12 +280,9 @@ def _percent(mask: np.ndarray) -> float:
     return round(100.0 * float(mask.sum()) / max(1, mask.size), 3)
 
 
-def _validation_message(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "arguments"
-        parts.append(f"{where}: {item['msg']}")
-    return "invalid arguments: " + "; ".join(parts)
+def invalid_arguments(error: ValidationError) -> ToolError:
+    """The :class:`ToolError` for arguments that do not fit a tool's model."""
+    return ToolError(error="invalid_arguments", message="invalid arguments: " + validation_message(error))
 
 
 def _error(name: str, code: str, message: str) -> ToolOutput:

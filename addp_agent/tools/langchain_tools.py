@@ -12,8 +12,7 @@ from typing import Any
 from langchain_core.tools import StructuredTool
 from pydantic import ValidationError
 
-from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools, ToolOutput, _validation_message
-from addp_agent.tools.schemas import ToolError
+from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools, ToolOutput, invalid_arguments
 
 
 def _content_and_artifact(output: ToolOutput) -> tuple[str, dict[str, Any]]:
@@ -22,7 +21,7 @@ def _content_and_artifact(output: ToolOutput) -> tuple[str, dict[str, Any]]:
 
 
 def _validation_error(error: ValidationError) -> str:
-    return ToolError(error="invalid_arguments", message=_validation_message(error)).model_dump_json()
+    return invalid_arguments(error).model_dump_json()
 
 
 def langchain_tools(tools: SegmentationTools) -> list[StructuredTool]:
