@@ -160,7 +160,7 @@ def test_vlm_critic_rounds_and_critic_failure_through_the_tool(pipe, images):
 
 # ------------------------------------------------------------------------------------------------- OpenAI
 def test_manifests_match_the_code_and_are_strict():
-    assert stale() == [], "run: python -m addp_agent.tools.manifests"
+    assert stale() == [], "run: addp manifests"
     chat, responses = chat_completions_tools(), responses_tools()
     assert [t["function"]["name"] for t in chat] == [t["name"] for t in responses] == list(TOOL_SPECS)
     for tool in responses:

@@ -17,7 +17,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from addp_agent.cli import app
+from addp_agent.cli.app import app
 from addp_agent.errors import UserError
 
 CRITICS = ("vlm", "paper", "simulated", "none")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from addp_agent.cli import app
+from addp_agent.cli.app import app
 
 
 @app.command("segment")

@@ -2,7 +2,7 @@
 
 Every grid point runs the same samples from the same starting noise (a paired comparison), so differences come
 from the settings alone. The pick is the highest mIoU; ``prefer_fast_within`` trades up to that much mIoU for
-fewer UNet passes (denoising steps × guidance branches). ``python -m addp_agent.models.bundle --steps …
+fewer UNet passes (denoising steps × guidance branches). ``addp bundle MODEL --steps …
 --guidance-scale …`` then makes the pick a model's defaults.
 """
 
