@@ -180,13 +180,6 @@ class Session:
             return self._add(result, resumed_from_step=self.config.resume_step if self.resumable else None,
                              intermediate_mask=intermediate, timings={"denoise_s": time.perf_counter() - start})
 
-    def refine(self, correction: str) -> Round:
-        """One more round with ``correction`` added to the latest round's corrections (the caller is the critic)."""
-        with self.lock:
-            if not self.rounds:
-                raise UserError("no round yet: run a first round before refining")
-            return self.run_round([*self.corrections, correction])
-
     def _add(self, result: SegmentationResult, **fields: Any) -> Round:
         previous = self.rounds[-1].mask if self.rounds else None
         round_ = Round(index=len(self.rounds) + 1, result=result,
