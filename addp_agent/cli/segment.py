@@ -37,7 +37,6 @@ def segment_command(
     from addp_agent.errors import UserError
     from addp_agent.images import load_image
     from addp_agent.models.registry import load_pipeline
-    from addp_agent.text import clean_text
 
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be ≥ 1, got {steps}")
@@ -49,7 +48,6 @@ def segment_command(
     if dtype not in dtypes:
         raise UserError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
     rgb = load_image(image)
-    expression = clean_text(expression, "expression")
     pipe = load_pipeline(model, device=device, dtype=dtypes[dtype], progress=not quiet)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
