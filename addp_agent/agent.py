@@ -148,11 +148,6 @@ class Session:
         return k is not None and k < self.num_steps
 
     # ------------------------------------------------------------------------------------------------ rounds
-    @property
-    def corrections(self) -> list[str]:
-        """The corrections of the latest round."""
-        return list(self.rounds[-1].corrections) if self.rounds else []
-
     def run_round(self, corrections: list[str] | None = None, precomputed: SegmentationResult | None = None) -> Round:
         """Denoise once with ``corrections`` (cleaned: control characters stripped, length capped).
 
