@@ -15,7 +15,7 @@ def __getattr__(name: str) -> Any:
 
         return ADDPPipeline
     if name == "SegmentationResult":
-        from addp_agent.engine.result import SegmentationResult
+        from addp_agent.engine.outputs import SegmentationResult
 
         return SegmentationResult
     if name == "load_pipeline":

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
-from addp_agent.engine.pipeline import MAX_CORRECTION_CHARS, TrajectoryPoint, clean_text
-from addp_agent.engine.state import DenoiseState
+from addp_agent.engine.outputs import SegmentationResult, TrajectoryPoint
+from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
+from addp_agent.engine.state import DenoiseState, EncodedBatch
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
-from addp_agent.masks import area, bbox_xywh, encode_rle, mask_iou
+from addp_agent.masks import mask_iou
+from addp_agent.text import clean_corrections, clean_text
 
 StopReason = Literal["accepted", "max_rounds", "converged", "critic_failed", "no_correction", "empty_correction",
                      "repeated_correction", "no_critic"]
@@ -52,34 +53,38 @@ class LoopConfig:
 
 @dataclass
 class Round:
-    """One denoising round: its mask, the corrections it used, and what the critic said about it."""
+    """One round of a session: the engine's result, and what the critic said about it."""
 
     index: int  # 1-based
-    mask: np.ndarray
-    confidence: float
-    corrections: list[str]
+    result: SegmentationResult
     resumed_from_step: int | None = None
-    intermediate_mask: np.ndarray | None = None
-    trajectory: list[TrajectoryPoint] | None = None
+    intermediate_mask: np.ndarray | None = None  # the x̂₀ mask after the step a resumed round starts from
+    iou_with_previous: float | None = None
     critique: Critique | None = None
     critic_error: str | None = None
-    iou_with_previous: float | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # denoise_s (wall time, or a batch's share), critic_s
 
     @property
-    def area_fraction(self) -> float:
-        return area(self.mask) / max(1, self.mask.size)
+    def mask(self) -> np.ndarray:
+        return self.result.mask
 
     @property
-    def bbox(self) -> list[int]:
-        return bbox_xywh(self.mask)
+    def confidence(self) -> float:
+        return self.result.confidence
+
+    @property
+    def corrections(self) -> list[str]:
+        return self.result.corrections
+
+    @property
+    def trajectory(self) -> list[TrajectoryPoint] | None:
+        return self.result.trajectory
 
     def to_json(self) -> dict[str, Any]:
         return {
             "round": self.index, "corrections": list(self.corrections), "resumed_from_step": self.resumed_from_step,
-            "area": area(self.mask), "area_fraction": round(self.area_fraction, 6), "bbox": self.bbox,
-            "confidence": round(self.confidence, 4), "mask_rle": encode_rle(self.mask),
-            "critique": self.critique.model_dump() if self.critique else None, "critic_error": self.critic_error,
+            **self.result.mask_json(), "critique": self.critique.model_dump() if self.critique else None,
+            "critic_error": self.critic_error,
             "iou_with_previous": None if self.iou_with_previous is None else round(self.iou_with_previous, 4),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -110,101 +115,90 @@ class Session:
     Thread-safe: rounds run one at a time under ``lock``.
     """
 
-    def __init__(self, pipe: Any, image: Any, expression: str, config: LoopConfig | None = None) -> None:
+    def __init__(self, pipe: ADDPPipeline, image: Any, expression: str, config: LoopConfig | None = None) -> None:
         self.pipe = pipe
         self.config = config or LoopConfig()
         self.image = as_rgb_array(image)
         self.input_size = (int(self.image.shape[0]), int(self.image.shape[1]))  # what callers get masks at
         self.expression = clean_text(expression, "expression")
-        self._encoded: Any = None  # encoded on first use (a batched first round needs none)
-        self.num_steps = int(self.config.num_inference_steps or pipe.config.default_num_inference_steps)
+        self.settings = pipe.resolve_settings(self.config.num_inference_steps,
+                                              correction_scale=self.config.correction_scale,
+                                              correction_mode=self.config.correction_mode)
+        self._encoded: EncodedBatch | None = None  # encoded on first use (a precomputed first round needs none)
         self.rounds: list[Round] = []
         self.state: DenoiseState | None = None
         self._prefix: tuple[np.ndarray, list[TrajectoryPoint]] | None = None
         self.lock = threading.RLock()
-        self.id = ""  # set by whoever stores the session (the tools' session store)
-        self.status = ""  # why the last run stopped, or what happened last
 
     @property
-    def encoded(self) -> Any:
+    def num_steps(self) -> int:
+        return self.settings["num_inference_steps"]
+
+    @property
+    def encoded(self) -> EncodedBatch:
         """The cached prompt and image encodings (computed on first use)."""
         with self.lock:
             if self._encoded is None:
                 self._encoded = self.pipe.encode(self.expression, self.image)
             return self._encoded
 
-    # ------------------------------------------------------------------------------------------------ rounds
-    def adopt_round(self, result: Any) -> Round:
-        """Record a round computed outside the session (a batched :class:`SegmentationResult` of the same
-        image, expression, steps and seed) as the next round."""
-        with self.lock:
-            if self.config.resume_step is not None and self.config.resume_step < self.num_steps:
-                raise UserError("a session that resumes from step k computes its own rounds")
-            previous = self.rounds[-1].mask if self.rounds else None
-            mask = np.asarray(result.mask, dtype=bool)
-            round_ = Round(index=len(self.rounds) + 1, mask=mask, confidence=float(result.confidence),
-                           corrections=list(result.corrections), trajectory=result.trajectory,
-                           iou_with_previous=None if previous is None else mask_iou(mask, previous),
-                           timings={k: v for k, v in result.timings.items() if k == "denoise_s"})
-            self.rounds.append(round_)
-            return round_
-
     @property
-    def corrections(self) -> list[str]:
-        """The corrections of the latest round."""
-        return list(self.rounds[-1].corrections) if self.rounds else []
+    def resumable(self) -> bool:
+        """Whether later rounds resume from the state after step ``config.resume_step``."""
+        k = self.config.resume_step
+        return k is not None and k < self.num_steps
 
-    def run_round(self, corrections: list[str] | None = None) -> Round:
-        """Denoise once with ``corrections`` (cleaned: control characters stripped, length capped)."""
+    # ------------------------------------------------------------------------------------------------ rounds
+    def run_round(self, corrections: list[str] | None = None, precomputed: SegmentationResult | None = None) -> Round:
+        """Denoise once with ``corrections`` (cleaned: control characters stripped, length capped).
+
+        ``precomputed``: the session's first round computed elsewhere, from this session's image, expression,
+        seed, settings and ``corrections`` (a batch of sessions' first rounds, the tool server's batcher).
+        """
         with self.lock:
-            cleaned = [clean_text(c, "correction", MAX_CORRECTION_CHARS) for c in corrections or []]
+            cleaned = clean_corrections(corrections or [])
+            if precomputed is not None:
+                self._check_precomputed(precomputed, cleaned)
+                return self._add(precomputed, timings={"denoise_s": precomputed.timings.get("total_s", 0.0)})
             start = time.perf_counter()
-            k = self.config.resume_step
-            resumable = k is not None and k < self.num_steps
             every = self.config.trajectory_every
-            guidance = {"correction_scale": self.config.correction_scale,
-                        "correction_mode": self.config.correction_mode}
+            common = {"corrections": cleaned or None, "trajectory_every": every, "output_type": "np",
+                      "show_progress": False, **self.settings}
             intermediate, prefix_points = None, []
-            if resumable:
-                intermediate, prefix_points = self._ensure_prefix(k)
-                output = self.pipe(state=self.state, corrections=cleaned or None, trajectory_every=every,
-                                   output_type="np", show_progress=False, **guidance)
+            if self.resumable:
+                intermediate, prefix_points = self._ensure_prefix(self.config.resume_step)
+                output = self.pipe(state=self.state, **common)
             else:
-                output = self.pipe(encoded=self.encoded, num_inference_steps=self.num_steps,
-                                   generator=self._generator(), corrections=cleaned or None, trajectory_every=every,
-                                   output_type="np", show_progress=False, **guidance)
-            trajectory = None
+                output = self.pipe(encoded=self.encoded, generator=seeded_generators(self.config.seed), **common)
+            result = output.results(self.config.seed)[0]
             if every:
-                trajectory = prefix_points + (output.trajectories[0] if output.trajectories else [])
-            mask = output.masks[0]
-            previous = self.rounds[-1].mask if self.rounds else None
-            result = Round(index=len(self.rounds) + 1, mask=mask, confidence=float(output.confidences[0]),
-                           corrections=cleaned, resumed_from_step=k if resumable else None,
-                           intermediate_mask=intermediate, trajectory=trajectory,
-                           iou_with_previous=None if previous is None else mask_iou(mask, previous),
-                           timings={"denoise_s": time.perf_counter() - start})
-            self.rounds.append(result)
-            return result
+                result.trajectory = prefix_points + (result.trajectory or [])
+            return self._add(result, resumed_from_step=self.config.resume_step if self.resumable else None,
+                             intermediate_mask=intermediate, timings={"denoise_s": time.perf_counter() - start})
 
-    def refine(self, correction: str) -> Round:
-        """One more round with ``correction`` added to the latest round's corrections (the caller is the critic)."""
-        with self.lock:
-            if not self.rounds:
-                raise UserError("no round yet: run a first round before refining")
-            return self.run_round([*self.corrections, correction])
+    def _add(self, result: SegmentationResult, **fields: Any) -> Round:
+        previous = self.rounds[-1].mask if self.rounds else None
+        round_ = Round(index=len(self.rounds) + 1, result=result,
+                       iou_with_previous=None if previous is None else mask_iou(result.mask, previous), **fields)
+        self.rounds.append(round_)
+        return round_
 
-    def _generator(self) -> torch.Generator | None:
-        seed = self.config.seed
-        return torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
+    def _check_precomputed(self, result: SegmentationResult, corrections: list[str]) -> None:
+        if self.rounds or self.resumable:
+            raise UserError("only the first round of a session that does not resume from step k can be precomputed")
+        expected = (self.expression, corrections, self.config.seed, dict(self.settings), self.image.shape[:2])
+        got = (result.expression, result.corrections, result.seed, dict(result.settings), result.mask.shape)
+        if got != expected:
+            raise UserError(f"the precomputed round is not this session's: expected (expression, corrections, seed, "
+                            f"settings, size) {expected}, got {got}")
 
     def _ensure_prefix(self, k: int) -> tuple[np.ndarray, list[TrajectoryPoint]]:
         """Denoise the shared first k steps once (no corrections); keep the state and the x̂₀ mask at step k."""
         if self._prefix is None:
             every = self.config.trajectory_every
             record = math.gcd(k, every) if every else k
-            output = self.pipe(encoded=self.encoded, num_inference_steps=self.num_steps,
-                               generator=self._generator(), stop_after_step=k, trajectory_every=record,
-                               output_type="latent", show_progress=False)
+            output = self.pipe(encoded=self.encoded, generator=seeded_generators(self.config.seed), stop_after_step=k,
+                               trajectory_every=record, output_type="latent", show_progress=False, **self.settings)
             points = output.trajectories[0]
             at_k = next(p for p in points if p.step == k - 1)
             kept = [p for p in points if every and (p.step + 1) % every == 0]
@@ -215,7 +209,7 @@ class Session:
     # -------------------------------------------------------------------------------------------------- loop
     def critique(self, critic: Critic, round_: Round) -> Critique:
         """Ask ``critic`` about ``round_`` (records the critique or raises :class:`CriticError`)."""
-        history = [PriorRound(r.index, r.corrections, r.area_fraction, r.critique) for r in self.rounds
+        history = [PriorRound(r.index, r.corrections, r.result.area_fraction, r.critique) for r in self.rounds
                    if r.index < round_.index]
         request = CritiqueRequest(
             image=self.image, expression=self.expression, mask=round_.mask, round=round_.index,
@@ -229,14 +223,18 @@ class Session:
         round_.critique = critique
         return critique
 
-    def run(self, critic: Critic | None = None, corrections: list[str] | None = None) -> SessionResult:
-        """Rounds until accept, ``max_rounds``, convergence, or a critic failure; returns every round."""
+    def run(self, critic: Critic | None = None, corrections: list[str] | None = None,
+            first: SegmentationResult | None = None) -> SessionResult:
+        """Rounds until accept, ``max_rounds``, convergence, or a critic failure; returns every round.
+
+        ``first``: round 1 computed elsewhere (see :meth:`run_round`); the loop goes on from it.
+        """
         with self.lock:
             corrections = list(corrections or [])
             reason: StopReason = "max_rounds"
             detail = ""
             for number in range(1, self.config.max_rounds + 1):
-                round_ = self.run_round(corrections)
+                round_ = self.run_round(corrections, precomputed=first if number == 1 else None)
                 corrections = round_.corrections
                 if round_.iou_with_previous is not None and round_.iou_with_previous >= self.config.convergence_iou:
                     reason, detail = "converged", f"mask IoU with the previous round {round_.iou_with_previous:.3f}"
@@ -272,7 +270,7 @@ class Session:
         if critique.correction is None:
             return "no_correction", critique.problem or "the critic asked for a revision but gave no correction"
         try:
-            text = clean_text(critique.correction, "correction", MAX_CORRECTION_CHARS)
+            text = clean_corrections([critique.correction])[0]
         except UserError:
             return "empty_correction", f"the critic's correction is empty: {critique.correction!r}"[:300]
         if text.lower() in (c.lower() for c in corrections):
@@ -286,8 +284,3 @@ class Session:
                 return k
         return max(range(len(self.rounds)), key=lambda k: (self.rounds[k].confidence, k))
 
-
-def segment_with_critic(pipe: Any, image: Any, expression: str, critic: Critic | None = None,
-                        config: LoopConfig | None = None, corrections: list[str] | None = None) -> SessionResult:
-    """One call: a session, its rounds, the result."""
-    return Session(pipe, image, expression, config).run(critic, corrections)

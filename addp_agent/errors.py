@@ -1,5 +1,13 @@
 """Errors a user can act on. Entry points turn them into one clear line (CLI: exit code 2)."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class UserError(ValueError):
     """Bad input from the user: the message says what was wrong and what to do."""
@@ -11,3 +19,15 @@ class ModelLoadError(UserError):
 
 class DataError(UserError):
     """A data set, annotation file, image or mask that cannot be read."""
+
+
+def validation_message(error: ValidationError, name: Callable[[str], str] = str, limit: int = 5) -> str:
+    """A pydantic validation error as one line, ``field: problem; …``.
+
+    ``name`` renders a field's dotted path (``"--" + …`` for command-line flags); ``limit`` bounds the problems told.
+    """
+    parts = []
+    for item in error.errors()[:limit]:
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{name(where) if where else 'arguments'}: {item['msg']}")
+    return "; ".join(parts)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +54,3 @@ def straightforward_round(pipe: ADDPPipeline, prompt: str, image: np.ndarray, st
     images = pipe.image_processor.postprocess(pipe.decode_latents(latents), output_type="np")
     return np.asarray(images)
 
-
-def baseline_session(run_round: Any, corrections: list[str], rounds: int = 3) -> list[np.ndarray]:
-    """``rounds`` restarts with corrections [], [c1], [c1, c2], … (each a full round)."""
-    return [run_round(corrections[:r]) for r in range(rounds)]

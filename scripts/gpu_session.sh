@@ -74,7 +74,7 @@ print(f\"--steps {b['steps']} --guidance-scale {b['guidance_scale']} --image-gui
 --timestep-spacing {b['timestep_spacing']}\")" 2>>"$LOG" || echo "--steps 1 --guidance-scale 1.5 --image-guidance-scale 1 \
 --timestep-spacing trailing")
   log "bundle defaults: $DEFAULTS"
-  $PY -m addp_agent.models.bundle "$RUN/bundle/model" --target "$RUN/fp16/bundle" $DEFAULTS \
+  $PY -m addp_agent bundle "$RUN/bundle/model" --target "$RUN/fp16/bundle" $DEFAULTS \
     >>"$LOG" 2>&1 || { log "fp16 export failed"; exit 1; }
   $PY -m addp_agent eval --model "$RUN/fp16/bundle" --data "shapes-gen:$N_TEST:1:64" --split test --critic none \
     --max-rounds 1 --batch-size 64 --out "$RUN/eval" --quiet >>"$LOG" 2>&1 || log "eval ended with $?"
@@ -104,7 +104,7 @@ COMMON="--out $RUN/effects --steps $STEPS --n-train $N_TRAIN --n-test $N_TEST --
 [ -n "${DRY:-}" ] && COMMON="${COMMON/--mixed-precision bf16/--mixed-precision no}"
 log "phase 3: four variants in parallel, ≤ $MINUTES min of training each"
 for v in baseline timesteps augment both; do
-  OMP_NUM_THREADS=3 $PY -m addp_agent.train.effects $COMMON --variant $v --threads 3 >"$RUN/effects/$v.log" 2>&1 &
+  OMP_NUM_THREADS=3 $PY -m addp_agent effects $COMMON --variant $v --threads 3 >"$RUN/effects/$v.log" 2>&1 &
 done
 wait
 for v in baseline timesteps augment both; do
@@ -112,7 +112,7 @@ for v in baseline timesteps augment both; do
 done
 
 log "phase 4: assemble effects.json"
-$PY -m addp_agent.train.effects $COMMON >>"$LOG" 2>&1 || log "assembly ended with $?"
+$PY -m addp_agent effects $COMMON >>"$LOG" 2>&1 || log "assembly ended with $?"
 (cd "$RUN/effects" && tar czf "$OUT/effects.tgz" effects.json effects_config.json ./*.log ./*/result.json \
   ./*/log.jsonl ./*/train_s.json ./*/model/training.json 2>/dev/null)
 
@@ -134,7 +134,7 @@ EOF
 log "picked: $PICK"
 mkdir -p "$RUN/fp16"
 for v in $PICK; do
-  $PY -m addp_agent.models.bundle "$RUN/effects/$v/model" --target "$RUN/fp16/$v" >>"$LOG" 2>&1 || log "fp16 $v failed"
+  $PY -m addp_agent bundle "$RUN/effects/$v/model" --target "$RUN/fp16/$v" >>"$LOG" 2>&1 || log "fp16 $v failed"
 done
 if [ -n "$PICK" ]; then
   (cd "$RUN/fp16" && tar cf - $PICK | split -b 15m -d - "$OUT/models.tar.part-")

@@ -68,7 +68,7 @@ def tiny_latent(tiny_latent_dir):
 def tiny_train_config(tmp_path):
     """Factory of TrainConfigs for a tiny 32-px pixel model on 16 Shapes-Ref samples (no validation)."""
     from addp_agent.models.build import PixelModelConfig, TextEncoderConfig
-    from addp_agent.train.loop import TrainConfig
+    from addp_agent.train.config import TrainConfig
 
     model = PixelModelConfig(**TINY_PIXEL_KWARGS, text=TextEncoderConfig(hidden_size=32, layers=1, heads=2))
 

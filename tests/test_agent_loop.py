@@ -12,7 +12,7 @@ from addp_agent.critic import CriticError, Critique, CritiqueRequest, SimulatedC
 from addp_agent.critic.prompts import load_prompt, parse_prompt, prompt_names
 from addp_agent.data.sample import Instance
 from addp_agent.data.shapes import generate_sample
-from addp_agent.engine.pipeline import MAX_CORRECTION_CHARS
+from addp_agent.text import MAX_CORRECTION_CHARS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,6 +17,7 @@ from addp_agent.critic.chat import ChatSettings
 from addp_agent.critic.vlm import VLMCritic
 from addp_agent.data.shapes import generate_sample
 from addp_agent.masks import decode_rle, mask_from_png_bytes, polygons_to_mask
+from addp_agent.strict_schema import check_strict
 from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools
 from addp_agent.tools.inputs import ImagePolicy
 from addp_agent.tools.manifests import manifests, stale
@@ -28,7 +29,6 @@ from addp_agent.tools.openai_tools import (
     responses_tools,
 )
 from addp_agent.tools.store import SessionStore
-from addp_agent.tools.strict import check_strict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,7 +160,7 @@ def test_vlm_critic_rounds_and_critic_failure_through_the_tool(pipe, images):
 
 # ------------------------------------------------------------------------------------------------- OpenAI
 def test_manifests_match_the_code_and_are_strict():
-    assert stale() == [], "run: python -m addp_agent.tools.manifests"
+    assert stale() == [], "run: addp manifests"
     chat, responses = chat_completions_tools(), responses_tools()
     assert [t["function"]["name"] for t in chat] == [t["name"] for t in responses] == list(TOOL_SPECS)
     for tool in responses:

@@ -16,7 +16,7 @@ from addp_agent.critic.chat import ChatSettings, ChatTransport
 from addp_agent.critic.paper import PaperCritic, answer_phrase
 from addp_agent.critic.vlm import VLMCritic
 from addp_agent.errors import UserError
-from addp_agent.tools.strict import strict_json_schema
+from addp_agent.strict_schema import strict_json_schema
 
 GOOD = {"verdict": "revise", "problem": "the mask also covers the cup", "correction": "the cup", "confidence": 0.7}
 

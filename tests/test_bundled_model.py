@@ -51,7 +51,6 @@ def test_readme_main_command_on_the_bundled_default(tmp_path, capsys):
 
 
 def test_bundle_tool_sets_inference_defaults_and_refuses_bad_input(tiny_pixel_dir, tmp_path, capsys, monkeypatch):
-    import sys
 
     import pytest
 
@@ -68,9 +67,8 @@ def test_bundle_tool_sets_inference_defaults_and_refuses_bad_input(tiny_pixel_di
     for argv, message in [([str(tmp_path / "missing")], "does not exist"),
                           ([str(tiny_pixel_dir), "--steps", "0"], "--steps"),
                           ([str(tiny_pixel_dir), "--guidance-scale", "0.5"], "guidance")]:
-        monkeypatch.setattr(sys, "argv", ["bundle", *argv, "--target", str(tmp_path / "bad")])
         with pytest.raises(SystemExit) as exit_info:
-            bundle.main()
+            main(["bundle", *argv, "--target", str(tmp_path / "bad")])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and err.startswith("error: ") and message in err
         assert not (tmp_path / "bad").exists()

@@ -90,7 +90,7 @@ def test_cli_writes_rows_and_pick(red_dir, tmp_path, capsys) -> None:
     assert document["best"]["miou"] == max(row["miou"] for row in document["rows"])
     assert {(r["steps"], r["guidance_scale"]) for r in document["rows"]} == {(1, 1.0), (1, 2.0), (2, 1.0), (2, 2.0)}
     printed = capsys.readouterr().out
-    assert f"pick: python -m addp_agent.models.bundle {red_dir} --steps {document['best']['steps']}" in printed
+    assert f"pick: addp bundle {red_dir} --steps {document['best']['steps']}" in printed
 
 
 @pytest.mark.parametrize("extra, message", [

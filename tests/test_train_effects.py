@@ -39,8 +39,9 @@ def test_effects_runs_reports_and_reuses_models(tmp_path):
 def test_variants_run_separately_then_assemble(tmp_path, capsys):
     import pytest
 
+    from addp_agent.cli import main
     from addp_agent.errors import UserError
-    from addp_agent.train.effects import command_line, main
+    from addp_agent.train.effects import command_line
 
     config = EffectsConfig(out=tmp_path / "fx", steps=2, n_train=4, n_test=2, batch_size=2, channels=(16, 32),
                            resolution=32, infer_steps=2, text_layers=2, text_heads=4, lr_schedule="cosine",
@@ -66,9 +67,9 @@ def test_variants_run_separately_then_assemble(tmp_path, capsys):
     text = doc.read_text()
     assert "steps reached: baseline 2, timesteps 2, augment 2, both 2" in text and "Hardware: CPU" in text
     with pytest.raises(SystemExit) as exit_info:
-        main(["--out", str(tmp_path / "fx"), "--variant", "both", "--doc", str(tmp_path / "x.md")])
+        main(["effects", "--out", str(tmp_path / "fx"), "--variant", "both", "--doc", str(tmp_path / "x.md")])
     assert exit_info.value.code == 2
     for bad in (["--max-minutes", "-1"], ["--paint-weight", "0.5"], ["--lr-schedule", "linear"]):
         with pytest.raises(SystemExit) as exit_info:
-            main(["--out", str(tmp_path / "bad"), *bad])
+            main(["effects", "--out", str(tmp_path / "bad"), *bad])
         assert exit_info.value.code == 2 and not (tmp_path / "bad").exists()  # nothing half-written

@@ -1,29 +1,26 @@
-"""`addp` command line. Each command group lives in its own module and is registered here."""
+"""`addp` command line. Each command group lives in its own module (listed in ``COMMANDS``) and adds its commands
+to :data:`addp_agent.cli.app.app`; a new command is a new module plus its name here."""
 
 from __future__ import annotations
 
 import sys
-
-import typer
+from importlib import import_module
 
 from addp_agent.errors import UserError
 
-app = typer.Typer(
-    name="addp",
-    help="Referring image segmentation by diffusion, with correctional guidance for agents.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+COMMANDS = ("agent", "bundle", "data", "effects", "eval", "manifests", "mcp", "segment", "sweep", "train")
 
 
 def _register() -> None:
     """Import command modules (each adds its commands to ``app``)."""
-    from addp_agent.cli import agent, data, eval, mcp, segment, sweep, train  # noqa: F401
+    for name in COMMANDS:
+        import_module(f"addp_agent.cli.{name}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    from addp_agent.cli.app import app
+
     _register()
     try:
         app(args=argv, standalone_mode=True)

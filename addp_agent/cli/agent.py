@@ -17,7 +17,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from addp_agent.cli import app
+from addp_agent.cli.app import app
 from addp_agent.errors import UserError
 
 CRITICS = ("vlm", "paper", "simulated", "none")
@@ -169,8 +169,8 @@ def _print_table(result: Any, truth: np.ndarray | None) -> None:
     for r in result.rounds:
         verdict = r.critique.verdict if r.critique else ("error" if r.critic_error else "-")
         problem = (r.critique.problem if r.critique else r.critic_error) or ""
-        row = [str(r.index), "; ".join(r.corrections) or "-", f"{100 * r.area_fraction:.2f}", f"{r.confidence:.2f}",
-               "-" if r.iou_with_previous is None else f"{r.iou_with_previous:.3f}"]
+        row = [str(r.index), "; ".join(r.corrections) or "-", f"{100 * r.result.area_fraction:.2f}",
+               f"{r.confidence:.2f}", "-" if r.iou_with_previous is None else f"{r.iou_with_previous:.3f}"]
         if truth is not None:
             row.append(f"{mask_iou(r.mask, truth):.3f}")
         row += [verdict, problem[:160], f"{sum(r.timings.values()):.2f}"]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from pydantic import ValidationError
 
-from addp_agent.cli import app
-from addp_agent.errors import UserError
+from addp_agent.cli.app import app
+from addp_agent.cli.options import config_options
+from addp_agent.data.shapes_scene import ShapesRefConfig
+from addp_agent.errors import UserError, validation_message
 
 data_app = typer.Typer(help="Data sets: generate Shapes-Ref, print statistics.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -19,36 +22,34 @@ FORMATS = ("refer", "cris")
 
 
 @data_app.command("shapes")
+@config_options(ShapesRefConfig, into="scene", only=("size", "background", "overlap"))
 def shapes(
+    scene: dict[str, Any],
     out: Path = typer.Option(..., "--out", help="output folder (splits merge into it)"),
     split: str = typer.Option("train", "--split", help="train, val or test"),
     n: int = typer.Option(1000, "--n", min=1, help="number of samples"),
     seed: int = typer.Option(0, "--seed", min=0, help="base seed (splits use disjoint streams)"),
     fmt: str = typer.Option("cris", "--format", help="refer or cris layout"),
-    size: int = typer.Option(64, "--size", help="image side in pixels (64, 128, 256)"),
-    background: str = typer.Option("plain", "--background", help="plain, noise or texture"),
-    overlap: bool = typer.Option(False, "--overlap/--no-overlap", help="allow partial overlap"),
 ) -> None:
     """Generate Shapes-Ref samples and export them in the REFER or CRIS layout."""
     from addp_agent.data.export import check_manifest, export_cris, export_refer, write_manifest
-    from addp_agent.data.shapes import SPLITS, ShapesRef, ShapesRefConfig
+    from addp_agent.data.shapes import SPLITS, ShapesRef
 
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {list(SPLITS)}")
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; use one of {list(FORMATS)}")
     try:
-        config = ShapesRefConfig(size=size, background=background, overlap=overlap)
+        config = ShapesRefConfig(**scene)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise UserError(f"bad Shapes-Ref option: {problems}") from None
+        raise UserError(f"bad Shapes-Ref option: {validation_message(error)}") from None
     manifest = check_manifest(out, fmt, split, seed, config)
     start = time.perf_counter()
     samples = ShapesRef(split, n, seed, config)
     count = (export_refer if fmt == "refer" else export_cris)(samples, out, split)
     write_manifest(out, manifest)
     seconds = time.perf_counter() - start
-    typer.echo(f"wrote {count} {split} samples ({fmt} layout, {size} px) to {out} in {seconds:.1f} s")
+    typer.echo(f"wrote {count} {split} samples ({fmt} layout, {config.size} px) to {out} in {seconds:.1f} s")
 
 
 @data_app.command("stats")

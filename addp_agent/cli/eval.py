@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from addp_agent.cli import app
+from addp_agent.cli.app import app
+from addp_agent.cli.options import build_config, config_options
+from addp_agent.eval.records import EvalConfig
 
 
 def _check_limit(limit: int | None) -> None:
@@ -16,38 +19,11 @@ def _check_limit(limit: int | None) -> None:
         raise UserError(f"--limit must be ≥ 1, got {limit}")
 
 
-def _settings(**values: object):
-    """Validated settings; pydantic errors become one user-facing line."""
-    from pydantic import ValidationError
-
-    from addp_agent.errors import UserError
-    from addp_agent.eval.records import CRITICS, EvalConfig
-
-    if values["critic"] not in CRITICS:
-        raise UserError(f"unknown critic {values['critic']!r}; use one of {', '.join(CRITICS)}")
-    _check_limit(values["limit"])  # type: ignore[arg-type]
-    try:
-        return EvalConfig(**values)
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-
-
 @app.command("eval")
+@config_options(EvalConfig)
 def eval_command(
-    data: str = typer.Option(..., "--data", help="shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], "
-                             "refer:<root>:<dataset>:<splitBy> or cris:<root>:<dataset>."),
-    split: str = typer.Option("val", "--split"),
-    model: str = typer.Option(None, "--model", help="Model folder or hub id (default: the bundled model)."),
-    critic: str = typer.Option("simulated", "--critic", help="simulated | vlm | paper | none."),
-    max_rounds: int = typer.Option(3, "--max-rounds"),
-    steps: int = typer.Option(None, "--steps", help="Denoising steps (default: the model's)."),
-    limit: int = typer.Option(None, "--limit", help="Evaluate the first K samples."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Samples per round-1 pipeline call."),
-    seed: int = typer.Option(0, "--seed"),
-    accept_iou: float = typer.Option(0.9, help="The simulated critic accepts masks with IoU ≥ this."),
+    options: dict[str, Any],
     critic_model: str = typer.Option(None, help="Model name of the vlm/paper critic (else ADDP_CRITIC_MODEL)."),
-    strict: bool = typer.Option(False, "--strict", help="Fail on the first unreadable sample instead of skipping."),
     out: Path = typer.Option(..., "--out", help="Output folder; an interrupted run there resumes."),
     device: str = typer.Option(None, help="cpu | cuda (default: the process's accelerate device)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -58,12 +34,16 @@ def eval_command(
     require_extra("eval")  # accelerate now, matplotlib for the plots at the end: check both before any work
     from accelerate import PartialState
 
+    from addp_agent.errors import UserError
+    from addp_agent.eval.records import CRITICS
     from addp_agent.eval.runner import critic_factory, evaluate, prepare
     from addp_agent.eval.shard import open_stream
     from addp_agent.models.registry import load_pipeline
 
-    config = _settings(data=data, split=split, model=model, critic=critic, max_rounds=max_rounds, steps=steps,
-                       limit=limit, batch_size=batch_size, seed=seed, accept_iou=accept_iou, strict=strict)
+    if options["critic"] not in CRITICS:
+        raise UserError(f"unknown critic {options['critic']!r}; use one of {', '.join(CRITICS)}")
+    _check_limit(options["limit"])
+    config = build_config(EvalConfig, options)
     prepare(config, out)
     open_stream(config)  # bad specs and missing folders fail here, before the model loads
     critic_for = critic_factory(config, critic_model)
@@ -71,7 +51,7 @@ def eval_command(
 
     # CPU hosts: `accelerate launch --multi_gpu --num_processes N` starts N processes that join over gloo
     state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
-    pipe = load_pipeline(model, device=device or state.device, progress=not quiet)
+    pipe = load_pipeline(config.model, device=device or state.device, progress=not quiet)
     pipe.set_progress_bar_config(disable=True)
     document = evaluate(config, out, pipe, critic_for, state.process_index, state.num_processes,
                         state.wait_for_everyone, progress=not quiet and state.is_main_process)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from addp_agent.cli import app
+from addp_agent.cli.app import app
 from addp_agent.errors import UserError
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from addp_agent.cli import app
+from addp_agent.cli.app import app
 
 
 @app.command("segment")
@@ -34,7 +34,6 @@ def segment_command(
     """Segment the object an expression refers to; writes mask.png, overlay.png, painted.png and result.json."""
     import torch
 
-    from addp_agent.engine.pipeline import clean_text
     from addp_agent.errors import UserError
     from addp_agent.images import load_image
     from addp_agent.models.registry import load_pipeline
@@ -49,7 +48,6 @@ def segment_command(
     if dtype not in dtypes:
         raise UserError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
     rgb = load_image(image)
-    expression = clean_text(expression, "expression")
     pipe = load_pipeline(model, device=device, dtype=dtypes[dtype], progress=not quiet)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from addp_agent.cli import app
+from addp_agent.cli.app import app
 
 
 @app.command("sweep")
@@ -78,6 +78,6 @@ def sweep_command(
                       str(row.unet_passes), f"{100 * row.miou:.2f}{mark}", f"{100 * row.oiou:.2f}",
                       f"{100 * row.precision_at_50:.1f}", f"{row.seconds_per_sample * 1e3:.1f}")
     Console().print(table)
-    typer.echo(f"pick: python -m addp_agent.models.bundle {model or '<model>'} --steps {best.steps} "
+    typer.echo(f"pick: addp bundle {model or '<model>'} --steps {best.steps} "
                f"--guidance-scale {best.guidance_scale:g} --image-guidance-scale {best.image_guidance_scale:g} "
                f"--timestep-spacing {best.timestep_spacing}  (→ {out})")

@@ -7,7 +7,7 @@ import re
 from addp_agent.critic.base import CriticError, Critique, CritiqueRequest
 from addp_agent.critic.chat import ChatSettings, ChatTransport
 from addp_agent.critic.prompts import load_prompt
-from addp_agent.engine.pipeline import clean_text
+from addp_agent.text import clean_text
 
 
 def answer_phrase(answer: str) -> str:

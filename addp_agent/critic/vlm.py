@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from addp_agent.critic.base import CriticError, Critique, CritiqueRequest, PriorRound
 from addp_agent.critic.chat import ChatSettings, ChatTransport
 from addp_agent.critic.prompts import load_prompt
-from addp_agent.tools.strict import strict_json_schema
+from addp_agent.strict_schema import strict_json_schema
 
 SCHEMA_NAME = "critique"
 

@@ -18,24 +18,32 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+import numpy as np
 
-from addp_agent.engine.pipeline import MAX_CORRECTION_CHARS, clean_text
-from addp_agent.engine.result import SegmentationResult, results_from_output
+from addp_agent.engine.outputs import SegmentationResult
+from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
+from addp_agent.engine.state import DenoiseSettings
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
+from addp_agent.text import clean_corrections, clean_text
 
-SettingsKey = tuple[int, float, float, float, str, int]  # steps, scales, mode, trajectory_every
+GUIDANCE_SETTINGS = frozenset({"guidance_scale", "image_guidance_scale", "correction_scale", "correction_mode"})
 
 
 @dataclass
 class _Request:
-    image: Any
+    image: np.ndarray
     expression: str
     corrections: list[str]
     seed: int
-    key: SettingsKey
+    settings: DenoiseSettings
+    trajectory_every: int
     future: Future = field(default_factory=Future)
+
+    @property
+    def key(self) -> tuple:
+        """Requests with equal keys share a pipeline call."""
+        return (*self.settings.values(), self.trajectory_every)
 
 
 @dataclass
@@ -50,7 +58,7 @@ class BatcherStats:
 class DynamicBatcher:
     """Queue with a maximum batch and a maximum wait in front of one pipeline (one worker thread)."""
 
-    def __init__(self, pipe: Any, max_batch: int = 16, max_wait_ms: float = 10.0,
+    def __init__(self, pipe: ADDPPipeline, max_batch: int = 16, max_wait_ms: float = 10.0,
                  lock: threading.Lock | threading.RLock | None = None) -> None:
         """``lock``, when given, is held around each pipeline call (share it with other users of ``pipe``)."""
         if max_batch < 1 or max_wait_ms < 0:
@@ -65,17 +73,6 @@ class DynamicBatcher:
         self._worker.start()
 
     # ------------------------------------------------------------------------------------------------ client
-    def settings_key(self, steps: int | None = None, guidance_scale: float | None = None,
-                     image_guidance_scale: float | None = None, correction_scale: float | None = None,
-                     correction_mode: str | None = None, trajectory_every: int = 0) -> SettingsKey:
-        """Requests with equal keys share a pipeline call (``None`` means the model's default)."""
-        cfg = self.pipe.config
-        return (int(steps or cfg.default_num_inference_steps),
-                float(guidance_scale if guidance_scale is not None else cfg.default_guidance_scale),
-                float(image_guidance_scale if image_guidance_scale is not None else cfg.default_image_guidance_scale),
-                float(correction_scale if correction_scale is not None else cfg.default_correction_scale),
-                str(correction_mode or cfg.default_correction_mode), int(trajectory_every))
-
     def submit(self, image: Any, expression: str, corrections: list[str] | str | None = None,
                steps: int | None = None, seed: int | None = 0, trajectory_every: int = 0,
                **guidance: Any) -> Future[SegmentationResult]:
@@ -85,16 +82,14 @@ class DynamicBatcher:
         every k-th step (``result.trajectory``). ``guidance`` takes ``guidance_scale``, ``image_guidance_scale``,
         ``correction_scale`` and ``correction_mode``.
         """
-        unknown = set(guidance) - {"guidance_scale", "image_guidance_scale", "correction_scale", "correction_mode"}
+        unknown = set(guidance) - GUIDANCE_SETTINGS
         if unknown:
             raise UserError(f"unknown settings: {', '.join(sorted(unknown))}")
-        if isinstance(corrections, str):
-            corrections = [corrections]
         request = _Request(
             image=as_rgb_array(image), expression=clean_text(expression, "expression"),
-            corrections=[clean_text(c, "correction", MAX_CORRECTION_CHARS) for c in corrections or []],
+            corrections=clean_corrections([corrections] if isinstance(corrections, str) else corrections or []),
             seed=int(seed) if seed is not None else secrets.randbelow(2**31),
-            key=self.settings_key(steps, trajectory_every=trajectory_every, **guidance))
+            settings=self.pipe.resolve_settings(steps, **guidance), trajectory_every=int(trajectory_every))
         with self._lock:
             if self._closed:
                 raise UserError("the batcher is closed")
@@ -139,7 +134,7 @@ class DynamicBatcher:
             if first is None:
                 break
             batch, stop = self._collect(first)
-            groups: dict[SettingsKey, list[_Request]] = {}
+            groups: dict[tuple, list[_Request]] = {}
             for request in batch:
                 groups.setdefault(request.key, []).append(request)
             for group in groups.values():
@@ -163,20 +158,13 @@ class DynamicBatcher:
             request.future.set_result(result)
 
     def run_batch(self, requests: list[_Request]) -> list[SegmentationResult]:
-        """One pipeline call for requests with the same settings key."""
-        steps, text_scale, image_scale, corr_scale, mode, every = requests[0].key
-        generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
+        """One pipeline call for requests with the same settings; each sample keeps its own seed."""
         corrections = [r.corrections for r in requests]
         output = self.pipe([r.expression for r in requests], [r.image for r in requests],
-                           num_inference_steps=steps, guidance_scale=text_scale, image_guidance_scale=image_scale,
-                           generator=generators if len(generators) > 1 else generators[0],
-                           corrections=corrections if any(corrections) else None, correction_scale=corr_scale,
-                           correction_mode=mode, trajectory_every=every, output_type="np", show_progress=False)
+                           generator=seeded_generators([r.seed for r in requests]),
+                           corrections=corrections if any(corrections) else None,
+                           trajectory_every=requests[0].trajectory_every, output_type="np", show_progress=False,
+                           **requests[0].settings)
         self.stats.calls += 1
         self.stats.batch_sizes.append(len(requests))
-        settings = {"num_inference_steps": steps, "guidance_scale": text_scale, "image_guidance_scale": image_scale,
-                    "correction_scale": corr_scale, "correction_mode": mode}
-        results = results_from_output(output, [r.expression for r in requests], corrections, None, settings)
-        for request, result in zip(requests, results, strict=True):
-            result.seed = request.seed
-        return results
+        return output.results([r.seed for r in requests])

@@ -186,30 +186,81 @@ def enable_fast_path(pipe: Any, compile: bool | None = None, mode: str | None = 
     unet = pipe.unet
     if getattr(unet, "_addp_fast_path", None) is not None:
         disable_fast_path(pipe)
+    state = _resolve_options(unet, compile, mode, backend, channels_last, buckets)
+    if state.compiled and state.buckets:
+        _allow_recompiles(len(state.buckets) + 4)
+    if state.channels_last:
+        unet.to(memory_format=torch.channels_last)
+    unet.forward = FastForward(unet, state)
+    unet._addp_fast_path = state
+    return state
+
+
+def _resolve_options(unet: Any, compile: bool | None, mode: str | None, backend: str | None,
+                     channels_last: bool | None, buckets: Sequence[int] | None | bool) -> FastPath:
+    """The device defaults applied to what the caller asked for (see :func:`enable_fast_path`)."""
     cuda = unet.device.type == "cuda"
     if backend is None:
         backend = "graphs" if cuda and compile is None else "inductor"
     graphs = backend == "graphs" and _cuda_graphs_supported(unet.device)
     compile = False if backend == "graphs" else (cuda if compile is None else bool(compile))
-    channels_last = cuda if channels_last is None else channels_last
     if buckets is None or buckets is True:
         bucket_sizes = DEFAULT_BUCKETS if (compile or graphs or buckets is True) else None
     else:
         bucket_sizes = tuple(buckets) if buckets else None
     if compile and mode is None and cuda and backend == "inductor":
         mode = "reduce-overhead"
-    if compile and bucket_sizes:
-        _allow_recompiles(len(bucket_sizes) + 4)
-    if channels_last:
-        unet.to(memory_format=torch.channels_last)
-    original = unet.forward  # the bound method of the class
-    options: dict[str, Any] = {"mode": mode} if backend == "inductor" else {}
-    inner = torch.compile(original, backend=backend, dynamic=False, **options) if compile else original
-    compiled_graphs = bool(compile) and cuda and (backend == "cudagraphs" or "reduce-overhead" in (mode or ""))
-    state = FastPath(original_forward=original, compiled=bool(compile), mode=mode, backend=backend,
-                     channels_last=bool(channels_last), buckets=bucket_sizes, graphs=graphs)
+    return FastPath(original_forward=unet.forward, compiled=bool(compile), mode=mode, backend=backend,
+                    channels_last=bool(cuda if channels_last is None else channels_last), buckets=bucket_sizes,
+                    graphs=graphs)
 
-    def replay(sample: torch.Tensor, timestep: Any, encoder_hidden_states: Any, n: int) -> torch.Tensor | None:
+
+class FastForward:
+    """The ``unet.forward`` that :func:`enable_fast_path` installs: pad the batch to its bucket, then replay the
+    bucket's CUDA graph or run the (compiled) original forward, and return the real rows."""
+
+    def __init__(self, unet: Any, state: FastPath) -> None:
+        self.unet, self.state = unet, state
+        original = state.original_forward  # the bound method of the class
+        options: dict[str, Any] = {"mode": state.mode} if state.backend == "inductor" else {}
+        self.inner = torch.compile(original, backend=state.backend, dynamic=False, **options) if state.compiled \
+            else original
+        self.compiled_graphs = state.compiled and unet.device.type == "cuda" and (
+            state.backend == "cudagraphs" or "reduce-overhead" in (state.mode or ""))
+
+    def __call__(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor, *args: Any,
+                 **kwargs: Any) -> Any:
+        state = self.state
+        state.calls += 1
+        n = sample.shape[0]
+        if state.buckets is not None:
+            size = bucket_size(n, state.buckets)
+            state.padded_rows += size - n
+            sample = _pad_rows(sample, size)
+            encoder_hidden_states = _pad_rows(encoder_hidden_states, size)
+            timestep = _pad_rows(timestep, size)
+        if state.channels_last:
+            sample = sample.contiguous(memory_format=torch.channels_last)
+        if state.graphs:
+            return_dict = kwargs.get("return_dict", True)
+            extra = [value for name, value in kwargs.items() if name != "return_dict"] + list(args)
+            output = None
+            if not torch.is_grad_enabled() and all(value is None for value in extra):
+                output = self.replay(sample, timestep, encoder_hidden_states, n)
+            if output is not None:
+                return UNet2DConditionOutput(sample=output) if return_dict else (output,)
+            state.graph_fallbacks += 1
+        if self.compiled_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # each step's outputs are consumed before the next call
+        output = self.inner(sample, timestep, encoder_hidden_states, *args, **kwargs)
+        if state.buckets is None or sample.shape[0] == n:
+            return output
+        if isinstance(output, tuple):
+            return (output[0][:n], *output[1:])
+        output.sample = output.sample[:n]
+        return output
+
+    def replay(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: Any, n: int) -> torch.Tensor | None:
         """The first ``n`` rows of the captured graph's output for these inputs; None → run eager instead."""
         if not isinstance(encoder_hidden_states, torch.Tensor) or encoder_hidden_states.shape[0] != sample.shape[0]:
             return None
@@ -217,32 +268,17 @@ def enable_fast_path(pipe: Any, compile: bool | None = None, mode: str | None = 
             return None  # inside someone else's capture: let it record the eager kernels
         key: GraphKey = (tuple(sample.shape), str(sample.dtype), tuple(encoder_hidden_states.shape),
                          str(encoder_hidden_states.dtype), str(sample.device))
-        if key in state.capture_failures:
+        if key in self.state.capture_failures:
             return None
         try:
             t = timestep_rows(timestep, sample.shape[0], sample.device)
         except (TypeError, ValueError, RuntimeError):
             return None
+        state = self.state
         with state.lock:
-            weights_id = next(unet.parameters()).data_ptr()
-            if weights_id != state.weights_id:  # moved or re-cast weights: graphs would read the old storage
-                state.release_graphs()
-                state.weights_id = weights_id
-            captured = state.cached_graphs.get(key)
+            captured = self._graph(key, sample, t, encoder_hidden_states)
             if captured is None:
-                start = time.perf_counter()
-                try:
-                    captured = _capture_graph(original, sample, t, encoder_hidden_states, state)
-                except Exception as error:  # any failure means: this shape runs eager
-                    state.capture_failures[key] = _describe(error)
-                    message = f"CUDA graph capture failed for UNet inputs {key}; running them eager: {_describe(error)}"
-                    logger.warning(message)
-                    warnings.warn(message, RuntimeWarning, stacklevel=3)
-                    return None
-                finally:
-                    state.capture_seconds += time.perf_counter() - start
-                state.cached_graphs[key] = captured
-                state.graphs_captured += 1
+                return None
             captured.sample.copy_(sample)
             captured.timestep.copy_(t)
             captured.encoder_hidden_states.copy_(encoder_hidden_states)
@@ -250,40 +286,31 @@ def enable_fast_path(pipe: Any, compile: bool | None = None, mode: str | None = 
             state.graph_replays += 1
             return captured.output[:n].clone()  # the next replay overwrites the static output
 
-    def forward(sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor, *args: Any,
-                **kwargs: Any) -> Any:
-        state.calls += 1
-        n = sample.shape[0]
-        if bucket_sizes is not None:
-            size = bucket_size(n, bucket_sizes)
-            state.padded_rows += size - n
-            sample = _pad_rows(sample, size)
-            encoder_hidden_states = _pad_rows(encoder_hidden_states, size)
-            timestep = _pad_rows(timestep, size)
-        if channels_last:
-            sample = sample.contiguous(memory_format=torch.channels_last)
-        if graphs:
-            return_dict = kwargs.get("return_dict", True)
-            extra = [value for name, value in kwargs.items() if name != "return_dict"] + list(args)
-            output = None
-            if not torch.is_grad_enabled() and all(value is None for value in extra):
-                output = replay(sample, timestep, encoder_hidden_states, n)
-            if output is not None:
-                return UNet2DConditionOutput(sample=output) if return_dict else (output,)
-            state.graph_fallbacks += 1
-        if compiled_graphs:
-            torch.compiler.cudagraph_mark_step_begin()  # each step's outputs are consumed before the next call
-        output = inner(sample, timestep, encoder_hidden_states, *args, **kwargs)
-        if bucket_sizes is None or sample.shape[0] == n:
-            return output
-        if isinstance(output, tuple):
-            return (output[0][:n], *output[1:])
-        output.sample = output.sample[:n]
-        return output
-
-    unet.forward = forward
-    unet._addp_fast_path = state
-    return state
+    def _graph(self, key: GraphKey, sample: torch.Tensor, t: torch.Tensor,
+               encoder_hidden_states: torch.Tensor) -> CapturedGraph | None:
+        """The graph for ``key``, captured now if needed (the caller holds the lock); None if the capture failed."""
+        state = self.state
+        weights_id = next(self.unet.parameters()).data_ptr()
+        if weights_id != state.weights_id:  # moved or re-cast weights: graphs would read the old storage
+            state.release_graphs()
+            state.weights_id = weights_id
+        captured = state.cached_graphs.get(key)
+        if captured is not None:
+            return captured
+        start = time.perf_counter()
+        try:
+            captured = _capture_graph(state.original_forward, sample, t, encoder_hidden_states, state)
+        except Exception as error:  # any failure means: this shape runs eager
+            state.capture_failures[key] = _describe(error)
+            message = f"CUDA graph capture failed for UNet inputs {key}; running them eager: {_describe(error)}"
+            logger.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            return None
+        finally:
+            state.capture_seconds += time.perf_counter() - start
+        state.cached_graphs[key] = captured
+        state.graphs_captured += 1
+        return captured
 
 
 def disable_fast_path(pipe: Any) -> None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-import unicodedata
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,53 +19,30 @@ import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.image_processor import VaeImageProcessor
-from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
-from addp_agent.engine.decode import DEFAULT_THRESHOLD, decode_paint
-from addp_agent.engine.guidance import CorrectionMode, correctional_guidance, guidance_branches
-from addp_agent.engine.state import DenoiseState, EncodedBatch
+from addp_agent.engine.branches import GuidanceBranches
+from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, decode_paint
+from addp_agent.engine.guidance import CorrectionMode
+from addp_agent.engine.outputs import ADDPPipelineOutput, SegmentationResult, TrajectoryPoint
+from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch, Generator
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
+from addp_agent.text import clean_corrections, clean_text
 
-MAX_CORRECTION_CHARS = 200
-
-
-def clean_text(text: str, what: str = "expression", max_chars: int | None = None) -> str:
-    """Strip control characters and surrounding space; refuse empty text; cap the length if asked."""
-    if not isinstance(text, str):
-        raise UserError(f"{what} must be text, got {type(text).__name__}")
-    cleaned = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    cleaned = " ".join(cleaned.split())
-    if not cleaned:
-        raise UserError(f"{what} is empty; give a non-empty text")
-    if max_chars is not None and len(cleaned) > max_chars:
-        cleaned = cleaned[:max_chars].rstrip()
-    return cleaned
+CORRECTION_MODES: tuple[str, ...] = ("additive", "replace")
+RawX0 = tuple[int, int, torch.Tensor]  # (step index, timestep, x̂₀) recorded during the loop
 
 
-@dataclass
-class TrajectoryPoint:
-    """The decoded x̂₀ prediction after one denoising step."""
-
-    step: int  # 0-based index of the step that produced it
-    timestep: int
-    mask: np.ndarray  # bool, at the input image's size
-    confidence: float
-
-
-@dataclass
-class ADDPPipelineOutput(BaseOutput):
-    """Painted images (like diffusers), decoded masks, optional trajectories and a resumable state."""
-
-    images: Any
-    masks: list[np.ndarray]
-    soft_masks: list[np.ndarray]
-    confidences: list[float]
-    trajectories: list[list[TrajectoryPoint]] | None
-    state: DenoiseState | None
-    timings: dict[str, float]
+def seeded_generators(seeds: int | Sequence[int] | None) -> Generator | None:
+    """CPU generators for ``generator=``: one seed → one generator (``None`` → unseeded), a sequence → one per sample,
+    so each sample draws the noise a one-sample call with its own seed draws, whatever the batch."""
+    if seeds is None:
+        return None
+    if isinstance(seeds, Sequence):
+        return [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
+    return torch.Generator(device="cpu").manual_seed(int(seeds))
 
 
 class ADDPPipeline(DiffusionPipeline):
@@ -93,10 +69,6 @@ class ADDPPipeline(DiffusionPipeline):
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
     # ----------------------------------------------------------------------------------------- properties
-    @property
-    def pixel_space(self) -> bool:
-        return self.vae is None
-
     @property
     def resolution(self) -> int:
         """Square working resolution in pixels (images are resized to it, as the paper does)."""
@@ -159,26 +131,50 @@ class ADDPPipeline(DiffusionPipeline):
             raise UserError("no expressions given")
         prompts = [clean_text(p, "expression") for p in prompts]
         arrays = [as_rgb_array(i) for i in images]
-        self._check_unet_channels()
+        self.check_unet_channels()
         return EncodedBatch(prompts=prompts, images=arrays, image_latents=self.encode_images(arrays),
                             prompt_embeds=self.encode_text(prompts), null_embeds=self.encode_text([""]))
 
-    def _check_unet_channels(self) -> None:
+    def check_unet_channels(self) -> None:
+        """A clear error when the UNet does not take noisy + image channels of this model's space."""
         expected = 2 * self.num_channels_out
         if self.unet.config.in_channels != expected:
             raise UserError(f"UNet takes {self.unet.config.in_channels} input channels, but an InstructPix2Pix "
                             f"model {'without' if self.vae is None else 'with'} a VAE needs {expected} "
                             f"({self.num_channels_out} noisy + {self.num_channels_out} image)")
 
-    def _correction_embeds(self, encoded: EncodedBatch, texts: list[str]) -> torch.Tensor:
-        missing = [t for t in dict.fromkeys(texts) if t not in encoded.text_cache]
-        if missing:
-            for text, embed in zip(missing, self.encode_text(missing), strict=True):
-                encoded.text_cache[text] = embed[None]
-        return torch.cat([encoded.text_cache[t] for t in texts])
+    # ---------------------------------------------------------------------------------- the call's steps
+    def check_inputs(self, prompt: Any, image: Any, encoded: EncodedBatch | None, state: DenoiseState | None,
+                     settings: DenoiseSettings) -> None:
+        """Something to denoise (prompts and images, their encodings, or a state to resume) and valid settings."""
+        if state is None and encoded is None and (prompt is None or image is None):
+            raise UserError("give `prompt` and `image` (or `encoded=`, or `state=` to resume)")
+        if settings["num_inference_steps"] < 1:
+            raise UserError(f"num_inference_steps must be ≥ 1, got {settings['num_inference_steps']}")
+        if settings["correction_mode"] not in CORRECTION_MODES:
+            raise UserError(f"correction_mode must be 'additive' or 'replace', got {settings['correction_mode']!r}")
+
+    def resolve_settings(self, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                         image_guidance_scale: float | None = None, correction_scale: float | None = None,
+                         correction_mode: CorrectionMode | None = None,
+                         resume: DenoiseState | None = None) -> DenoiseSettings:
+        """The settings a call runs with: those given, else (steps and guidance scales) the resumed state's, else the
+        model's defaults. Every caller that needs them (the batcher's grouping, sessions, tools) asks here;
+        :meth:`check_inputs` validates them when the call runs."""
+        cfg = self.config
+        inherited: dict[str, Any] = dict(resume.settings) if resume is not None else {}
+        return DenoiseSettings(
+            num_inference_steps=resume.num_inference_steps if resume is not None else int(
+                num_inference_steps or cfg.default_num_inference_steps),
+            guidance_scale=float(guidance_scale if guidance_scale is not None
+                                 else inherited.get("guidance_scale", cfg.default_guidance_scale)),
+            image_guidance_scale=float(image_guidance_scale if image_guidance_scale is not None
+                                       else inherited.get("image_guidance_scale", cfg.default_image_guidance_scale)),
+            correction_scale=float(correction_scale if correction_scale is not None else cfg.default_correction_scale),
+            correction_mode=correction_mode or cfg.default_correction_mode)
 
     @staticmethod
-    def normalize_corrections(corrections: Any, batch_size: int) -> list[list[str]]:
+    def prepare_corrections(corrections: Any, batch_size: int) -> list[list[str]]:
         """``None | str | list[str] | list[list[str]]`` → one cleaned list per sample."""
         if corrections is None:
             return [[] for _ in range(batch_size)]
@@ -191,10 +187,36 @@ class ADDPPipeline(DiffusionPipeline):
             per_sample = [list(c) for c in corrections]
         else:
             per_sample = [list(corrections) for _ in range(batch_size)]
-        return [[clean_text(c, "correction", MAX_CORRECTION_CHARS) for c in sample] for sample in per_sample]
+        return [clean_corrections(sample) for sample in per_sample]
 
-    # -------------------------------------------------------------------------------------------- helpers
-    def _prepare_extra_step_kwargs(self, scheduler, generator, eta: float) -> dict[str, Any]:
+    def prepare_scheduler(self, num_inference_steps: int) -> Any:
+        """A copy of the scheduler set to ``num_inference_steps`` (the pipeline's own is never advanced)."""
+        scheduler = copy.deepcopy(self.scheduler)
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        return scheduler
+
+    def prepare_latents(self, batch_size: int, scheduler: Any, generator: Generator | None,
+                        latents: torch.Tensor | None = None) -> torch.Tensor:
+        """Starting noise (drawn, or ``latents``) scaled by the scheduler's initial sigma."""
+        side = self.resolution // self.vae_scale_factor
+        shape = (batch_size, self.num_channels_out, side, side)
+        dtype = self.unet.dtype
+        latents = randn_tensor(shape, generator=generator, device=self.device, dtype=dtype) if latents is None \
+            else latents.to(device=self.device, dtype=dtype)
+        return latents * scheduler.init_noise_sigma
+
+    def prepare_branches(self, encoded: EncodedBatch, corrections: list[list[str]],
+                         settings: DenoiseSettings) -> GuidanceBranches:
+        """The conditioning of every guidance branch; correction embeddings are cached on ``encoded``."""
+        missing = [t for t in dict.fromkeys(t for c in corrections for t in c) if t not in encoded.text_cache]
+        if missing:
+            for text, embed in zip(missing, self.encode_text(missing), strict=True):
+                encoded.text_cache[text] = embed[None]
+        return GuidanceBranches.build(encoded, corrections, encoded.text_cache, settings)
+
+    @staticmethod
+    def prepare_extra_step_kwargs(scheduler: Any, generator: Generator | None, eta: float) -> dict[str, Any]:
+        """``eta`` and ``generator`` for schedulers whose ``step`` takes them."""
         parameters = set(inspect.signature(scheduler.step).parameters)
         extra: dict[str, Any] = {}
         if "eta" in parameters:
@@ -203,6 +225,36 @@ class ADDPPipeline(DiffusionPipeline):
             extra["generator"] = generator
         return extra
 
+    def denoise(self, latents: torch.Tensor, scheduler: Any, branches: GuidanceBranches, steps: range,
+                extra_step_kwargs: dict[str, Any], correction_start_step: int = 0, trajectory_every: int = 0,
+                show_progress: bool | None = None) -> tuple[torch.Tensor, list[RawX0]]:
+        """Run ``steps`` of the loop: one batched UNet call per step for every branch; x̂₀ kept every
+        ``trajectory_every``-th step (and the last of the schedule)."""
+        timesteps, last = scheduler.timesteps, len(scheduler.timesteps) - 1
+        recorded: list[RawX0] = []
+        configured = getattr(self, "_progress_bar_config", {}).get("disable", False)
+        disable = (not show_progress if show_progress is not None else configured) or len(steps) == 0
+        with tqdm(total=len(steps), disable=disable, desc="denoise", leave=False) as progress:
+            for i in steps:
+                t = timesteps[i]
+                corrected = branches.num_corrections > 0 and i >= correction_start_step
+                count = branches.count(corrected)
+                model_input = torch.cat([latents] * count) if count > 1 else latents
+                cond_images, cond_embeds = branches.conditioning(corrected)
+                model_input = torch.cat([scheduler.scale_model_input(model_input, t), cond_images], dim=1)
+                prediction = self.unet(model_input, t, encoder_hidden_states=cond_embeds, return_dict=False)[0]
+                out = scheduler.step(branches.combine(prediction, corrected), t, latents, **extra_step_kwargs,
+                                     return_dict=True)
+                latents = out.prev_sample
+                if trajectory_every and ((i + 1) % trajectory_every == 0 or i == last):
+                    x0 = getattr(out, "pred_original_sample", None)
+                    if x0 is None:
+                        raise UserError(f"{type(scheduler).__name__} does not report x̂₀; trajectories need DDIM, "
+                                        "Euler or EulerAncestral")
+                    recorded.append((i, int(t), x0.clone()))
+                progress.update()
+        return latents, recorded
+
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Model-space samples → images in [-1, 1] (VAE decode, or un-packing of pixel patches)."""
@@ -210,9 +262,27 @@ class ADDPPipeline(DiffusionPipeline):
             return torch.nn.functional.pixel_shuffle(latents, self.vae_scale_factor)
         return self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
 
-    def _to_uint8(self, images: torch.Tensor) -> np.ndarray:
+    def decode_masks(self, images: torch.Tensor, sizes: list[tuple[int, int]],
+                     threshold: float) -> list[DecodedMask]:
+        """Decoded images in [-1, 1] → the red paint's mask of each, at ``sizes`` (cycled over the rows)."""
         array = self.image_processor.postprocess(images.float(), output_type="np")
-        return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        painted = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        return [decode_paint(p, size=sizes[r % len(sizes)], threshold=threshold) for r, p in enumerate(painted)]
+
+    def decode_trajectories(self, recorded: list[RawX0], encoded: EncodedBatch,
+                            threshold: float) -> list[list[TrajectoryPoint]]:
+        """Decode every recorded x̂₀ in one batch and threshold it at each input's original size."""
+        trajectories: list[list[TrajectoryPoint]] = [[] for _ in range(encoded.batch_size)]
+        if not recorded:
+            return trajectories
+        decoded = self.decode_masks(self.decode_latents(torch.cat([x0 for _, _, x0 in recorded])),
+                                    encoded.original_sizes, threshold)
+        for r, (step, timestep, _) in enumerate(recorded):
+            for k in range(encoded.batch_size):
+                mask = decoded[r * encoded.batch_size + k]
+                trajectories[k].append(TrajectoryPoint(step=step, timestep=timestep, mask=mask.mask,
+                                                       confidence=mask.confidence))
+        return trajectories
 
     # ------------------------------------------------------------------------------------------ main call
     @torch.no_grad()
@@ -223,7 +293,7 @@ class ADDPPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         image_guidance_scale: float | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generator | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         *,
@@ -246,191 +316,77 @@ class ADDPPipeline(DiffusionPipeline):
         call or per sample) with ``correction_scale``/``correction_mode``, switched on from
         ``correction_start_step``; ``trajectory_every=k`` records the decoded x̂₀ every k-th step (and the last);
         ``stop_after_step=k`` returns after k steps with ``output.state``; ``state=`` resumes such a state;
-        ``encoded=`` reuses encodings from :meth:`encode`.
+        ``encoded=`` reuses encodings from :meth:`encode`. ``generator`` may be a list, one per sample
+        (:func:`seeded_generators`).
         """
-        timings: dict[str, float] = {}
         start = time.perf_counter()
-        cfg = self.config
+        # 1. Resolve the settings (given, else a resumed state's steps and guidance scales, else the model's) and
+        #    check the inputs
+        settings = self.resolve_settings(num_inference_steps, guidance_scale, image_guidance_scale,
+                                         correction_scale, correction_mode, resume=state)
+        self.check_inputs(prompt, image, encoded, state, settings)
+        steps = settings["num_inference_steps"]
+
+        # 2. Encode the prompts and images (once per session: `encoded=` and `state=` bring them)
         if state is not None:
             encoded = state.encoded
-            settings = dict(state.settings)
-            num_inference_steps = state.num_inference_steps
-        else:
-            if encoded is None:
-                if prompt is None or image is None:
-                    raise UserError("give `prompt` and `image` (or `encoded=`, or `state=` to resume)")
-                encoded = self.encode(prompt, image)
-            num_inference_steps = int(num_inference_steps or cfg.default_num_inference_steps)
-            settings = {}
-        if num_inference_steps < 1:
-            raise UserError(f"num_inference_steps must be ≥ 1, got {num_inference_steps}")
-        settings["guidance_scale"] = float(
-            guidance_scale if guidance_scale is not None
-            else settings.get("guidance_scale", cfg.default_guidance_scale))
-        settings["image_guidance_scale"] = float(
-            image_guidance_scale if image_guidance_scale is not None
-            else settings.get("image_guidance_scale", cfg.default_image_guidance_scale))
-        settings["correction_scale"] = float(
-            correction_scale if correction_scale is not None else cfg.default_correction_scale)
-        settings["correction_mode"] = correction_mode or cfg.default_correction_mode
-        if settings["correction_mode"] not in ("additive", "replace"):
-            raise UserError(f"correction_mode must be 'additive' or 'replace', got {settings['correction_mode']!r}")
-        timings["encode_s"] = time.perf_counter() - start
+        elif encoded is None:
+            encoded = self.encode(prompt, image)
 
-        batch = encoded.batch_size
-        device = self.device
-        dtype = self.unet.dtype
-        text_scale, image_scale = settings["guidance_scale"], settings["image_guidance_scale"]
-        branches_needed = guidance_branches(text_scale, image_scale)  # image guidance 1 skips the ε_u branch
-        do_cfg, with_uncond = branches_needed > 1, branches_needed == 3
-        base_branches = 3 if with_uncond else 2
-        per_sample = self.normalize_corrections(corrections, batch)
-        num_corrections = max((len(c) for c in per_sample), default=0) if do_cfg else 0
+        # 3. Clean each sample's corrections
+        per_sample = self.prepare_corrections(corrections, encoded.batch_size)
+        timings = {"encode_s": time.perf_counter() - start}
 
-        # scheduler, latents and RNG: fresh, or copies from the state so a state can be resumed many times
+        # 4. Set the timesteps and prepare the latents: fresh, or copies of a state's (a state resumes many times)
         if state is not None:
-            scheduler = state.fresh_scheduler()
+            scheduler, latents, first_step = state.fresh_scheduler(), state.latents.clone(), state.step_index
             generator = state.fresh_generator() if generator is None else generator
-            latents = state.latents.clone()
-            first_step = state.step_index
         else:
-            scheduler = copy.deepcopy(self.scheduler)
-            scheduler.set_timesteps(num_inference_steps, device=device)
-            height = width = self.resolution // self.vae_scale_factor
-            shape = (batch, self.num_channels_out, height, width)
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype) if latents is None \
-                else latents.to(device=device, dtype=dtype)
-            latents = latents * scheduler.init_noise_sigma
-            first_step = 0
-        timesteps = scheduler.timesteps
-        last_step = num_inference_steps if stop_after_step is None else min(int(stop_after_step), num_inference_steps)
-        extra_step_kwargs = self._prepare_extra_step_kwargs(scheduler, generator, eta)
+            scheduler, first_step = self.prepare_scheduler(steps), 0
+            latents = self.prepare_latents(encoded.batch_size, scheduler, generator, latents)
+        last_step = steps if stop_after_step is None else min(int(stop_after_step), steps)
 
-        # conditioning for the branches [text, image-only, (uncond,) correction_1..K] in one UNet batch
-        image_latents = encoded.image_latents
-        null = encoded.null_embeds.expand(batch, -1, -1)
-        if do_cfg:
-            base_embeds = torch.cat([encoded.prompt_embeds, null] + ([null] if with_uncond else []))
-            base_images = torch.cat([image_latents, image_latents]
-                                    + ([torch.zeros_like(image_latents)] if with_uncond else []))
-        else:
-            base_embeds, base_images = encoded.prompt_embeds, image_latents
-        corr_embeds, corr_weights = None, None
-        if num_corrections:
-            texts = [c[k] if k < len(c) else "" for k in range(num_corrections) for c in per_sample]
-            embeds = self._correction_embeds(encoded, [t for t in texts if t])
-            rows, used = [], 0
-            for text in texts:
-                if text:
-                    rows.append(embeds[used : used + 1])
-                    used += 1
-                else:
-                    rows.append(encoded.null_embeds)
-            corr_embeds = torch.cat(rows)
-            corr_weights = torch.tensor([[settings["correction_scale"] if k < len(c) else 0.0
-                                          for k in range(num_corrections)] for c in per_sample], device=device)
-        corr_images = torch.cat([image_latents] * num_corrections) if num_corrections else None
+        # 5. Prepare the guidance branches: text, image-only, unconditional and one per correction, one UNet batch
+        branches = self.prepare_branches(encoded, per_sample, settings)
 
-        trajectory_raw: list[tuple[int, int, torch.Tensor]] = []
+        # 6. Prepare extra step kwargs
+        extra_step_kwargs = self.prepare_extra_step_kwargs(scheduler, generator, eta)
+
+        # 7. Denoising loop
         loop_start = time.perf_counter()
-        configured = getattr(self, "_progress_bar_config", {}).get("disable", False)
-        disable = (not show_progress if show_progress is not None else configured) or last_step <= first_step
-        with tqdm(total=last_step - first_step, disable=disable, desc="denoise", leave=False) as progress:
-            for i in range(first_step, last_step):
-                t = timesteps[i]
-                corrected = num_corrections > 0 and i >= correction_start_step
-                branches = (base_branches + (num_corrections if corrected else 0)) if do_cfg else 1
-                model_input = torch.cat([latents] * branches) if branches > 1 else latents
-                model_input = scheduler.scale_model_input(model_input, t)
-                cond_images, cond_embeds = base_images, base_embeds
-                if corrected:
-                    cond_images = torch.cat([base_images, corr_images])
-                    cond_embeds = torch.cat([base_embeds, corr_embeds])
-                model_input = torch.cat([model_input, cond_images], dim=1)
-                prediction = self.unet(model_input, t, encoder_hidden_states=cond_embeds, return_dict=False)[0]
-                if do_cfg:
-                    chunks = prediction.chunk(branches)
-                    eps_uncond = chunks[2] if with_uncond else chunks[1]
-                    prediction = correctional_guidance(
-                        chunks[0], chunks[1], eps_uncond, list(chunks[base_branches:]),
-                        corr_weights if corrected else torch.zeros(batch, 0), text_scale, image_scale,
-                        settings["correction_mode"])
-                out = scheduler.step(prediction, t, latents, **extra_step_kwargs, return_dict=True)
-                latents = out.prev_sample
-                if trajectory_every and ((i + 1) % trajectory_every == 0 or i == num_inference_steps - 1):
-                    x0 = getattr(out, "pred_original_sample", None)
-                    if x0 is None:
-                        raise UserError(f"{type(scheduler).__name__} does not report x̂₀; trajectories need DDIM, "
-                                        "Euler or EulerAncestral")
-                    trajectory_raw.append((i, int(t), x0.clone()))
-                progress.update()
+        latents, recorded = self.denoise(latents, scheduler, branches, range(first_step, last_step),
+                                         extra_step_kwargs, correction_start_step, trajectory_every, show_progress)
         timings["denoise_s"] = time.perf_counter() - loop_start
 
+        # 8. Keep a resumable state when the call stops before the end (or is asked to)
         new_state = None
-        if last_step < num_inference_steps or stop_after_step is not None:
-            gen_state = generator.get_state() if generator is not None else None
-            new_state = DenoiseState(
-                latents=latents.clone(), step_index=last_step, num_inference_steps=num_inference_steps,
-                scheduler=copy.deepcopy(scheduler), generator_state=gen_state,
-                generator_device=str(generator.device) if generator is not None else "cpu",
-                encoded=encoded, settings=settings)
+        if last_step < steps or stop_after_step is not None:
+            new_state = DenoiseState.capture(latents, last_step, scheduler, generator, encoded, settings)
 
+        # 9. Decode: the recorded x̂₀ and the final sample → painted images → masks
         decode_start = time.perf_counter()
-        trajectories = self._decode_trajectories(trajectory_raw, encoded, threshold) if trajectory_every else None
+        trajectories = self.decode_trajectories(recorded, encoded, threshold) if trajectory_every else None
+        resolved = {"prompts": encoded.prompts, "corrections": per_sample, "settings": settings}
         if output_type == "latent":
-            result = ADDPPipelineOutput(images=latents, masks=[], soft_masks=[], confidences=[],
-                                        trajectories=trajectories, state=new_state, timings=timings)
-            return result if return_dict else (latents,)
-        decoded_images = self.decode_latents(latents)
-        painted = self._to_uint8(decoded_images)
-        masks, softs, confidences = [], [], []
-        for k, size in enumerate(encoded.original_sizes):
-            decoded = decode_paint(painted[k], size=size, threshold=threshold)
-            masks.append(decoded.mask)
-            softs.append(decoded.soft)
-            confidences.append(decoded.confidence)
-        images: Any = self.image_processor.postprocess(decoded_images, output_type=output_type)
+            if not return_dict:
+                return (latents,)
+            return ADDPPipelineOutput(images=latents, masks=[], soft_masks=[], confidences=[],
+                                      trajectories=trajectories, state=new_state, timings=timings, **resolved)
+        images = self.decode_latents(latents)
+        masks = self.decode_masks(images, encoded.original_sizes, threshold)
+        images = self.image_processor.postprocess(images, output_type=output_type)
         timings["decode_s"] = time.perf_counter() - decode_start
         timings["total_s"] = time.perf_counter() - start
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images,)
-        return ADDPPipelineOutput(images=images, masks=masks, soft_masks=softs, confidences=confidences,
-                                  trajectories=trajectories, state=new_state, timings=timings)
+        return ADDPPipelineOutput(images=images, masks=[m.mask for m in masks], soft_masks=[m.soft for m in masks],
+                                  confidences=[m.confidence for m in masks], trajectories=trajectories,
+                                  state=new_state, timings=timings, **resolved)
 
     def segment(self, image: Any, expression: str, corrections: Any = None, num_inference_steps: int | None = None,
-                seed: int | None = 0, trajectory_every: int = 0, **kwargs: Any):
-        """One round for one image: a :class:`~addp_agent.engine.result.SegmentationResult`."""
-        from addp_agent.engine.result import results_from_output
-
-        generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
-        output = self(expression, image, num_inference_steps=num_inference_steps, generator=generator,
+                seed: int | None = 0, trajectory_every: int = 0, **kwargs: Any) -> SegmentationResult:
+        """One round for one image, seeded with ``seed`` (``None``: unseeded)."""
+        output = self(expression, image, num_inference_steps=num_inference_steps, generator=seeded_generators(seed),
                       corrections=corrections, trajectory_every=trajectory_every, output_type="np", **kwargs)
-        cfg = self.config
-
-        def chosen(name: str, default: Any) -> Any:
-            return kwargs[name] if kwargs.get(name) is not None else default
-
-        settings = {"num_inference_steps": int(num_inference_steps or cfg.default_num_inference_steps),
-                    "guidance_scale": chosen("guidance_scale", cfg.default_guidance_scale),
-                    "image_guidance_scale": chosen("image_guidance_scale", cfg.default_image_guidance_scale),
-                    "correction_scale": chosen("correction_scale", cfg.default_correction_scale),
-                    "correction_mode": chosen("correction_mode", cfg.default_correction_mode)}
-        prompt = clean_text(expression)
-        return results_from_output(output, [prompt], self.normalize_corrections(corrections, 1), seed, settings)[0]
-
-    def _decode_trajectories(self, raw: list[tuple[int, int, torch.Tensor]], encoded: EncodedBatch,
-                             threshold: float) -> list[list[TrajectoryPoint]]:
-        """Decode every recorded x̂₀ in one batch and threshold it at each input's original size."""
-        trajectories: list[list[TrajectoryPoint]] = [[] for _ in range(encoded.batch_size)]
-        if not raw:
-            return trajectories
-        stacked = torch.cat([x0 for _, _, x0 in raw])
-        painted = self._to_uint8(self.decode_latents(stacked))
-        batch = encoded.batch_size
-        for r, (step, timestep, _) in enumerate(raw):
-            for k, size in enumerate(encoded.original_sizes):
-                decoded = decode_paint(painted[r * batch + k], size=size, threshold=threshold)
-                trajectories[k].append(TrajectoryPoint(step=step, timestep=timestep, mask=decoded.mask,
-                                                       confidence=decoded.confidence))
-        return trajectories
+        return output.results(seed)[0]

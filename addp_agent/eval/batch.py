@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
-
-import torch
 
 from addp_agent.agent import LoopConfig, Round, Session
 from addp_agent.critic.base import Critic
 from addp_agent.data.sample import RISSample
+from addp_agent.engine.outputs import SegmentationResult
+from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.engine.state import EncodedBatch
 from addp_agent.errors import UserError
 from addp_agent.eval.records import EvalConfig, RoundRecord, SampleRecord
@@ -20,46 +19,14 @@ from addp_agent.metrics import iou_counts
 CriticFactory = Callable[[RISSample], Critic | None]
 
 
-class BatchedSession(Session):
-    """A :class:`Session` whose uncorrected first round was computed in a batch (``first``)."""
-
-    first: Round | None = None
-
-    def run_round(self, corrections: list[str] | None = None) -> Round:
-        if not self.rounds and self.first is not None and not corrections:
-            self.rounds.append(self.first)
-            return self.first
-        return super().run_round(corrections)
-
-
-def initial_noise(pipe: Any, n: int, seed: int) -> torch.Tensor:
-    """Each sample's starting noise, the same a one-sample session with ``seed`` draws (batch-independent)."""
-    side = pipe.resolution // pipe.vae_scale_factor
-    shape = (1, pipe.num_channels_out, side, side)
-    noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=pipe.unet.dtype)
-             for _ in range(n)]
-    return torch.cat(noise).to(pipe.device)
-
-
-def _stack(encodings: list[EncodedBatch]) -> EncodedBatch:
-    return EncodedBatch(prompts=[p for e in encodings for p in e.prompts],
-                        images=[i for e in encodings for i in e.images],
-                        image_latents=torch.cat([e.image_latents for e in encodings]),
-                        prompt_embeds=torch.cat([e.prompt_embeds for e in encodings]),
-                        null_embeds=encodings[0].null_embeds)
-
-
-def _first_rounds(pipe: Any, sessions: list[BatchedSession], config: LoopConfig) -> None:
-    start = time.perf_counter()
-    seed = config.seed if config.seed is not None else 0
-    output = pipe(encoded=_stack([s.encoded for s in sessions]), num_inference_steps=sessions[0].num_steps,
-                  generator=torch.Generator("cpu").manual_seed(seed), latents=initial_noise(pipe, len(sessions), seed),
-                  output_type="np", show_progress=False, correction_scale=config.correction_scale,
-                  correction_mode=config.correction_mode)
-    share = (time.perf_counter() - start) / len(sessions)
-    for session, mask, confidence in zip(sessions, output.masks, output.confidences, strict=True):
-        session.first = Round(index=1, mask=mask, confidence=float(confidence), corrections=[],
-                              timings={"denoise_s": share})
+def first_rounds(pipe: ADDPPipeline, sessions: list[Session]) -> list[SegmentationResult]:
+    """The uncorrected first round of sessions with equal settings and seed, in one pipeline call; each sample
+    draws what its own session would (every session's encodings are its own, computed once)."""
+    seed = sessions[0].config.seed
+    output = pipe(encoded=EncodedBatch.concat([s.encoded for s in sessions]),
+                  generator=seeded_generators([seed] * len(sessions)), output_type="np", show_progress=False,
+                  **sessions[0].settings)
+    return output.results(seed)
 
 
 def _record(index: int, sample: RISSample, **fields: Any) -> SampleRecord:
@@ -78,26 +45,25 @@ def _round_record(round_: Round, gt: Any) -> RoundRecord:
                        critic_s=round(round_.timings.get("critic_s", 0.0), 4))
 
 
-def run_batch(pipe: Any, batch: list[tuple[int, RISSample]], config: EvalConfig,
+def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: EvalConfig,
               critic_for: CriticFactory) -> list[SampleRecord]:
     """Evaluate one batch; a sample that cannot be run gets a record with ``error`` (raises with ``strict``)."""
     loop = LoopConfig(max_rounds=config.max_rounds, num_inference_steps=config.steps, seed=config.seed)
     records: dict[int, SampleRecord] = {}
-    sessions: list[tuple[int, RISSample, BatchedSession]] = []
+    sessions: list[tuple[int, RISSample, Session]] = []
     for index, sample in batch:
         try:
             if sample.mask.shape != sample.image.shape[:2]:
                 raise UserError(f"mask {sample.mask.shape} and image {sample.image.shape[:2]} differ in size")
-            sessions.append((index, sample, BatchedSession(pipe, sample.image, sample.expression, loop)))
+            sessions.append((index, sample, Session(pipe, sample.image, sample.expression, loop)))
         except UserError as error:
             if config.strict:
                 raise UserError(f"sample {sample.sample_id}: {error}") from None
             records[index] = _record(index, sample, error=f"unreadable sample: {error}")
-    if sessions:
-        _first_rounds(pipe, [s for _, _, s in sessions], loop)
-    for index, sample, session in sessions:
+    firsts = first_rounds(pipe, [s for _, _, s in sessions]) if sessions else []
+    for (index, sample, session), first in zip(sessions, firsts, strict=True):
         try:
-            result = session.run(critic_for(sample))
+            result = session.run(critic_for(sample), first=first)
         except UserError as error:  # e.g. a critic that cannot read this sample
             if config.strict:
                 raise UserError(f"sample {sample.sample_id}: {error}") from None

@@ -24,17 +24,18 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str
+    data: str = Field(description="shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], refer:<root>:<dataset>:<splitBy> "
+                                  "or cris:<root>:<dataset>.")
     split: str = "val"
-    model: str | None = None
-    critic: CriticName = "simulated"
+    model: str | None = Field(None, description="Model folder or hub id (default: the bundled model).")
+    critic: CriticName = Field("simulated", description="simulated | vlm | paper | none.")
     max_rounds: int = Field(3, ge=1)
-    steps: int | None = Field(None, ge=1)
-    limit: int | None = Field(None, ge=1)
-    batch_size: int = Field(8, ge=1)
+    steps: int | None = Field(None, ge=1, description="Denoising steps (default: the model's).")
+    limit: int | None = Field(None, ge=1, description="Evaluate the first K samples.")
+    batch_size: int = Field(8, ge=1, description="Samples per round-1 pipeline call.")
     seed: int = 0
-    accept_iou: float = Field(0.9, gt=0.0, le=1.0)
-    strict: bool = False
+    accept_iou: float = Field(0.9, gt=0.0, le=1.0, description="The simulated critic accepts masks with IoU ≥ this.")
+    strict: bool = Field(False, description="Fail on the first unreadable sample instead of skipping it.")
 
     def identity(self) -> dict[str, Any]:
         """What must not change between an interrupted run and its resume (``limit`` may grow)."""

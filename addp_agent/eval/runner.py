@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from addp_agent.critic.simulated import SimulatedCritic
 from addp_agent.data.sample import RISSample
+from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import UserError
 from addp_agent.eval.batch import CriticFactory
 from addp_agent.eval.finish import finalize
@@ -47,8 +47,8 @@ def prepare(config: EvalConfig, out: Path) -> None:
     check_config(out, config)
 
 
-def evaluate(config: EvalConfig, out: Path, pipe: Any, critic_for: CriticFactory, rank: int = 0, world: int = 1,
-             wait: Callable[[], None] = lambda: None, progress: bool = False) -> dict[str, Any] | None:
+def evaluate(config: EvalConfig, out: Path, pipe: ADDPPipeline, critic_for: CriticFactory, rank: int = 0,
+             world: int = 1, wait: Callable[[], None] = lambda: None, progress: bool = False) -> dict[str, Any] | None:
     """Run this process's shard; the main process (rank 0) then merges all shards. Returns metrics on rank 0."""
     prepare(config, out)
     wait()
@@ -60,7 +60,3 @@ def evaluate(config: EvalConfig, out: Path, pipe: Any, critic_for: CriticFactory
     if rank != 0:
         return None
     return finalize(config, out, world)
-
-
-def load_metrics(out: Path) -> dict[str, Any]:
-    return json.loads((out / "metrics.json").read_text())

@@ -14,12 +14,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
 from addp_agent.data.sample import RISSample
 from addp_agent.data.sources import load_source
+from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.eval.batch import CriticFactory, run_batch
 from addp_agent.eval.records import EvalConfig, SampleRecord, append_records, read_records
 from addp_agent.eval.summary import EvalSummary
@@ -52,8 +52,8 @@ def batches(stream: Iterator[tuple[int, RISSample]], size: int) -> Iterator[list
         yield batch
 
 
-def run_shard(pipe: Any, config: EvalConfig, out: Path, critic_for: CriticFactory, rank: int = 0, world: int = 1,
-              progress: bool = False) -> EvalSummary:
+def run_shard(pipe: ADDPPipeline, config: EvalConfig, out: Path, critic_for: CriticFactory, rank: int = 0,
+              world: int = 1, progress: bool = False) -> EvalSummary:
     """Evaluate this process's batches (skipping complete ones) and write its summary file."""
     done = read_records(part_files(out))
     mine = out / PARTS / f"part-{world}-{rank}.jsonl"

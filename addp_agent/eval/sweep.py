@@ -2,7 +2,7 @@
 
 Every grid point runs the same samples from the same starting noise (a paired comparison), so differences come
 from the settings alone. The pick is the highest mIoU; ``prefer_fast_within`` trades up to that much mIoU for
-fewer UNet passes (denoising steps × guidance branches). ``python -m addp_agent.models.bundle --steps …
+fewer UNet passes (denoising steps × guidance branches). ``addp bundle MODEL --steps …
 --guidance-scale …`` then makes the pick a model's defaults.
 """
 
@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field, computed_field
 
 from addp_agent.data.sample import RISSample
 from addp_agent.engine.guidance import guidance_branches
+from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.errors import UserError
-from addp_agent.eval.batch import initial_noise
 from addp_agent.metrics import RISMetrics
 
 Spacing = Literal["leading", "trailing", "linspace"]
@@ -93,7 +93,8 @@ def grid(steps: Sequence[int], guidance_scales: Sequence[float], image_guidance_
 
 
 @torch.no_grad()
-def run_point(pipe: Any, samples: Sequence[RISSample], point: SweepPoint, batch_size: int, seed: int) -> SweepRow:
+def run_point(pipe: ADDPPipeline, samples: Sequence[RISSample], point: SweepPoint, batch_size: int,
+              seed: int) -> SweepRow:
     """Single-round metrics of ``point`` (the pipeline's scheduler is swapped for the call and restored)."""
     original = pipe.scheduler
     pipe.register_modules(scheduler=type(original).from_config(original.config,
@@ -105,8 +106,7 @@ def run_point(pipe: Any, samples: Sequence[RISSample], point: SweepPoint, batch_
             began = time.perf_counter()
             out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=point.steps,
                        guidance_scale=point.guidance_scale, image_guidance_scale=point.image_guidance_scale,
-                       generator=torch.Generator("cpu").manual_seed(seed),
-                       latents=initial_noise(pipe, len(chunk), seed), output_type="np", show_progress=False)
+                       generator=seeded_generators([seed] * len(chunk)), output_type="np", show_progress=False)
             seconds += time.perf_counter() - began
             for sample, mask in zip(chunk, out.masks, strict=True):
                 metrics.update(mask, sample.mask)
@@ -128,7 +128,7 @@ def pick(rows: Sequence[SweepRow], prefer_fast_within: float = 0.0) -> SweepRow:
     return min(close, key=lambda row: (row.unet_passes, row.steps, -row.miou))
 
 
-def sweep(pipe: Any, samples: Sequence[RISSample], points: Sequence[SweepPoint], batch_size: int = 32,
+def sweep(pipe: ADDPPipeline, samples: Sequence[RISSample], points: Sequence[SweepPoint], batch_size: int = 32,
           seed: int = 0, progress: Any = None) -> list[SweepRow]:
     """One :class:`SweepRow` per point; ``progress(row)`` is called after each."""
     if not samples:

@@ -19,8 +19,8 @@ import torch
 from pydantic import BaseModel
 
 from addp_agent.data.sample import RISSample
+from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.errors import UserError
-from addp_agent.eval.batch import initial_noise
 from addp_agent.metrics import iou_counts, iou_from_counts
 
 
@@ -39,7 +39,7 @@ class TimestepCurve(BaseModel):
 
 
 @torch.no_grad()
-def measure(pipe: Any, samples: Sequence[RISSample], steps: int | None = None, batch_size: int = 8,
+def measure(pipe: ADDPPipeline, samples: Sequence[RISSample], steps: int | None = None, batch_size: int = 8,
             seed: int = 0) -> tuple[list[int], list[int], np.ndarray]:
     """Steps, timesteps and the ``(n, steps, 2)`` array of (I, U) counts of every step's x̂₀ mask."""
     if not samples:
@@ -50,8 +50,8 @@ def measure(pipe: Any, samples: Sequence[RISSample], steps: int | None = None, b
     for start in range(0, len(samples), batch_size):
         chunk = list(samples[start : start + batch_size])
         out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=steps,
-                   generator=torch.Generator("cpu").manual_seed(seed), latents=initial_noise(pipe, len(chunk), seed),
-                   trajectory_every=1, output_type="np", show_progress=False)
+                   generator=seeded_generators([seed] * len(chunk)), trajectory_every=1, output_type="np",
+                   show_progress=False)
         for sample, trajectory in zip(chunk, out.trajectories, strict=True):
             step_ids, timesteps = [p.step for p in trajectory], [p.timestep for p in trajectory]
             counts.append([iou_counts(p.mask, sample.mask) for p in trajectory])

@@ -97,5 +97,5 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
             known = "; ".join(f"{name}: {what}" for name, what in KNOWN_CHECKPOINTS.items())
             hint = f"; hub ids need the model in the local cache or network access (known: {known})"
         raise ModelLoadError(f"{source}: cannot load as an InstructPix2Pix-format model ({message}){hint}") from None
-    pipe._check_unet_channels()
+    pipe.check_unet_channels()
     return pipe.to(device)

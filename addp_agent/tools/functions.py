@@ -19,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 from addp_agent.agent import LoopConfig, Round, Session
 from addp_agent.critic.base import Critic
 from addp_agent.engine.batcher import DynamicBatcher
-from addp_agent.errors import UserError
+from addp_agent.engine.pipeline import ADDPPipeline
+from addp_agent.errors import UserError, validation_message
 from addp_agent.images import bounded_copy
 from addp_agent.masks import bbox_xywh, encode_rle, mask_to_png_base64, mask_to_polygons, overlay, resize_mask
 from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image, printable
@@ -36,7 +37,7 @@ from addp_agent.tools.schemas import (
     TrajectoryResult,
     TrajectoryStep,
 )
-from addp_agent.tools.store import NotFound, SessionStore, mask_id
+from addp_agent.tools.store import NotFound, SessionStore, mask_id, parse_mask_id
 
 log = logging.getLogger(__name__)
 OVERLAY_MAX_SIDE = MAX_SIDE
@@ -100,7 +101,7 @@ class ToolOutput:
 class SegmentationTools:
     """``segment``, ``refine``, ``get_mask`` and ``trajectory`` over one lazily loaded model."""
 
-    def __init__(self, model: Any = None, *, pipeline: Any = None, store: SessionStore | None = None,
+    def __init__(self, model: Any = None, *, pipeline: ADDPPipeline | None = None, store: SessionStore | None = None,
                  policy: ImagePolicy | None = None, critic_factory: Callable[[], Critic] | None = None,
                  trajectory_points: int = 5, max_rounds_limit: int = 5, max_session_rounds: int = 20,
                  convergence_iou: float = 0.98, batch_max: int = 1, batch_wait_ms: float = 10.0) -> None:
@@ -123,7 +124,7 @@ class SegmentationTools:
         self._model_lock = threading.Lock()  # one denoising call at a time on the shared model (the batcher too)
 
     @property
-    def pipeline(self) -> Any:
+    def pipeline(self) -> ADDPPipeline:
         """The model, loaded on first use (``load_pipeline(model)``; ``None`` = the bundled default)."""
         with self._load_lock:
             if self._pipeline is None:
@@ -161,7 +162,7 @@ class SegmentationTools:
             else:
                 args = spec.args.model_validate(arguments or {})
         except ValidationError as error:
-            return _error(name, "invalid_arguments", _validation_message(error))
+            return ToolOutput(name, invalid_arguments(error))
         try:
             if name == "segment" and self._batchable(args):
                 return self.segment(args)  # the batcher takes the model lock around each batch
@@ -190,24 +191,20 @@ class SegmentationTools:
                 raise CriticUnavailable()
             critic = self.critic_factory()
         pipe = self.pipeline
-        steps = args.steps or int(pipe.config.default_num_inference_steps)
+        steps = pipe.resolve_settings(args.steps)["num_inference_steps"]
         config = LoopConfig(max_rounds=min(args.max_rounds or 1, self.max_rounds_limit), num_inference_steps=steps,
                             seed=args.seed if args.seed is not None else 0,
                             trajectory_every=max(1, steps // self.trajectory_points), critique_last_round=False,
                             convergence_iou=self.convergence_iou)
         session = Session(pipe, bounded_copy(image), args.expression, config)  # masks come back at the input size
         session.input_size = (int(image.shape[0]), int(image.shape[1]))
-        if self._batchable(args):
-            future = self.batcher.submit(session.image, session.expression, args.corrections, steps=steps,
-                                         seed=config.seed, trajectory_every=config.trajectory_every)
-            round_ = session.adopt_round(future.result())
-            session.id = self.store.add(session)
-            session.status = "no_critic"  # what Session.run reports for one round without a critic
-            return self._round_output("segment", session, round_)
-        session.id = self.store.add(session)
-        result = session.run(critic, args.corrections)
-        session.status = result.stop_reason
-        return self._round_output("segment", session, result.best)
+        first = None
+        if self._batchable(args):  # round 1 shares a UNet batch with concurrent calls
+            first = self.batcher.submit(session.image, session.expression, args.corrections, steps=steps,
+                                        seed=config.seed, trajectory_every=config.trajectory_every).result()
+        result = session.run(critic, args.corrections, first=first)
+        session_id = self.store.add(session, status=result.stop_reason)
+        return self._round_output("segment", session_id, session, result.best)
 
     def _batchable(self, args: SegmentArgs) -> bool:
         """One round, no server critic, batching on: the call can share a batch with concurrent ones."""
@@ -215,13 +212,14 @@ class SegmentationTools:
 
     def refine(self, args: RefineArgs) -> ToolOutput:
         session, index = self.store.lookup(args.mask_id)
+        session_id, _ = parse_mask_id(args.mask_id)
         with session.lock:
             if len(session.rounds) >= self.max_session_rounds:
                 raise UserError(f"this session already has {len(session.rounds)} rounds; call segment again")
             base = session.rounds[index - 1]
             round_ = session.run_round([*base.corrections, args.correction])
-            session.status = "refined"
-        return self._round_output("refine", session, round_)
+            self.store.set_status(session_id, "refined")
+        return self._round_output("refine", session_id, session, round_)
 
     def get_mask(self, args: GetMaskArgs) -> ToolOutput:
         session, index = self.store.lookup(args.mask_id)
@@ -244,7 +242,7 @@ class SegmentationTools:
         return ToolOutput("trajectory", result, artifact={"masks": masks})
 
     # ----------------------------------------------------------------------------------------------- helpers
-    def _round_output(self, name: str, session: Session, round_: Round) -> ToolOutput:
+    def _round_output(self, name: str, session_id: str, session: Session, round_: Round) -> ToolOutput:
         mask = resize_mask(round_.mask, session.input_size)
         history = [RoundSummary(round=r.index, corrections=r.corrections, area_percent=_percent(r.mask),
                                 confidence=round(r.confidence, 4),
@@ -252,10 +250,10 @@ class SegmentationTools:
                                 problem=r.critique.problem if r.critique else r.critic_error)
                    for r in session.rounds]
         result = SegmentResult(
-            mask_id=mask_id(session.id, round_.index), expression=session.expression,
+            mask_id=mask_id(session_id, round_.index), expression=session.expression,
             width=mask.shape[1], height=mask.shape[0], area_percent=_percent(mask), bbox=bbox_xywh(mask),
             confidence=round(round_.confidence, 4), rounds=round_.index, corrections=round_.corrections,
-            stop_reason=session.status, history=history)
+            stop_reason=self.store.status(session_id), history=history)
         png = overlay_png(session.image, round_.mask)  # both at the session's working size
         return ToolOutput(name, result, overlay_png=png,
                           artifact={"mask": mask, "rle": encode_rle(mask), "overlay_png": png})
@@ -276,12 +274,9 @@ def _percent(mask: np.ndarray) -> float:
     return round(100.0 * float(mask.sum()) / max(1, mask.size), 3)
 
 
-def _validation_message(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        where = printable(".".join(str(p) for p in item["loc"])) or "arguments"  # keys come from the client
-        parts.append(f"{where}: {item['msg']}")
-    return "invalid arguments: " + "; ".join(parts)
+def invalid_arguments(error: ValidationError) -> ToolError:
+    """The :class:`ToolError` for arguments that do not fit a tool's model (client-chosen keys made printable)."""
+    return ToolError(error="invalid_arguments", message="invalid arguments: " + validation_message(error, printable))
 
 
 def _error(name: str, code: str, message: str) -> ToolOutput:

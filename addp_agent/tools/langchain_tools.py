@@ -13,8 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from addp_agent.extras import extra_imports
-from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools, ToolOutput, _validation_message
-from addp_agent.tools.schemas import ToolError
+from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools, ToolOutput, invalid_arguments
 
 with extra_imports("agent"):
     from langchain_core.tools import StructuredTool, ToolException
@@ -29,7 +28,7 @@ def _content_and_artifact(output: ToolOutput) -> tuple[str, dict[str, Any]]:
 
 
 def _validation_error(error: ValidationError) -> str:
-    return ToolError(error="invalid_arguments", message=_validation_message(error)).model_dump_json()
+    return invalid_arguments(error).model_dump_json()
 
 
 def langchain_tools(tools: SegmentationTools) -> list[StructuredTool]:

@@ -1,14 +1,12 @@
 """Generate the tool manifests in ``tools/`` from the pydantic models; ``--check`` fails when they are stale.
 
-    python -m addp_agent.tools.manifests          # rewrite tools/*.json
-    python -m addp_agent.tools.manifests --check  # exit 1 if a file differs from the code
+    addp manifests          # rewrite tools/*.json
+    addp manifests --check  # exit 1 if a file differs from the code
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,21 +50,3 @@ def write(folder: Path = TOOLS_DIR) -> list[Path]:
         paths.append(folder / name)
     return paths
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when stale")
-    parser.add_argument("--dir", type=Path, default=TOOLS_DIR)
-    options = parser.parse_args(argv)
-    if options.check:
-        names = stale(options.dir)
-        for name in names:
-            print(f"stale: {options.dir / name} (run python -m addp_agent.tools.manifests)", file=sys.stderr)
-        return 1 if names else 0
-    for path in write(options.dir):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,8 +10,8 @@ import base64
 import json
 from typing import Any
 
+from addp_agent.strict_schema import strict_json_schema
 from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools, ToolOutput
-from addp_agent.tools.strict import strict_json_schema
 
 
 def _parameters(name: str) -> dict[str, Any]:

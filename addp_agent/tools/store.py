@@ -1,4 +1,5 @@
-"""A bounded session store (LRU + TTL) that hands out ``mask_id``s."""
+"""A bounded session store (LRU + TTL): it hands out the session ids inside ``mask_id``s and keeps each session's
+status (why its last run stopped, or what happened last)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from addp_agent.errors import UserError
+
+if TYPE_CHECKING:
+    from addp_agent.agent import Session
 
 _MASK_ID = re.compile(r"^m-([0-9a-f]{12})-r([0-9]{1,3})$")
 
@@ -22,7 +26,8 @@ class NotFound(UserError):
 
 @dataclass
 class _Entry:
-    session: Any
+    session: Session
+    status: str
     touched: float
 
 
@@ -34,33 +39,42 @@ class SessionStore:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, session: Any) -> str:
+    def add(self, session: Session, status: str = "") -> str:
         """Store ``session``; returns its id (evicting the least recently used beyond the bound)."""
         session_id = secrets.token_hex(6)
         with self._lock:
             self._expire()
-            self._entries[session_id] = _Entry(session, self.clock())
+            self._entries[session_id] = _Entry(session, status, self.clock())
             while len(self._entries) > self.max_sessions:
                 self._entries.popitem(last=False)
         return session_id
 
-    def lookup(self, mask_id: str) -> tuple[Any, int]:
+    def lookup(self, mask_id: str) -> tuple[Session, int]:
         """The session and the 1-based round a mask_id names; :class:`NotFound` when unknown or expired."""
-        match = _MASK_ID.match(mask_id or "")
-        if match is None:
-            raise NotFound(f"{mask_id!r} is not a mask_id (expected m-<12 hex>-r<round>, as returned by segment)")
+        session_id, round_index = parse_mask_id(mask_id)
+        session = self._entry(session_id, asked=mask_id).session
+        if not 1 <= round_index <= len(session.rounds):
+            raise NotFound(f"mask_id {mask_id}: this session has rounds 1..{len(session.rounds)}")
+        return session, round_index
+
+    def status(self, session_id: str) -> str:
+        return self._entry(session_id).status
+
+    def set_status(self, session_id: str, status: str) -> None:
+        self._entry(session_id).status = status
+
+    def _entry(self, session_id: str, asked: str | None = None) -> _Entry:
+        """The live entry (now the most recently used); :class:`NotFound` when unknown or expired."""
         with self._lock:
             self._expire()
-            entry = self._entries.get(match.group(1))
+            entry = self._entries.get(session_id)
             if entry is None:
-                raise NotFound(f"mask_id {mask_id} is unknown or expired (sessions live {self.ttl_s:g} s after last "
-                               f"use, at most {self.max_sessions} at a time); call segment again")
+                raise NotFound(f"mask_id {asked or mask_id(session_id, 1)} is unknown or expired (sessions live "
+                               f"{self.ttl_s:g} s after last use, at most {self.max_sessions} at a time); call segment "
+                               "again")
             entry.touched = self.clock()
-            self._entries.move_to_end(match.group(1))
-        round_index = int(match.group(2))
-        if not 1 <= round_index <= len(entry.session.rounds):
-            raise NotFound(f"mask_id {mask_id}: this session has rounds 1..{len(entry.session.rounds)}")
-        return entry.session, round_index
+            self._entries.move_to_end(session_id)
+            return entry
 
     def _expire(self) -> None:
         now = self.clock()
@@ -71,6 +85,14 @@ class SessionStore:
         with self._lock:
             self._expire()
             return len(self._entries)
+
+
+def parse_mask_id(mask_id: str) -> tuple[str, int]:
+    """(session id, 1-based round) of a ``mask_id``; :class:`NotFound` when it is not one."""
+    match = _MASK_ID.match(mask_id or "")
+    if match is None:
+        raise NotFound(f"{mask_id!r} is not a mask_id (expected m-<12 hex>-r<round>, as returned by segment)")
+    return match.group(1), int(match.group(2))
 
 
 def mask_id(session_id: str, round_index: int) -> str:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from addp_agent.train.loop import TrainConfig
+from addp_agent.train.config import TrainConfig
 
 
 def _step_of(checkpoint: Path) -> int:

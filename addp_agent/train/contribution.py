@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydantic import BaseModel
 
 from addp_agent.errors import UserError
@@ -65,10 +64,11 @@ def write_contribution(path: str | Path, timesteps: Sequence[float], contributio
     return file
 
 
-@torch.no_grad()
 def measure_iou_curve(pipe, samples: Sequence, num_inference_steps: int = 10, batch_size: int = 32,
                       seed: int = 0) -> tuple[IoUCurve, list[tuple[int, int]]]:
     """Run the engine with a trajectory at every step over ``samples``; the curve and each final mask's counts."""
+    import torch
+
     from addp_agent.metrics import RISMetrics, iou_counts
 
     if not samples:

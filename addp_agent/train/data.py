@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +13,10 @@ from PIL import Image
 
 from addp_agent.data.sample import RISSample
 from addp_agent.errors import DataError
+from addp_agent.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from addp_agent.engine.pipeline import ADDPPipeline
 
 
 @dataclass
@@ -128,7 +133,7 @@ def cached_shapes(split: str, n: int, seed: int, size: int, cache: Path | None =
     return images, masks, texts
 
 
-def load_training_data(config, pipe) -> TrainingData:
+def load_training_data(config: TrainConfig, pipe: ADDPPipeline) -> TrainingData:
     """Generate Shapes-Ref in memory (``data='shapes'``, optionally cached) or read a loader spec."""
     size = pipe.resolution
     if config.data == "shapes":
@@ -143,7 +148,7 @@ def load_training_data(config, pipe) -> TrainingData:
     return from_samples(samples, pipe.tokenizer, size)
 
 
-def validation_samples(config, size: int) -> list[RISSample]:
+def validation_samples(config: TrainConfig, size: int) -> list[RISSample]:
     """The first ``val_n`` samples of the validation split of the training source."""
     if config.data == "shapes":
         from addp_agent.data.shapes import ShapesRef, ShapesRefConfig

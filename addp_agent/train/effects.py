@@ -2,7 +2,7 @@
 
 Variants: baseline (uniform t, no augmentation), contribution-aware t, augmentation, both. Each model is scored
 (mIoU, oIoU, on all test samples and the confusable subset) and its IoU-vs-timestep curve is measured from the
-engine's per-step x̂₀. ``python -m addp_agent.train.effects --steps 150 --n-train 200`` writes ``effects.json``
+engine's per-step x̂₀. ``addp effects --steps 150 --n-train 200`` writes ``effects.json``
 under ``--out`` and, with ``--doc``, docs/results.md and docs/img/effects_*.png. Reruns reuse finished models and
 scored variants (``<out>/<variant>/result.json``). ``--variant NAME`` trains and scores one variant, so the four can
 run as parallel processes (one GPU holds several of these small models); a final run without it assembles the page.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from addp_agent.errors import UserError
 from addp_agent.train.contribution import IoUCurve
@@ -26,27 +26,28 @@ class EffectsConfig(BaseModel):
     """The shared budget of every variant."""
 
     model_config = ConfigDict(extra="forbid")
-    out: Path = Path("runs/effects")
-    steps: int = 150
-    n_train: int = 200
-    n_test: int = 100
+    out: Path = Field(Path("runs/effects"), description="Study folder: one sub-folder per variant, effects.json.")
+    steps: int = Field(150, description="Training steps per variant.")
+    n_train: int = Field(200, description="Generated training samples.")
+    n_test: int = Field(100, description="Test samples scored.")
     batch_size: int = 4
     lr: float = 5e-4
-    channels: tuple[int, ...] = (16, 32, 32)
-    text_hidden: int = 32
-    text_layers: int = 1
-    text_heads: int | None = None  # None: 2 when text_hidden is even, else 1
-    resolution: int = 64
-    infer_steps: int = 10
-    sampler: Literal["ris", "analytic", "estimated"] = "ris"
-    paint_weight: float = 1.0
-    warmup_steps: int | None = None  # None: a tenth of the steps, at most 200
+    channels: tuple[int, ...] = Field((16, 32, 32), description="UNet block widths, comma-separated.")
+    text_hidden: int = Field(32, description="Text encoder width.")
+    text_layers: int = Field(1, description="Text encoder layers.")
+    text_heads: int | None = Field(None, description="Text encoder heads (default: 2 when the width is even, else 1).")
+    resolution: int = Field(64, description="Image side in pixels.")
+    infer_steps: int = Field(10, description="Denoising steps at test (and validation).")
+    sampler: Literal["ris", "analytic", "estimated"] = Field("ris", description="The contribution-aware sampler.")
+    paint_weight: float = Field(1.0, description="Loss weight on the referent's pixels (1: plain MSE).")
+    warmup_steps: int | None = Field(None, description="lr warm-up steps (default: a tenth of the steps, ≤ 200).")
     lr_schedule: Literal["constant", "cosine"] = "constant"
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    max_minutes: float | None = None  # a safety stop per variant; the note reports the steps each one reached
-    val_every: int = 0
+    max_minutes: float | None = Field(None, description="A safety stop per variant; the page reports the steps "
+                                                        "each one reached.")
+    val_every: int = Field(0, description="Steps between validations (0: none).")
     val_n: int = 128
-    data_cache: Path | None = None
+    data_cache: Path | None = Field(None, description="Keep the generated training set in this file and reuse it.")
     data_seed: int = 0
     seed: int = 0
 
@@ -79,8 +80,8 @@ def variants(sampler: str) -> list[Variant]:
 
 
 def _train_config(config: EffectsConfig, variant: Variant, timesteps_file: Path | None):
-    from addp_agent.models.build import PixelModelConfig, TextEncoderConfig
-    from addp_agent.train.loop import TrainConfig
+    from addp_agent.models.config import PixelModelConfig, TextEncoderConfig
+    from addp_agent.train.config import TrainConfig
 
     heads = config.text_heads or (2 if config.text_hidden % 2 == 0 else 1)
     cross = len(config.channels) - 1  # the built-in layout: a plain block, then cross-attention blocks
@@ -169,7 +170,7 @@ def _device_name() -> str:
 
 def command_line(config: EffectsConfig, doc: Path | None = None) -> str:
     """The command that reproduces ``config`` (fields left at their defaults are omitted)."""
-    parts = ["python -m addp_agent.train.effects"]
+    parts = ["addp effects"]
     for name, field in EffectsConfig.model_fields.items():
         value = getattr(config, name)
         if value == field.default and name != "out":
@@ -256,59 +257,3 @@ def run_effects(config: EffectsConfig, progress: bool = False, only: list[str] |
              "results": [json.loads(r.model_dump_json()) for r in results]}, indent=2))
     return results
 
-
-def _quiet_libraries() -> None:
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    for library in (diffusers_logging, transformers_logging):
-        library.set_verbosity_error()
-        library.disable_progress_bar()
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import sys
-
-    import torch
-    from pydantic import ValidationError
-
-    parser = argparse.ArgumentParser(prog="python -m addp_agent.train.effects", description=__doc__.split("\n")[0])
-    for name, field in EffectsConfig.model_fields.items():
-        if name == "channels":
-            parser.add_argument("--channels", type=lambda s: tuple(int(x) for x in s.split(",")), default=None,
-                                help="UNet block widths, e.g. 16,32,32")
-        else:
-            parser.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"default {field.default}")
-    parser.add_argument("--doc", type=Path, default=None, help="write this results page (e.g. docs/results.md)")
-    parser.add_argument("--img-dir", type=Path, default=Path("docs/img"), help="where the PNG plots go")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--variant", action="append", default=None,
-                        help="train and score only this variant (repeatable); the page needs all four")
-    args = vars(parser.parse_args(argv))
-    doc, img_dir, threads, progress = args.pop("doc"), args.pop("img_dir"), args.pop("threads"), args.pop("progress")
-    only = args.pop("variant")
-    if doc is not None and only:
-        parser.error("--doc needs all four variants: run once more without --variant")
-    try:
-        config = EffectsConfig(**{k: v for k, v in args.items() if v is not None})
-        if threads:
-            torch.set_num_threads(threads)
-        _quiet_libraries()
-        results = run_effects(config, progress=progress, only=only)
-        if doc is not None:
-            from addp_agent.train.effects_report import write_report
-
-            write_report(config, results, doc, img_dir)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except ValidationError as error:
-        first = error.errors()[0]
-        print(f"error: --{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -9,66 +9,20 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
+from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import UserError
-from addp_agent.models.build import PixelModelConfig
 from addp_agent.train.augment import augment_ris_targets, paint
 from addp_agent.train.checkpoints import export_ema, latest_checkpoint, save_checkpoint
+from addp_agent.train.config import TrainConfig
 from addp_agent.train.data import TrainingData, load_training_data
 from addp_agent.train.timesteps import PRESETS, TimestepSampler
-
-
-class TrainConfig(BaseModel):
-    """Everything one training run needs; saved as ``train_config.json`` next to the checkpoints."""
-
-    model_config = ConfigDict(extra="forbid")
-    out: Path
-    data: str = Field("shapes", description="'shapes' (generated in memory) or a loader spec: cris:ROOT:DATASET, "
-                                            "refer:ROOT:DATASET:SPLITBY, shapes:DIR")
-    split: str = "train"
-    val_split: str = "val"
-    n_train: int = 50_000
-    data_seed: int = 0
-    model: PixelModelConfig = PixelModelConfig()
-    init_from: str | None = None
-    train_text_encoder: bool = True
-    steps: int = 10_000
-    batch_size: int = 32
-    lr: float = 3e-4
-    weight_decay: float = 1e-2
-    warmup_steps: int = 200
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="Cosine schedule: final lr / peak lr.")
-    max_minutes: float | None = Field(None, gt=0, description="Stop after this much training time (checkpoint, "
-                                                              "export); the cosine decays over whichever of steps "
-                                                              "and time runs out first.")
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    data_cache: Path | None = Field(None, description="Generated Shapes-Ref is kept in this file and reused.")
-    data_workers: int = Field(0, ge=0, description="Processes generating Shapes-Ref (0: automatic).")
-    data_device: Literal["auto", "cpu"] = Field("auto", description="auto: keep the training set, its augmentation "
-                                                                     "and the noise on the GPU when it fits (< 8 GiB)")
-    max_grad_norm: float = 1.0
-    ema_decay: float = 0.999
-    timesteps: str = "ris"
-    timesteps_file: Path | None = None
-    augment: bool = True
-    augment_intensity: float = 0.2
-    paint_weight: float = Field(1.0, ge=1.0, description="Loss weight of the referent's pixels relative to the rest "
-                                                        "(1 = plain MSE, the paper's objective).")
-    parameterization: Literal["sample", "epsilon"] = "sample"
-    cfg_dropout: float = 0.05
-    val_every: int = 1000
-    val_n: int = 128
-    val_steps: int = 10
-    checkpoint_every: int = 1000
-    log_every: int = 50
-    seed: int = 0
 
 
 class TrainingDiverged(UserError):
@@ -97,20 +51,54 @@ def training_progress(config: TrainConfig, step: int, elapsed_s: float) -> float
     return max(by_steps, elapsed_s / (60 * config.max_minutes)) if config.max_minutes else by_steps
 
 
-def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Train (or resume) and return the folder of the final EMA pipeline."""
+@dataclass
+class _Run:
+    """What one training run works on: the model, its prepared modules, optimiser, schedules, EMA, data, samplers."""
+
+    config: TrainConfig
+    accelerator: Any
+    pipe: ADDPPipeline
+    unet: torch.nn.Module  # prepared by accelerate (possibly DDP-wrapped)
+    text_encoder: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    lr_schedule: Any
+    ema_unet: Any
+    ema_text: Any
+    noise_scheduler: Any
+    sampler: TimestepSampler
+    data: TrainingData
+    device_generator: torch.Generator | None  # None: every draw comes from the CPU generator
+    schedule_at: dict[str, float] = field(default_factory=lambda: {"progress": 0.0})  # read by the lr schedule
+    elapsed_before: float = 0.0  # training time of the runs this one resumes
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / "checkpoints"
+
+    def elapsed(self, shared: bool = True) -> float:
+        """Training time; with several processes the main process's clock, so every process takes the same lr
+        and stops at the same step (a stop that differed between processes would hang the next collective)."""
+        seconds = self.elapsed_before + time.perf_counter() - self.started
+        accelerator = self.accelerator
+        if shared and accelerator.num_processes > 1 and self.config.max_minutes is not None:
+            from accelerate.utils import broadcast
+
+            seconds = float(broadcast(torch.tensor([seconds], device=accelerator.device), from_process=0)[0])
+        return seconds
+
+
+def _accelerator(config: TrainConfig):
+    """An Accelerator for this run; processes launched on a machine without a GPU train on the CPU (gloo)."""
     from accelerate import Accelerator
-    from diffusers import DDPMScheduler
-    from tqdm.auto import tqdm
-
-    from addp_agent.models.build import build_pixel_pipeline
-
-    if config.timesteps not in PRESETS:
-        raise UserError(f"unknown --timesteps {config.timesteps!r}; use one of {', '.join(PRESETS)}")
-    # processes launched (accelerate launch --multi_gpu / torchrun) on a machine without a GPU train on CPU (gloo)
-    gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     from accelerate.state import AcceleratorState
 
+    gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     AcceleratorState._reset_state()  # a later train() in this process may ask another precision; process group stays
     accelerator = Accelerator(cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not gpu,
                               mixed_precision=config.mixed_precision)
@@ -118,31 +106,41 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    out = Path(config.out)
-    checkpoints = out / "checkpoints"
-    torch.manual_seed(config.seed + accelerator.process_index)
+    return accelerator
 
+
+def _model(config: TrainConfig) -> ADDPPipeline:
+    """The pipeline to train (fp32 master weights), its scheduler predicting what training targets."""
     if config.init_from:
         from addp_agent.models.registry import load_pipeline
 
-        pipe = load_pipeline(config.init_from, device="cpu", dtype=torch.float32)  # fp32 master weights
+        pipe = load_pipeline(config.init_from, device="cpu", dtype=torch.float32)
     else:
+        from addp_agent.models.build import build_pixel_pipeline
+
         pipe = build_pixel_pipeline(config.model, seed=config.seed)
     pipe.set_progress_bar_config(disable=True)
     if pipe.scheduler.config.get("prediction_type") != config.parameterization:  # inference must match training
         pipe.register_modules(scheduler=type(pipe.scheduler).from_config(
             pipe.scheduler.config, prediction_type=config.parameterization))
+    return pipe
+
+
+def _prepare(config: TrainConfig, accelerator) -> _Run:
+    """Model, data, samplers, optimiser, lr schedule and EMA, prepared for ``accelerator``."""
+    from diffusers import DDPMScheduler
+
+    torch.manual_seed(config.seed + accelerator.process_index)
+    pipe = _model(config)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    num_timesteps = int(noise_scheduler.config.num_train_timesteps)
-    sampler = TimestepSampler.from_preset(config.timesteps, num_timesteps, config.timesteps_file,
-                                          noise_scheduler.betas.double().numpy())
+    sampler = TimestepSampler.from_preset(config.timesteps, int(noise_scheduler.config.num_train_timesteps),
+                                          config.timesteps_file, noise_scheduler.betas.double().numpy())
     data = load_training_data(config, pipe)
-    device_generator = None  # None: every draw comes from the CPU generator (bit-identical runs on CPU)
+    device_generator = None
     if config.data_device == "auto" and accelerator.device.type == "cuda" and data.nbytes < 8 * 2**30:
         data = data.to(accelerator.device)  # batches, augmentation and noise never leave the GPU
         device_generator = torch.Generator(accelerator.device).manual_seed(
             config.seed * 1000 + accelerator.process_index + 7919)
-
     unet, text_encoder = pipe.unet, pipe.text_encoder
     text_encoder.requires_grad_(config.train_text_encoder)
     if pipe.vae is not None:
@@ -150,7 +148,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         pipe.vae.to(accelerator.device)
     params = list(unet.parameters()) + (list(text_encoder.parameters()) if config.train_text_encoder else [])
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    schedule_at = {"progress": 0.0}  # read by the lr schedule; updated every step (it may depend on wall time)
+    schedule_at = {"progress": 0.0}  # updated every step (the schedule may depend on wall time)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                     lambda i: lr_factor(config, i, schedule_at["progress"]))
     if config.train_text_encoder:
@@ -162,93 +160,105 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     ema_unet = _ema(accelerator.unwrap_model(unet), config.ema_decay, foreach)
     ema_text = _ema(accelerator.unwrap_model(text_encoder), config.ema_decay, foreach)
     accelerator.register_for_checkpointing(ema_unet, ema_text)
+    return _Run(config, accelerator, pipe, unet, text_encoder, params, optimizer, lr_schedule, ema_unet, ema_text,
+                noise_scheduler, sampler, data, device_generator, schedule_at)
 
-    start_step, elapsed_before = 0, 0.0
-    latest = latest_checkpoint(checkpoints)
-    if latest is not None:
-        try:
-            accelerator.load_state(str(latest))
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise UserError(f"{latest}: checkpoint does not fit this model/config ({error}); "
-                            "use a new --out or the same settings") from None
-        ema_unet.to(accelerator.device)  # load_state leaves the EMA shadow weights on the CPU
-        ema_text.to(accelerator.device)
-        marker = json.loads((latest / "step.json").read_text())
-        start_step, elapsed_before = int(marker["step"]), float(marker.get("elapsed_s", 0.0))
-        accelerator.print(f"resumed from {latest} at step {start_step}")
+
+def _resume(run: _Run) -> int:
+    """Load the newest checkpoint, if any; returns the step it reached (0 for a new run)."""
+    latest = latest_checkpoint(run.checkpoints)
+    if latest is None:
+        return 0
+    try:
+        run.accelerator.load_state(str(latest))
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise UserError(f"{latest}: checkpoint does not fit this model/config ({error}); "
+                        "use a new --out or the same settings") from None
+    run.ema_unet.to(run.accelerator.device)  # load_state leaves the EMA shadow weights on the CPU
+    run.ema_text.to(run.accelerator.device)
+    marker = json.loads((latest / "step.json").read_text())
+    run.elapsed_before = float(marker.get("elapsed_s", 0.0))
+    run.accelerator.print(f"resumed from {latest} at step {marker['step']}")
+    return int(marker["step"])
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Train (or resume) and return the folder of the final EMA pipeline."""
+    from tqdm.auto import tqdm
+
+    if config.timesteps not in PRESETS:
+        raise UserError(f"unknown --timesteps {config.timesteps!r}; use one of {', '.join(PRESETS)}")
+    accelerator = _accelerator(config)
+    run = _prepare(config, accelerator)
+    start_step = step = _resume(run)
     accelerator.print(f"training on {accelerator.num_processes} process(es), device {accelerator.device}")
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(config.model_dump_json(indent=2))
-
+        run.out.mkdir(parents=True, exist_ok=True)
+        (run.out / "train_config.json").write_text(config.model_dump_json(indent=2))
     generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index + start_step)
-    log_path = out / "log.jsonl"
     bar = tqdm(total=config.steps, initial=start_step, disable=not (progress and accelerator.is_main_process),
                desc="train", dynamic_ncols=True)
-    step = start_step
-    started = last_log = time.perf_counter()
-
-    def elapsed(shared: bool = True) -> float:
-        """Training time; with several processes the main process's clock, so every process takes the same lr
-        and stops at the same step (a stop that differed between processes would hang the next collective)."""
-        seconds = elapsed_before + time.perf_counter() - started
-        if shared and accelerator.num_processes > 1 and config.max_minutes is not None:
-            from accelerate.utils import broadcast
-
-            seconds = float(broadcast(torch.tensor([seconds], device=accelerator.device), from_process=0)[0])
-        return seconds
-
-    schedule_at["progress"] = training_progress(config, step, elapsed())
-    stopped_by = "steps"
+    run.started = last_log = time.perf_counter()
+    run.schedule_at["progress"] = training_progress(config, step, run.elapsed())
     try:
         while step < config.steps:
-            spent = elapsed()
+            spent = run.elapsed()
             if config.max_minutes is not None and spent >= 60 * config.max_minutes:
-                stopped_by = "time"
+                if step > start_step:  # the time budget ends the run: finish it like the last step
+                    _end_of_step(run, step, {"step": step, "elapsed_s": round(run.elapsed(), 1),
+                                             "stopped_by": "time"}, bar, finished=True, stopped_by="time")
                 break
-            loss = _train_step(config, pipe, unet, text_encoder, data, sampler, noise_scheduler, generator,
-                               accelerator, num_timesteps, device_generator)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss} at step {step + 1}; the last good checkpoint is "
-                                       f"{latest_checkpoint(checkpoints) or 'none'} (lower --lr and resume)")
-            accelerator.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            schedule_at["progress"] = training_progress(config, step + 1, spent)
-            lr_schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema_unet.step(accelerator.unwrap_model(unet).parameters())
-            if config.train_text_encoder:
-                ema_text.step(accelerator.unwrap_model(text_encoder).parameters())
+            loss = _optimisation_step(run, generator, step, spent)
             step += 1
             bar.update()
             bar.set_postfix(loss=f"{loss:.4f}")
-            final = step == config.steps
             record: dict[str, float | int] = {}
             if step % config.log_every == 0:
                 now = time.perf_counter()
-                record = {"step": step, "loss": loss, "lr": lr_schedule.get_last_lr()[0],
-                          "steps_per_s": config.log_every / (now - last_log), "elapsed_s": round(elapsed(), 1)}
+                record = {"step": step, "loss": loss, "lr": run.lr_schedule.get_last_lr()[0],
+                          "steps_per_s": config.log_every / (now - last_log), "elapsed_s": round(run.elapsed(), 1)}
                 last_log = now
-            if config.val_every and (step % config.val_every == 0 or final):
-                record.update({"step": step, **validate(config, pipe, ema_unet, ema_text, accelerator)})
-            _log(accelerator, log_path, record, bar)
-            if step % config.checkpoint_every == 0 or final:
-                save_checkpoint(accelerator, checkpoints, step, elapsed())
-                export_ema(pipe, ema_unet, ema_text, accelerator, out / "model", config, step, final)
-        if stopped_by == "time" and step > start_step:  # the time budget ended the run: finish it like the last step
-            record = {"step": step, "elapsed_s": round(elapsed(), 1), "stopped_by": "time"}
-            if config.val_every:
-                record.update(validate(config, pipe, ema_unet, ema_text, accelerator))
-            _log(accelerator, log_path, record, bar)
-            save_checkpoint(accelerator, checkpoints, step, elapsed())
-            export_ema(pipe, ema_unet, ema_text, accelerator, out / "model", config, step, True, stopped_by)
+            _end_of_step(run, step, record, bar, finished=step == config.steps)
     except KeyboardInterrupt:
-        save_checkpoint(accelerator, checkpoints, step, elapsed(shared=False))
-        accelerator.print(f"\ninterrupted: checkpoint at step {step} saved in {checkpoints}; rerun to resume")
+        save_checkpoint(accelerator, run.checkpoints, step, run.elapsed(shared=False))
+        accelerator.print(f"\ninterrupted: checkpoint at step {step} saved in {run.checkpoints}; rerun to resume")
         raise
     finally:
         bar.close()
-    return out / "model"
+    return run.out / "model"
+
+
+def _optimisation_step(run: _Run, generator: torch.Generator, step: int, spent: float) -> float:
+    """Forward, backward, clip, optimiser and lr steps, EMA update; returns the loss (raises on NaN/inf)."""
+    config, accelerator = run.config, run.accelerator
+    loss = _train_step(config, run.pipe, run.unet, run.text_encoder, run.data, run.sampler, run.noise_scheduler,
+                       generator, accelerator, int(run.noise_scheduler.config.num_train_timesteps),
+                       run.device_generator)
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"loss became {loss} at step {step + 1}; the last good checkpoint is "
+                               f"{latest_checkpoint(run.checkpoints) or 'none'} (lower --lr and resume)")
+    accelerator.clip_grad_norm_(run.params, config.max_grad_norm)
+    run.optimizer.step()
+    run.schedule_at["progress"] = training_progress(config, step + 1, spent)
+    run.lr_schedule.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.ema_unet.step(accelerator.unwrap_model(run.unet).parameters())
+    if config.train_text_encoder:
+        run.ema_text.step(accelerator.unwrap_model(run.text_encoder).parameters())
+    return loss
+
+
+def _end_of_step(run: _Run, step: int, record: dict, bar, finished: bool, stopped_by: str = "steps") -> None:
+    """Validate, log, checkpoint and export when due: every ``val_every``/``checkpoint_every`` steps, and at the
+    end of the run (the last step, or the step the time budget stopped at)."""
+    config = run.config
+    if config.val_every and (finished or step % config.val_every == 0):
+        record.update({"step": step, **validate(config, run.pipe, run.ema_unet, run.ema_text, run.accelerator)})
+    _log(run.accelerator, run.out / "log.jsonl", record, bar)
+    if finished or step % config.checkpoint_every == 0:
+        save_checkpoint(run.accelerator, run.checkpoints, step, run.elapsed())
+        export_ema(run.pipe, run.ema_unet, run.ema_text, run.accelerator, run.out / "model", config, step, finished,
+                   stopped_by)
 
 
 def _log(accelerator, path: Path, record: dict, bar) -> None:

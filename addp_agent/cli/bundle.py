@@ -1,0 +1,28 @@
+"""`addp bundle SOURCE`: make a trained pipeline the bundled default (fp16), with new inference defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from addp_agent.cli.app import app
+
+
+@app.command("bundle")
+def bundle_command(
+    source: Path = typer.Argument(..., help="A trained pipeline folder, e.g. runs/default/model."),
+    target: Path = typer.Option(None, "--target", help="Where to write it (default: the bundled model's folder)."),
+    steps: int = typer.Option(None, "--steps", help="Default denoising steps (default: keep the model's)."),
+    guidance_scale: float = typer.Option(None, "--guidance-scale", help="Default text guidance."),
+    image_guidance_scale: float = typer.Option(None, "--image-guidance-scale", help="Default image guidance."),
+    timestep_spacing: str = typer.Option(None, "--timestep-spacing", help="leading | trailing | linspace (trailing "
+                                         "starts few-step sampling at t = T − 1)."),
+) -> None:
+    """Copy a trained pipeline into the package as the bundled default (fp16 safetensors, loaded as fp32 on CPU)."""
+    from addp_agent.models.bundle import bundle
+    from addp_agent.models.registry import DEFAULT_MODEL_DIR
+
+    target = target or DEFAULT_MODEL_DIR
+    size = bundle(source, target, steps, guidance_scale, image_guidance_scale, timestep_spacing)
+    typer.echo(f"bundled {source} → {target} ({size / 2**20:.1f} MiB)")

@@ -1,0 +1,103 @@
+"""Command-line options made from pydantic configs, and the one pydantic error → flag message formatter.
+
+``@config_options(Config)`` gives a typer command one ``--flag`` per field of ``Config`` (its name, type, default and
+description), so each default is written once, in the config. The command receives the values as one dict and
+builds the config with :func:`build_config`, whose validation errors name the flags. Literal fields take text
+(pydantic says which values are allowed); tuple and list fields take comma-separated values.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import typer
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from addp_agent.errors import UserError, validation_message
+
+Config = TypeVar("Config", bound=BaseModel)
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def flag(name: str) -> str:
+    """A config field (or a dotted path into one) as its flag: ``max_rounds`` → ``--max-rounds``."""
+    return "--" + name.replace(".", "-").replace("_", "-")
+
+
+def config_error(error: ValidationError) -> UserError:
+    """A config's validation error as one line naming the flags: ``--max-rounds: Input should be …``."""
+    return UserError(validation_message(error, flag))
+
+
+def build_config(model: type[Config], values: Mapping[str, Any]) -> Config:
+    """``model(**values)``; a validation error becomes one :class:`UserError` line naming the flags."""
+    try:
+        return model(**values)
+    except ValidationError as error:
+        raise config_error(error) from None
+
+
+def config_options(model: type[BaseModel], *, into: str = "options", only: Collection[str] | None = None,
+                   exclude: Collection[str] = ()) -> Callable[[Command], Command]:
+    """Give a typer command one option per field of ``model`` (``only`` those, or all but ``exclude`` and the
+    command's own parameters); the command receives their values as the dict parameter ``into``."""
+
+    def decorate(command: Command) -> Command:
+        own = inspect.signature(command, eval_str=True)
+        names = [name for name in model.model_fields if name not in own.parameters and name not in exclude
+                 and (only is None or name in only)]
+        generated = [_option(name, model.model_fields[name]) for name in names]
+        lists = {name for name in names if _is_sequence(model.model_fields[name].annotation)}
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            for name in lists & {n for n, v in values.items() if isinstance(v, str)}:
+                values[name] = [item.strip() for item in values[name].split(",") if item.strip()]
+            return command(**kwargs, **{into: values})
+
+        parameters = [p for name, p in own.parameters.items() if name != into] + generated
+        run.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def _option(name: str, field: FieldInfo) -> inspect.Parameter:
+    """The typer option of one config field."""
+    annotation, optional = _unwrap_optional(field.annotation)
+    help_text = field.description or ""
+    if get_origin(annotation) is Literal:
+        choices = " | ".join(str(choice) for choice in get_args(annotation))
+        help_text = help_text if choices in help_text else f"{help_text} ({choices})".strip()
+        annotation = str
+    elif _is_sequence(annotation):
+        annotation = str
+    elif (isinstance(annotation, type) and issubclass(annotation, BaseModel)) or get_origin(annotation) is dict:
+        raise TypeError(f"{name}: a {annotation} field has no command-line form; exclude it and add an option")
+    default: Any = ... if field.is_required() else field.get_default(call_default_factory=True)
+    if isinstance(default, (tuple, list)):
+        default = ",".join(map(str, default))
+    decls = [f"{flag(name)}/--no-{flag(name)[2:]}"] if annotation is bool else [flag(name)]
+    cli_type = annotation | None if optional else annotation
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=cli_type,
+                             default=typer.Option(default, *decls, help=help_text or None))
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """(``X``, True) for ``X | None``; (annotation, False) otherwise."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        rest = [a for a in get_args(annotation) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0], True
+    return annotation, False
+
+
+def _is_sequence(annotation: Any) -> bool:
+    return get_origin(_unwrap_optional(annotation)[0]) in (tuple, list)

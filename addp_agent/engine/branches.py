@@ -1,0 +1,84 @@
+"""The guidance branches of one denoising step, stacked into a single UNet batch, and their combination.
+
+Row blocks of ``batch`` samples each: [text, image-only, (unconditional,) correction_1 … correction_K]. Without
+guidance (s_T ≤ 1) only the text branch runs; at s_I = 1 the unconditional branch has zero weight and is skipped
+(:func:`~addp_agent.engine.guidance.guidance_branches`). A sample with fewer than K corrections gets zero-weight
+null-prompt rows, so samples with different corrections share the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from addp_agent.engine.guidance import correctional_guidance, guidance_branches
+from addp_agent.engine.state import DenoiseSettings, EncodedBatch
+
+
+@dataclass
+class GuidanceBranches:
+    """Conditioning (embeddings and image latents) of every branch, and the correction weights per sample."""
+
+    settings: DenoiseSettings
+    batch: int
+    guided: bool  # more than the text branch runs
+    with_uncond: bool
+    embeds: torch.Tensor
+    images: torch.Tensor
+    correction_embeds: torch.Tensor | None = None
+    correction_images: torch.Tensor | None = None
+    correction_weights: torch.Tensor | None = None  # (batch, K)
+
+    @classmethod
+    def build(cls, encoded: EncodedBatch, corrections: list[list[str]], correction_embeds: dict[str, torch.Tensor],
+              settings: DenoiseSettings) -> GuidanceBranches:
+        """``corrections``: each sample's texts; ``correction_embeds``: each text's (1, L, D) embedding."""
+        count = guidance_branches(settings["guidance_scale"], settings["image_guidance_scale"])
+        batch, guided, with_uncond = encoded.batch_size, count > 1, count == 3
+        images, null = encoded.image_latents, encoded.null_embeds.expand(encoded.batch_size, -1, -1)
+        if not guided:
+            return cls(settings, batch, False, False, encoded.prompt_embeds, images)
+        branches = cls(settings, batch, True, with_uncond,
+                       embeds=torch.cat([encoded.prompt_embeds, null] + ([null] if with_uncond else [])),
+                       images=torch.cat([images, images] + ([torch.zeros_like(images)] if with_uncond else [])))
+        k_max = max((len(c) for c in corrections), default=0)
+        if k_max:
+            rows = [correction_embeds[c[k]] if k < len(c) else encoded.null_embeds
+                    for k in range(k_max) for c in corrections]
+            branches.correction_embeds = torch.cat(rows)
+            branches.correction_images = torch.cat([images] * k_max)
+            branches.correction_weights = torch.tensor(
+                [[settings["correction_scale"] if k < len(c) else 0.0 for k in range(k_max)] for c in corrections],
+                device=images.device)
+        return branches
+
+    @property
+    def num_corrections(self) -> int:
+        return 0 if self.correction_weights is None else int(self.correction_weights.shape[1])
+
+    @property
+    def num_base(self) -> int:
+        return (3 if self.with_uncond else 2) if self.guided else 1
+
+    def count(self, corrected: bool) -> int:
+        """Branches in this step's UNet batch."""
+        return self.num_base + (self.num_corrections if corrected else 0)
+
+    def conditioning(self, corrected: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image latents, text embeddings) of this step's UNet batch, correction branches included when on."""
+        if not corrected or self.correction_embeds is None:
+            return self.images, self.embeds
+        return torch.cat([self.images, self.correction_images]), torch.cat([self.embeds, self.correction_embeds])
+
+    def combine(self, prediction: torch.Tensor, corrected: bool) -> torch.Tensor:
+        """The guided prediction of each sample from the batched branch predictions."""
+        if not self.guided:
+            return prediction
+        chunks = prediction.chunk(self.count(corrected))
+        eps_uncond = chunks[2] if self.with_uncond else chunks[1]
+        weights = self.correction_weights if corrected and self.correction_weights is not None \
+            else torch.zeros(self.batch, 0)
+        return correctional_guidance(chunks[0], chunks[1], eps_uncond, list(chunks[self.num_base:]), weights,
+                                     self.settings["guidance_scale"], self.settings["image_guidance_scale"],
+                                     self.settings["correction_mode"])
