@@ -19,7 +19,7 @@ app = typer.Typer(
 
 def _register() -> None:
     """Import command modules (each adds its commands to ``app``)."""
-    from addp_agent.cli import agent, data, eval, mcp, segment, sweep, train  # noqa: F401
+    from addp_agent.cli import agent, data, depth, eval, mcp, segment, sweep, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from addp_agent.cli import app
+from addp_agent.cli.tasks import TaskDispatchCommand
 
 
 def _check_limit(limit: int | None) -> None:
@@ -33,8 +34,10 @@ def _settings(**values: object):
         raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
 
 
-@app.command("eval")
+@app.command("eval", cls=TaskDispatchCommand)
 def eval_command(
+    task: str = typer.Option("ris", "--task", help="ris | depth (depth has its own options: "
+                                                   "addp eval --task depth --help)."),
     data: str = typer.Option(..., "--data", help="shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], "
                              "refer:<root>:<dataset>:<splitBy> or cris:<root>:<dataset>."),
     split: str = typer.Option("val", "--split"),

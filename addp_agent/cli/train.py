@@ -7,10 +7,13 @@ from pathlib import Path
 import typer
 
 from addp_agent.cli import app
+from addp_agent.cli.tasks import TaskDispatchCommand
 
 
-@app.command("train")
+@app.command("train", cls=TaskDispatchCommand)
 def train_command(
+    task: str = typer.Option("ris", "--task", help="ris | depth (depth has its own options: "
+                                                   "addp train --task depth --help)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints/, log.jsonl, model/ (EMA pipeline)."),
     data: str = typer.Option("shapes", help="'shapes' (generated in memory) or cris:ROOT:DATASET, "
                                             "refer:ROOT:DATASET:SPLITBY, shapes:DIR."),

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from diffusers.pipelines.marigold.marigold_image_processing import MarigoldImageProcessor
+from PIL import Image
 
 
 @dataclass
@@ -28,9 +29,9 @@ class DepthEstimate:
             values["mean_uncertainty"] = float(self.uncertainty.mean())
         return {k: round(v, 6) for k, v in values.items()}
 
-    def png16(self) -> Any:
-        """PIL "I;16" image with value ⌊depth·65535⌋ (Marigold's 16-bit export)."""
-        return MarigoldImageProcessor.export_depth_to_16bit_png(self.depth)[0]
+    def png16(self) -> Image.Image:
+        """16-bit grey image with value ⌊depth·65535⌋ (Marigold's 16-bit export)."""
+        return Image.fromarray((np.clip(self.depth, 0.0, 1.0) * 65535).astype(np.uint16))
 
     def colored(self) -> Any:
         """PIL RGB image, Spectral colour map: near red, far blue (as Marigold's visualisation)."""
