@@ -225,3 +225,26 @@ def test_bad_arguments_are_user_errors(pixel, kwargs, message):
 def test_bad_images_are_user_errors(pixel, image, message):
     with pytest.raises(UserError, match=message):
         pixel(image)
+
+
+def test_an_oracle_denoiser_recovers_the_depth_at_every_step(pixel):
+    """A UNet that returns the exact v for a known depth map: every step's x̂₀ is that map (loop, DDIM v-prediction,
+    packing, unpadding and resizing are consistent), and the answer is it up to DDIM's last-step noise residual."""
+    target = torch.linspace(0, 1, 32)[None, None, :, None].expand(1, 1, 32, 32)  # near at the top
+    x0 = pixel.depth_to_model(target * 2 - 1)
+    alphas = pixel.scheduler.alphas_cumprod
+    forward = pixel.unet.forward
+
+    def oracle(sample, timestep, encoder_hidden_states=None, return_dict=True, **kwargs):
+        noisy = sample[:, -x0.shape[1]:]
+        a = alphas[int(timestep)]
+        return ((a.sqrt() * noisy - x0) / (1 - a).sqrt(),)
+
+    pixel.unet.forward = oracle
+    try:
+        out = pixel(rgb(32, 32), num_inference_steps=4, output_trajectory=True, generator=torch.Generator())
+    finally:
+        pixel.unet.forward = forward
+    for point in out.trajectories[0]:
+        np.testing.assert_allclose(point.prediction[0], target[0, 0].numpy(), atol=1e-4)
+    assert np.abs(out.prediction[0, :, :, 0] - target[0, 0].numpy()).max() < 0.05

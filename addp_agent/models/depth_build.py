@@ -30,7 +30,7 @@ class PixelDepthModelConfig(BaseModel):
     norm_num_groups: int = 8
     prediction_type: Literal["v_prediction", "sample", "epsilon"] = "v_prediction"
     timestep_spacing: Literal["trailing", "leading", "linspace"] = "trailing"
-    default_steps: int = 4
+    default_steps: int = 2
 
     @model_validator(mode="after")
     def _check(self) -> PixelDepthModelConfig:
