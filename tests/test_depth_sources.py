@@ -58,6 +58,23 @@ def test_depthdir_round_trip(tmp_path):
     assert depth_png.mode in ("I;16", "I") and np.asarray(depth_png)[~samples[0].valid].max() == 0
 
 
+def test_depthdir_reads_the_scenes3d_export_intrinsics(tmp_path):
+    import json
+
+    write_depth_dir(SyntheticDepth("test", 2, seed=3, size=16), tmp_path)
+    shared = [[10.0, 0, 8], [0, 10.0, 8], [0, 0, 1]]
+    other = [[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]]
+    (tmp_path / "intrinsics.json").write_text(json.dumps({
+        "K": shared, "fx": 10.0, "fy": 10.0, "cx": 8, "cy": 8, "width": 16, "height": 16, "depth_unit": "mm",
+        "depth_scale": 0.001, "invalid_value": 0, "count": 2, "per_image": {"rgb/000001.png": other}}))
+    first, second = load_depth_source(f"depthdir:{tmp_path}", "test")
+    np.testing.assert_array_equal(first.intrinsics, shared)
+    np.testing.assert_array_equal(second.intrinsics, other)
+    (tmp_path / "intrinsics.json").write_text(json.dumps({"K": "three"}))
+    with pytest.raises(DataError, match="3×3"):
+        load_depth_source(f"depthdir:{tmp_path}", "test")
+
+
 def write_nyu(root, rows=2):
     lines = []
     for i in range(rows):

@@ -12,7 +12,9 @@ Specs (``split`` picks the list file or the generated split):
   (352×1216, bottom-centre), valid = (1e-5, 80) m and the Eigen crop;
 - ``depthdir:DIR``: the project's export layout (``DIR/SPLIT/`` when it exists, else DIR): ``rgb/NNNNNN.png``,
   ``depth/NNNNNN.png`` (uint16 millimetres, 0 = invalid), ``filename_list.txt`` with one "rgb depth" pair per line,
-  and ``intrinsics.json`` (3×3 K per rgb path, or one shared 3×3 K). :func:`write_depth_dir` writes it.
+  and ``intrinsics.json`` (``{"K": 3×3, "fx", "fy", "cx", "cy", "depth_unit": "mm", …}`` plus ``"per_image":
+  {rgb path: 3×3}`` when the images do not share one K; a bare 3×3 list or a plain rgb path → 3×3 mapping also
+  reads). :func:`write_depth_dir` writes it, as Scenes-3D's export does.
 """
 
 from __future__ import annotations
@@ -202,7 +204,10 @@ def _intrinsics(folder: Path) -> Callable[[str], np.ndarray | None]:
         raise DataError(f"{path}: malformed JSON ({error})") from None
 
     def matrix(value: Any) -> np.ndarray:
-        array = np.asarray(value, dtype=np.float64)
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = np.zeros(0)
         if array.shape != (3, 3):
             raise DataError(f"{path}: intrinsics must be 3×3 matrices, got shape {array.shape}")
         return array
@@ -211,8 +216,12 @@ def _intrinsics(folder: Path) -> Callable[[str], np.ndarray | None]:
         shared = matrix(data)
         return lambda name: shared
     if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a 3×3 list or an object of rgb path → 3×3 list")
-    per_image = {str(key): matrix(value) for key, value in data.items()}
+        raise DataError(f"{path}: expected a 3×3 list or an object with \"K\" and/or \"per_image\"")
+    if "K" in data or "per_image" in data:  # the export format: a shared K, per-image ones where they differ
+        shared_k = matrix(data["K"]) if data.get("K") is not None else None
+        per_image = {str(key): matrix(value) for key, value in (data.get("per_image") or {}).items()}
+        return lambda name: per_image.get(name, shared_k)
+    per_image = {str(key): matrix(value) for key, value in data.items()}  # a plain rgb path → 3×3 mapping
     return lambda name: per_image.get(name)
 
 
@@ -258,8 +267,13 @@ def write_depth_dir(samples: Iterable[DepthSample], folder: str | Path) -> int:
         if sample.intrinsics is not None:
             intrinsics[rgb] = np.asarray(sample.intrinsics, dtype=np.float64).tolist()
     (out / "filename_list.txt").write_text("".join(line + "\n" for line in lines))
+    info: dict[str, Any] = {"depth_unit": "mm", "depth_scale": 0.001, "invalid_value": 0, "count": len(lines)}
     if intrinsics:
-        (out / "intrinsics.json").write_text(json.dumps(intrinsics))
+        first = next(iter(intrinsics.values()))
+        info.update(K=first, fx=first[0][0], fy=first[1][1], cx=first[0][2], cy=first[1][2])
+        if any(k != first for k in intrinsics.values()):
+            info["per_image"] = intrinsics
+    (out / "intrinsics.json").write_text(json.dumps(info, indent=1))
     return len(lines)
 
 
