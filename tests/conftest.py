@@ -132,3 +132,33 @@ def red_pipe(red_dir):
     pipe = load_pipeline(str(red_dir), device="cpu")
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+TINY_DEPTH_KWARGS = dict(
+    resolution=32, patch_size=2, block_out_channels=(16, 32), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D"), attention_head_dim=4, norm_num_groups=8, default_steps=2,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_marigold_dir(tmp_path_factory) -> Path:
+    """A tiny Marigold-format folder written by the stock MarigoldDepthPipeline (random weights, DDIM trailing,
+    v-prediction, 4 default steps at 32 px)."""
+    from diffusers import MarigoldDepthPipeline
+
+    from addp_agent.models.depth_build import tiny_marigold_components
+
+    folder = tmp_path_factory.mktemp("tiny-marigold")
+    MarigoldDepthPipeline(**tiny_marigold_components(), prediction_type="depth", default_denoising_steps=4,
+                          default_processing_resolution=32).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_dir(tmp_path_factory) -> Path:
+    """A tiny pixel-space depth folder (random weights, 32 px, patch 2, v-prediction, 2 default steps)."""
+    from addp_agent.models.depth_build import PixelDepthModelConfig, build_pixel_depth_pipeline
+
+    folder = tmp_path_factory.mktemp("tiny-depth")
+    build_pixel_depth_pipeline(PixelDepthModelConfig(**TINY_DEPTH_KWARGS), seed=0).save_pretrained(folder)
+    return folder

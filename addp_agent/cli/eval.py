@@ -9,6 +9,7 @@ import typer
 
 from addp_agent.cli.app import app
 from addp_agent.cli.options import build_config, config_options
+from addp_agent.cli.tasks import TaskDispatchCommand
 from addp_agent.eval.records import EvalConfig
 
 
@@ -19,10 +20,12 @@ def _check_limit(limit: int | None) -> None:
         raise UserError(f"--limit must be ≥ 1, got {limit}")
 
 
-@app.command("eval")
+@app.command("eval", cls=TaskDispatchCommand)
 @config_options(EvalConfig)
 def eval_command(
     options: dict[str, Any],
+    task: str = typer.Option("ris", "--task", help="ris | depth (depth has its own options: addp eval --task depth "
+                                                   "--help)."),
     critic_model: str = typer.Option(None, help="Model name of the vlm/paper critic (else ADDP_CRITIC_MODEL)."),
     out: Path = typer.Option(..., "--out", help="Output folder; an interrupted run there resumes."),
     device: str = typer.Option(None, help="cpu | cuda (default: the process's accelerate device)."),

@@ -9,13 +9,16 @@ import typer
 
 from addp_agent.cli.app import app
 from addp_agent.cli.options import build_config, config_options
+from addp_agent.cli.tasks import TaskDispatchCommand
 from addp_agent.train.config import TrainConfig
 
 
-@app.command("train")
+@app.command("train", cls=TaskDispatchCommand)
 @config_options(TrainConfig, exclude=("model",))
 def train_command(
     options: dict[str, Any],
+    task: str = typer.Option("ris", "--task", help="ris | depth (depth has its own options: addp train --task depth "
+                                                   "--help)."),
     model_config: Path = typer.Option(None, help="JSON of a new pixel model's PixelModelConfig (default: built-in)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from addp_agent.errors import ModelLoadError
+from addp_agent.errors import ModelLoadError, UserError
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "shapes_ref_small"
 REQUIRED_COMPONENTS = ("unet", "scheduler", "text_encoder", "tokenizer")
@@ -98,4 +98,97 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
             hint = f"; hub ids need the model in the local cache or network access (known: {known})"
         raise ModelLoadError(f"{source}: cannot load as an InstructPix2Pix-format model ({message}){hint}") from None
     pipe.check_unet_channels()
+    return pipe.to(device)
+
+
+# ------------------------------------------------------------------------------------------------- depth models
+DEFAULT_DEPTH_MODEL_DIR = Path(__file__).parent / "depth_small"
+
+# Known Marigold-format depth checkpoints: download at home (`huggingface-cli download prs-eth/marigold-depth-v1-1`);
+# they load from the local Hugging Face cache only, nothing here fetches them.
+KNOWN_DEPTH_CHECKPOINTS: dict[str, str] = {
+    "prs-eth/marigold-depth-v1-1": "Marigold depth v1-1 (SD-2, DDIM trailing, 4 steps, 768 px)",
+    "prs-eth/marigold-depth-v1-0": "Marigold depth v1-0 (SD-2, DDIM; its model_index names no defaults: 10 steps, "
+                                   "768 px here)",
+    "prs-eth/marigold-depth-lcm-v1-0": "Marigold depth LCM v1-0 (SD-2, LCM, 1–4 steps, 768 px)",
+    "prs-eth/marigold-v1-0": "the former name of prs-eth/marigold-depth-v1-0",
+}
+DEPTH_PIPELINE_CLASSES = ("DepthPipeline", "MarigoldDepthPipeline", "MarigoldPipeline")
+
+
+def default_depth_model_path() -> Path:
+    """The depth model shipped in the package; a clear error while there is none."""
+    if not (DEFAULT_DEPTH_MODEL_DIR / "model_index.json").exists():
+        raise ModelLoadError("no bundled depth model in this install yet; pass --model with a depth model folder or "
+                             f"a Marigold hub id in your cache ({', '.join(KNOWN_DEPTH_CHECKPOINTS)})")
+    return DEFAULT_DEPTH_MODEL_DIR
+
+
+def _check_depth_folder(folder: Path) -> None:
+    index = folder / "model_index.json"
+    if not index.exists():
+        raise ModelLoadError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
+    try:
+        components = json.loads(index.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelLoadError(f"{index}: malformed JSON ({error})") from None
+    if not isinstance(components, dict) or components.get("_class_name") not in DEPTH_PIPELINE_CLASSES:
+        name = components.get("_class_name") if isinstance(components, dict) else None
+        raise ModelLoadError(f"{folder}: a {name or 'unknown'} folder is not a depth model (expected "
+                             f"{' / '.join(DEPTH_PIPELINE_CLASSES)})")
+    for name in ("unet", "scheduler", "vae", "text_encoder", "tokenizer"):
+        entry = components.get(name)
+        named = bool(entry) and entry[0] is not None
+        if name in ("unet", "scheduler") and not named:
+            raise ModelLoadError(f"{folder}: component '{name}' is missing from model_index.json")
+        if named and not (folder / name).is_dir():
+            raise ModelLoadError(f"{folder}: model_index.json names '{name}' but the {name}/ folder is missing")
+
+
+def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None, progress: bool = True,
+                        timestep_spacing: str | None = "trailing"):
+    """Load a :class:`~addp_agent.engine.depth_pipeline.DepthPipeline`: a folder (Marigold format or the project's
+    pixel models), a known hub id from the local cache, or the bundled depth model.
+
+    ``timestep_spacing="trailing"`` (default) re-spaces a DDIM scheduler so few-step sampling starts at t = T − 1
+    (Marigold v1-0 files use "leading"); ``None`` keeps the file's. Device and dtype defaults as
+    :func:`load_pipeline`.
+    """
+    from addp_agent.engine.depth_pipeline import DepthPipeline
+
+    source = default_depth_model_path() if model is None else model
+    path = Path(source)
+    hub_id = not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) is not None
+    if not hub_id:
+        path = path.expanduser()
+        if not path.exists():
+            raise ModelLoadError(f"{path}: model path does not exist")
+        _check_depth_folder(path)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    try:
+        with _loading_bars(progress), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            pipe = DepthPipeline.from_pretrained(str(source if hub_id else path), torch_dtype=dtype,
+                                                 local_files_only=hub_id)
+    except (OSError, ValueError, TypeError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        hint = ""
+        if hub_id:
+            known = "; ".join(f"{name}: {what}" for name, what in KNOWN_DEPTH_CHECKPOINTS.items())
+            hint = (f"; hub ids load from the local cache only: download it at home with `huggingface-cli download "
+                    f"{source}` (known: {known})")
+        raise ModelLoadError(f"{source}: cannot load as a depth model ({message}){hint}") from None
+    if timestep_spacing is not None and pipe.scheduler.config.get("timestep_spacing") != timestep_spacing \
+            and "timestep_spacing" in pipe.scheduler.config:
+        pipe.register_modules(scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config,
+                                                                         timestep_spacing=timestep_spacing))
+    try:
+        pipe.check_model()
+    except UserError as error:
+        raise ModelLoadError(f"{source}: {error}") from None
     return pipe.to(device)

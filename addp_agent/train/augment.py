@@ -99,20 +99,33 @@ def augment_ris_targets(images: torch.Tensor, masks: torch.Tensor, t: torch.Tens
     return paint(images, moved, jitter_paint(strength, generator))
 
 
-def gaussian_kernel1d(sigma: float, size: int = 31) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    kernel = torch.exp(-(x**2) / (2 * max(sigma, 1e-6) ** 2))
-    return kernel / kernel.sum()
+def gaussian_kernels(sigmas: torch.Tensor, size: int = 31) -> torch.Tensor:
+    """Normalised 1-D Gaussian kernels, (B, size), one per σ (σ → 0 gives the identity)."""
+    x = torch.arange(size, dtype=torch.float32, device=sigmas.device) - (size - 1) / 2
+    kernels = torch.exp(-(x[None] ** 2) / (2 * sigmas.float().clamp_min(1e-6)[:, None] ** 2))
+    return kernels / kernels.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor, size: int = 31) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) images, σ per sample, reflected borders (OpenCV's default
+    BORDER_REFLECT_101), in two grouped convolutions for the whole batch."""
+    batch, channels, height, width = images.shape
+    half = size // 2
+    mode = "reflect" if min(height, width) > half else "replicate"
+    kernels = gaussian_kernels(sigmas.to(images.device), size).to(images.dtype).repeat_interleave(channels, dim=0)
+    x = F.pad(images.reshape(1, batch * channels, height, width), (half, half, half, half), mode=mode)
+    x = F.conv2d(x, kernels.view(-1, 1, 1, size), groups=batch * channels)
+    x = F.conv2d(x, kernels.view(-1, 1, size, 1), groups=batch * channels)
+    return x.reshape(batch, channels, height, width)
+
+
+def depth_blur_sigmas(t: torch.Tensor, num_timesteps: int = 1000, intensity: float = DEPTH_INTENSITY,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """σ = intensity·(t+1)/T·U(0,1) per sample (the official ADDP depth recipe)."""
+    return intensity * (t.float() + 1) / num_timesteps * _rand(t.shape, generator, t.float())
 
 
 def augment_depth_targets(depth: torch.Tensor, t: torch.Tensor, num_timesteps: int = 1000,
                           intensity: float = DEPTH_INTENSITY, generator: torch.Generator | None = None) -> torch.Tensor:
     """Blur (B, 1, H, W) depth maps with a 31-px Gaussian, σ = intensity·(t+1)/T·U(0,1) per sample."""
-    sigmas = intensity * (t.float() + 1) / num_timesteps * torch.rand(t.shape, generator=generator)
-    out = torch.empty_like(depth)
-    for b, sigma in enumerate(sigmas.tolist()):
-        k = gaussian_kernel1d(sigma).to(depth)
-        padded = F.pad(depth[b : b + 1], (15, 15, 15, 15), mode="reflect")
-        blurred = F.conv2d(padded, k.view(1, 1, 1, -1))
-        out[b : b + 1] = F.conv2d(blurred, k.view(1, 1, -1, 1))
-    return out
+    return gaussian_blur(depth, depth_blur_sigmas(t, num_timesteps, intensity, generator))
