@@ -36,6 +36,7 @@ def _settings(**values: object):
 @app.command("eval")
 def eval_command(
     data: str = typer.Option(..., "--data", help="shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], "
+                             "scenes-gen:<n>[:<seed>[:<size>[:<preset>[:<mode>]]]], "
                              "refer:<root>:<dataset>:<splitBy> or cris:<root>:<dataset>."),
     split: str = typer.Option("val", "--split"),
     model: str = typer.Option(None, "--model", help="Model folder or hub id (default: the bundled model)."),

@@ -12,8 +12,8 @@ from addp_agent.cli import app
 @app.command("train")
 def train_command(
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints/, log.jsonl, model/ (EMA pipeline)."),
-    data: str = typer.Option("shapes", help="'shapes' (generated in memory) or cris:ROOT:DATASET, "
-                                            "refer:ROOT:DATASET:SPLITBY, shapes:DIR."),
+    data: str = typer.Option("shapes", help="'shapes' or scenes-gen:N:SEED:SIZE[:PRESET[:MODE]] (generated in "
+                                            "memory) or cris:ROOT:DATASET, refer:ROOT:DATASET:SPLITBY, shapes:DIR."),
     n_train: int = typer.Option(50_000, help="Training samples (generated, or the first N of a source)."),
     data_seed: int = typer.Option(0, help="Shapes-Ref seed (val/test are disjoint seed streams)."),
     init_from: str = typer.Option(None, help="Fine-tune this pipeline (path or hub id) instead of a new model."),

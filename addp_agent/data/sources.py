@@ -4,6 +4,7 @@ Specs:
 
 - ``shapes:<dir>``: an exported Shapes-Ref folder (REFER or CRIS layout, detected);
 - ``shapes-gen:<n>[:<seed>[:<size>]]``: Shapes-Ref generated on the fly;
+- ``scenes-gen:<n>[:<seed>[:<size>[:<preset>[:<mode>]]]][:<knob>=<value>...]``: Scenes-3D generated on the fly;
 - ``refer:<root>:<dataset>:<splitBy>`` (e.g. ``refer:data:refcoco:unc``);
 - ``cris:<root>:<dataset>`` (e.g. ``cris:data:refcoco``).
 """
@@ -21,8 +22,8 @@ from addp_agent.data.sample import RISSample
 from addp_agent.data.shapes import DATASET, ShapesRef, ShapesRefConfig
 from addp_agent.errors import DataError, UserError
 
-SPEC_HELP = ("shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], refer:<root>:<dataset>:<splitBy>, "
-             "cris:<root>:<dataset>")
+SPEC_HELP = ("shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], scenes-gen:<n>[:<seed>[:<size>[:<preset>[:<mode>]]]], "
+             "refer:<root>:<dataset>:<splitBy>, cris:<root>:<dataset>")
 
 
 def shapes_layouts(folder: str | Path) -> list[str]:
@@ -59,6 +60,11 @@ def load_source(spec: str, split: str, skip_bad: bool = False) -> Iterable[RISSa
             return ShapesRef(split, n, seed, ShapesRefConfig(size=size))
         except ValueError:
             raise UserError(f"bad source {spec!r}; expected shapes-gen:<n>[:<seed>[:<size>]]") from None
+    if kind == "scenes-gen":
+        from addp_agent.data.scenes3d import ScenesRef, parse_spec
+
+        n, seed, config = parse_spec(rest)
+        return ScenesRef(split, n, seed, config)
     if kind == "shapes" and rest:
         layouts = shapes_layouts(rest)
         if not layouts:

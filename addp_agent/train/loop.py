@@ -29,8 +29,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     out: Path
-    data: str = Field("shapes", description="'shapes' (generated in memory) or a loader spec: cris:ROOT:DATASET, "
-                                            "refer:ROOT:DATASET:SPLITBY, shapes:DIR")
+    data: str = Field("shapes", description="'shapes' or scenes-gen:N:SEED:SIZE[:PRESET[:MODE]] (generated in "
+                                            "memory) or a loader spec: cris:ROOT:DATASET, refer:ROOT:DATASET:SPLITBY, "
+                                            "shapes:DIR")
     split: str = "train"
     val_split: str = "val"
     n_train: int = 50_000
@@ -49,8 +50,10 @@ class TrainConfig(BaseModel):
                                                               "export); the cosine decays over whichever of steps "
                                                               "and time runs out first.")
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    data_cache: Path | None = Field(None, description="Generated Shapes-Ref is kept in this file and reused.")
-    data_workers: int = Field(0, ge=0, description="Processes generating Shapes-Ref (0: automatic).")
+    data_cache: Path | None = Field(None, description="Generated Shapes-Ref / Scenes-3D is kept in this file "
+                                                                   "and reused.")
+    data_workers: int = Field(0, ge=0, description="Processes generating Shapes-Ref / Scenes-3D "
+                                                               "(0: automatic).")
     data_device: Literal["auto", "cpu"] = Field("auto", description="auto: keep the training set, its augmentation "
                                                                      "and the noise on the GPU when it fits (< 8 GiB)")
     max_grad_norm: float = 1.0
