@@ -78,21 +78,24 @@ def orbit(azimuth_deg: float, elevation_deg: float, distance: float, target, fov
     return look_at(np.asarray(target, dtype=np.float64) + offset, target, fov_deg, size, size)
 
 
-def pixel_rays(cameras: list[Camera], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Origins (B, 3) and directions (B, H·W, 3) float32, row-major pixels, camera-z component 1.
+def pixel_rays(cameras: list[Camera], device: torch.device | str = "cpu"
+               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Origins (B, 3) and direction components x, y, z (each (B, H·W), row-major pixels, camera-z 1), float32.
 
     Only element-wise arithmetic, so a scene's rays are bit-identical whatever else is in the batch.
     """
     width, height = cameras[0].width, cameras[0].height
-    params = torch.tensor([[c.fx, c.fy, c.cx, c.cy, *c.rotation.reshape(-1)] for c in cameras],
-                          dtype=torch.float64, device=device)
+    params = torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in cameras], dtype=torch.float64, device=device)
+    rot = torch.tensor(np.stack([c.rotation.reshape(-1) for c in cameras]), dtype=torch.float64,
+                       device=device).float()
     v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64, device=device),
                           torch.arange(width, dtype=torch.float64, device=device), indexing="ij")
     u, v = u.reshape(1, -1), v.reshape(1, -1)
-    a = (u + 0.5 - params[:, 2:3]) / params[:, 0:1]  # camera-frame x / z
-    b = (v + 0.5 - params[:, 3:4]) / params[:, 1:2]  # camera-frame y / z
-    a, b, rot = a.float(), b.float(), params[:, 4:].float()
-    dirs = torch.stack([rot[:, 3 * i:3 * i + 1] * a + rot[:, 3 * i + 1:3 * i + 2] * b + rot[:, 3 * i + 2:3 * i + 3]
-                        for i in range(3)], dim=-1)
+    if bool((params == params[:1]).all()):
+        params = params[:1]  # one pixel grid serves the whole batch
+    a = ((u + 0.5 - params[:, 2:3]) / params[:, 0:1]).float()  # camera-frame x / z
+    b = ((v + 0.5 - params[:, 3:4]) / params[:, 1:2]).float()  # camera-frame y / z
+    dirs = tuple(rot[:, 3 * i : 3 * i + 1] * a + rot[:, 3 * i + 1 : 3 * i + 2] * b + rot[:, 3 * i + 2 : 3 * i + 3]
+                 for i in range(3))
     origins = torch.tensor(np.stack([c.position for c in cameras]), dtype=torch.float64, device=device)
-    return origins.float(), dirs.float()
+    return origins.float(), dirs  # type: ignore[return-value]

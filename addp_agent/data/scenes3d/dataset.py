@@ -159,7 +159,7 @@ def to_ris(record: Record, cfg: ScenesConfig) -> RISSample:
         mask |= m
     context = Context(random.Random(0), record.facts, cfg)
     keep = [k for k in range(len(record.facts)) if k not in targets]
-    names = {k: unique_name(context, k)[0] for k in range(len(record.facts))}
+    names = {k: unique_name(context, k)[0] for k in range(len(record.facts))}  # its own description
     others = [Instance(mask=rendered.mask(k), name=names[k], instance_id=str(number * 100 + k)) for k in keep]
     position = {k: i for i, k in enumerate(keep)}
     distractors = [position[k] for k in near_misses(expression, record.facts) if k in position]

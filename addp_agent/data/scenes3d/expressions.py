@@ -59,6 +59,7 @@ class Context:
             for a in ATTRS:
                 self._bits[a, o[a]] = self._bits.get((a, o[a]), 0) | 1 << j
         self._selected: dict[tuple, list[int]] = {}
+        self._subsets: dict[int, list[list[dict[str, str]]]] = {}
 
     def select(self, description: dict[str, str]) -> list[int]:
         """Indices of the objects that have every attribute value in ``description``."""
@@ -74,13 +75,17 @@ class Context:
 
     def descriptions(self, j: int, shuffle: bool = True) -> list[dict[str, str]]:
         """Every attribute subset of object ``j`` (empty first), shorter first, shuffled within a length."""
-        obj = self.objects[j]
+        groups = self._subsets.get(j)
+        if groups is None:
+            obj = self.objects[j]
+            groups = self._subsets[j] = [[{a: obj[a] for a in subset} for subset in group]
+                                         for group in SUBSETS_BY_LENGTH]
         out: list[dict[str, str]] = []
-        for group in SUBSETS_BY_LENGTH:
-            descs = [{a: obj[a] for a in subset} for subset in group]
+        for group in groups:
+            group = list(group)  # the dicts are shared: callers never change them
             if shuffle:
-                self.rng.shuffle(descs)
-            out += descs
+                self.rng.shuffle(group)
+            out += group
         return out
 
     def identifying(self, j: int) -> dict[str, str] | None:

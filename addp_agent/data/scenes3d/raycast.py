@@ -45,8 +45,8 @@ def _nonzero_dir(d: torch.Tensor) -> torch.Tensor:
 
 
 def _sphere(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
-    w = (o[0] - p[:, CX], o[1] - p[:, CY], o[2] - p[:, CZ])
-    r = p[:, RADIUS]
+    w = (o[0] - p[CX], o[1] - p[CY], o[2] - p[CZ])
+    r = p[RADIUS]
     a = _dot(d, d)
     b = _dot(w, d) / a
     h = (w[0] - b * d[0], w[1] - b * d[1], w[2] - b * d[2])
@@ -59,11 +59,11 @@ def _sphere(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
 
 
 def _box(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
-    c, s = p[:, COS], p[:, SIN]
-    wx, wy, wz = o[0] - p[:, CX], o[1] - p[:, CY], o[2] - p[:, CZ]
+    c, s = p[COS], p[SIN]
+    wx, wy, wz = o[0] - p[CX], o[1] - p[CY], o[2] - p[CZ]
     local_o = (c * wx + s * wy, c * wy - s * wx, wz)
     local_d = (c * d[0] + s * d[1], c * d[1] - s * d[0], d[2])
-    half = (p[:, RADIUS], p[:, RADIUS], p[:, HALF])
+    half = (p[RADIUS], p[RADIUS], p[HALF])
     near, far = [], []
     for k in range(3):
         inv = 1.0 / _nonzero_dir(local_d[k])
@@ -105,8 +105,8 @@ def _caps(w: Vec, d: Vec, radius: torch.Tensor, levels: list[tuple[torch.Tensor,
 
 
 def _cylinder(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
-    w = (o[0] - p[:, CX], o[1] - p[:, CY], o[2] - p[:, CZ])
-    r, half = p[:, RADIUS], p[:, HALF]
+    w = (o[0] - p[CX], o[1] - p[CY], o[2] - p[CZ])
+    r, half = p[RADIUS], p[HALF]
     a = (d[0] * d[0] + d[1] * d[1]).clamp_min(1e-12)
     b = (w[0] * d[0] + w[1] * d[1]) / a
     hx, hy = w[0] - b * d[0], w[1] - b * d[1]
@@ -123,8 +123,8 @@ def _cylinder(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
 
 def _cone(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
     """Apex up at the top of the bounding box, base disc on the ground."""
-    r, half = p[:, RADIUS], p[:, HALF]
-    w = (o[0] - p[:, CX], o[1] - p[:, CY], o[2] - p[:, CZ] - half)  # relative to the apex
+    r, half = p[RADIUS], p[HALF]
+    w = (o[0] - p[CX], o[1] - p[CY], o[2] - p[CZ] - half)  # relative to the apex
     k2 = (r / (2 * half)) ** 2
     a = d[0] * d[0] + d[1] * d[1] - k2 * d[2] * d[2]
     a = torch.where(a.abs() < 1e-9, torch.where(a >= 0, 1e-9, -1e-9), a)
@@ -145,79 +145,95 @@ def _cone(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
 _SHAPES = (_sphere, _box, _cylinder, _cone)
 
 
-def intersect(o: torch.Tensor, d: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact first hit of rays ``o + t·d`` (M, 3) with objects ``p`` (M, FIELDS): t (inf: miss) and unit normals."""
-    t = torch.full(o.shape[:1], torch.inf, dtype=o.dtype, device=o.device)
-    n = torch.zeros_like(o)
+def intersect(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
+    """Exact first hit of rays ``o + t·d`` (components (M,)) with objects ``p`` (M, FIELDS): t (inf: miss) and
+    unit normals (components (M,))."""
+    t = torch.full_like(o[0], torch.inf)
+    n = [torch.zeros_like(o[0]) for _ in range(3)]
     code = p[:, SHAPE]
     for value, fn in enumerate(_SHAPES):
         index = (code == value).nonzero().squeeze(1)
         if index.numel() == 0:
             continue
-        oi, di = o[index], d[index]
-        t_s, n_s = fn((oi[:, 0], oi[:, 1], oi[:, 2]), (di[:, 0], di[:, 1], di[:, 2]), p[index])
+        every = index.numel() == code.numel()
+        pick = (lambda c: c) if every else (lambda c, index=index: c[index])  # noqa: E731
+        t_s, n_s = fn(tuple(map(pick, o)), tuple(map(pick, d)), pick(p).T.contiguous())
+        if every:
+            return t_s, n_s
         t[index] = t_s
-        n[index] = torch.stack(n_s, dim=1)
-    return t, n
+        for c in range(3):
+            n[c][index] = n_s[c]
+    return t, (n[0], n[1], n[2])
 
 
 @dataclass
 class PrimaryHits:
-    """Per pixel (B, P): z-depth (inf: nothing hit), object index (-1 ground, -2 nothing), unit normal (B, P, 3);
+    """Per pixel (B, P): z-depth (inf: nothing hit), object index (-1 ground, -2 nothing), unit normal components;
     per object (B, K): visible pixels and pixels covered with every other object removed."""
 
     depth: torch.Tensor
     obj: torch.Tensor
-    normal: torch.Tensor
+    normal: Vec
     visible: torch.Tensor
     coverage: torch.Tensor
 
 
-def cast_primary(origins: torch.Tensor, dirs: torch.Tensor, objects: torch.Tensor,
-                 pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> PrimaryHits:
-    """Nearest surface along every camera ray (``dirs`` with camera-z 1, so t is the z-depth).
+def _gather(components: Vec, flat: torch.Tensor) -> Vec:
+    return tuple(c.reshape(-1)[flat] for c in components)  # type: ignore[return-value]
 
-    ``pairs`` (scene, pixel, object) must include every pair whose ray can meet the object (see ``culling``).
+
+def cast_primary(origin: torch.Tensor, rays: Vec, objects: torch.Tensor,
+                 pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> PrimaryHits:
+    """Nearest surface along every camera ray (components (B, P) with camera-z 1, so t is the z-depth).
+
+    ``origin`` is (B, 3); ``pairs`` (scene, pixel, object) must include every pair whose ray can meet the object
+    (see ``culling``).
     """
-    batch, pixels, _ = dirs.shape
+    batch, pixels = rays[0].shape
     count = objects.shape[1]
     b, pix, k = pairs
-    t, n = intersect(origins[b], dirs[b, pix], objects[b, k])
     flat = b * pixels + pix
+    t, n = intersect(tuple(origin[b, c] for c in range(3)), _gather(rays, flat),  # type: ignore[arg-type]
+                     objects.reshape(-1, FIELDS)[b * count + k])
     hit = torch.isfinite(t)
     coverage = torch.bincount((b * count + k)[hit], minlength=batch * count).view(batch, count)
     nearest = torch.full((batch * pixels,), torch.inf, dtype=t.dtype, device=t.device)
     nearest = nearest.scatter_reduce(0, flat, t, "amin")
-    ground = torch.where(dirs[..., 2] < 0, -origins[:, None, 2] / dirs[..., 2].clamp_max(-1e-12), torch.inf)
-    on_object = nearest < ground.reshape(-1)
+    dz = rays[2]
+    ground = torch.where(dz < 0, -origin[:, 2:3] / dz.clamp_max(-1e-12), torch.inf).reshape(-1)
+    on_object = nearest < ground
     win = hit & (t == nearest[flat]) & on_object[flat]
     obj = torch.full((batch * pixels,), -1, dtype=torch.long, device=t.device)
     obj = obj.scatter_reduce(0, flat[win], k[win], "amax")
-    obj = torch.where(on_object | torch.isfinite(ground.reshape(-1)), obj, -2)
+    obj = torch.where(on_object | torch.isfinite(ground), obj, -2)
     chosen = win & (k == obj[flat])
-    normal = torch.zeros(batch * pixels, 3, dtype=dirs.dtype, device=dirs.device)
-    normal[:, 2] = 1.0
-    normal[flat[chosen]] = n[chosen]
-    depth = torch.where(on_object, nearest, ground.reshape(-1))
+    target = flat[chosen]
+    normal = []
+    for c, rest in enumerate((0.0, 0.0, 1.0)):
+        component = torch.full((batch * pixels,), rest, dtype=t.dtype, device=t.device)
+        component[target] = n[c][chosen]
+        normal.append(component.view(batch, pixels))
+    depth = torch.where(on_object, nearest, ground)
     ids = torch.where(obj >= 0, obj + torch.arange(batch, device=obj.device).repeat_interleave(pixels) * count,
                       batch * count)
     visible = torch.bincount(ids, minlength=batch * count + 1)[:-1].view(batch, count)
-    return PrimaryHits(depth.view(batch, pixels), obj.view(batch, pixels), normal.view(batch, pixels, 3), visible,
-                       coverage)
+    return PrimaryHits(depth.view(batch, pixels), obj.view(batch, pixels), (normal[0], normal[1], normal[2]),
+                       visible, coverage)
 
 
-def cast_shadows(points: torch.Tensor, normals: torch.Tensor, light: torch.Tensor, objects: torch.Tensor,
-                 lit: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Which ``lit`` surface points (B, P, 3) have an object between them and the directional ``light`` (B, 3).
-
-    ``pairs`` (scene, pixel, object) must include every pixel the object can shade (see ``culling``).
-    """
-    batch, pixels, _ = points.shape
+def cast_shadows(points: Vec, normals: Vec, light: torch.Tensor, objects: torch.Tensor, lit: torch.Tensor,
+                 pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Which ``lit`` surface points (components (B, P)) have an object between them and the directional ``light``
+    (B, 3). ``pairs`` (scene, pixel, object) must include every pixel the object can shade (see ``culling``)."""
+    batch, pixels = lit.shape
+    count = objects.shape[1]
     b, pix, k = pairs
-    keep = lit[b, pix]
-    b, pix, k = b[keep], pix[keep], k[keep]
-    start = points[b, pix] + 1e-3 * normals[b, pix]
-    t, _ = intersect(start, light[b], objects[b, k])
-    shadow = torch.zeros(batch * pixels, dtype=torch.bool, device=points.device)
-    shadow[(b * pixels + pix)[torch.isfinite(t)]] = True
+    flat = b * pixels + pix
+    keep = lit.reshape(-1)[flat]
+    b, k, flat = b[keep], k[keep], flat[keep]
+    start = tuple(p + 1e-3 * n for p, n in zip(_gather(points, flat), _gather(normals, flat), strict=True))
+    t, _ = intersect(start, tuple(light[b, c] for c in range(3)),  # type: ignore[arg-type]
+                     objects.reshape(-1, FIELDS)[b * count + k])
+    shadow = torch.zeros(batch * pixels, dtype=torch.bool, device=lit.device)
+    shadow[flat[torch.isfinite(t)]] = True
     return shadow.view(batch, pixels)

@@ -40,7 +40,8 @@ def _render_batch(scenes: list[Scene], device: torch.device | str) -> list[Rende
     origins, dirs = pixel_rays([s.camera for s in scenes], device)
     objects = pack_objects(scenes, device)
     hits = cast_primary(origins, dirs, objects, rect_pairs(object_rects(scenes, False), size, device))
-    points = origins[:, None, :] + hits.depth.clamp_max(1e6)[..., None] * dirs
+    reach = hits.depth.clamp_max(1e6)
+    points = tuple(origins[:, c : c + 1] + reach * dirs[c] for c in range(3))
 
     f64 = {"dtype": torch.float64, "device": device}
     light = torch.tensor(np.stack([s.light for s in scenes]), **f64).float()
@@ -54,22 +55,22 @@ def _render_batch(scenes: list[Scene], device: torch.device | str) -> list[Rende
 
     on_object = hits.obj >= 0
     index = hits.obj.clamp_min(0)
-    albedo = torch.where(on_object[..., None], torch.gather(albedos, 1, index[..., None].expand(-1, -1, 3)),
-                         floor_albedo(points, hits.depth, floors, texture))
+    floor = floor_albedo(points[0], points[1], hits.depth, floors, texture)
+    albedo = tuple(torch.where(on_object, torch.gather(albedos[..., c], 1, index), floor[c]) for c in range(3))
     metal = on_object & torch.gather(metals, 1, index)
-    n = hits.normal
-    facing = n[..., 0] * light[:, None, 0] + n[..., 1] * light[:, None, 1] + n[..., 2] * light[:, None, 2]
-    lit = (hits.obj > -2) & (facing > 0)
+    nx, ny, nz = hits.normal
+    lit = (hits.obj > -2) & (nx * light[:, 0:1] + ny * light[:, 1:2] + nz * light[:, 2:3] > 0)
     shadow = cast_shadows(points, hits.normal, light, objects, lit,
                           rect_pairs(object_rects(scenes, True), size, device))
-    rgb = shade(dirs, hits.normal, albedo, metal, light, shadow, hits.obj == -2)
+    rgb = shade(dirs, hits.normal, albedo, metal, light, shadow, hits.obj == -2).cpu().numpy()
+    ids = hits.obj.to(torch.int16).cpu().numpy()
+    depth = hits.depth.cpu().numpy()
+    visible, coverage = hits.visible.cpu().numpy(), hits.coverage.cpu().numpy()
     out = []
     for i, scene in enumerate(scenes):
         k = len(scene.objects)
-        out.append(Rendered(rgb=rgb[i].view(size, size, 3).cpu().numpy(),
-                            ids=hits.obj[i].view(size, size).to(torch.int16).cpu().numpy(),
-                            depth=hits.depth[i].view(size, size).cpu().numpy(),
-                            visible=hits.visible[i, :k].cpu().numpy(), coverage=hits.coverage[i, :k].cpu().numpy()))
+        out.append(Rendered(rgb=rgb[i].reshape(size, size, 3), ids=ids[i].reshape(size, size),
+                            depth=depth[i].reshape(size, size), visible=visible[i, :k], coverage=coverage[i, :k]))
     return out
 
 

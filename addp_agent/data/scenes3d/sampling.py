@@ -77,12 +77,18 @@ def _light(rng: random.Random) -> np.ndarray:
                      math.sin(elevation)])
 
 
-def _in_view(obj: SceneObject, camera: Camera) -> bool:
-    """The object's bounding sphere projects fully inside the image (1 px border)."""
-    u, v, z = camera.project(obj.centre[None])[0]
-    if z <= obj.bound_radius + 0.5:
+def _in_view(obj: SceneObject, camera: Camera, frame: tuple) -> bool:
+    """The object's bounding sphere projects fully inside the image (1 px border); ``frame`` = camera position and
+    rotation columns as floats (plain Python is faster than NumPy for one point)."""
+    (px, py, pz), right, down, forward = frame
+    dx, dy, dz = obj.x - px, obj.y - py, obj.half_height - pz
+    z = dx * forward[0] + dy * forward[1] + dz * forward[2]
+    bound = obj.bound_radius
+    if z <= bound + 0.5:
         return False
-    r = camera.fx * obj.bound_radius / math.sqrt(max(z * z - obj.bound_radius ** 2, 1e-9))
+    u = camera.fx * (dx * right[0] + dy * right[1] + dz * right[2]) / z + camera.cx
+    v = camera.fy * (dx * down[0] + dy * down[1] + dz * down[2]) / z + camera.cy
+    r = camera.fx * bound / math.sqrt(max(z * z - bound * bound, 1e-9))
     return r + 1 <= u <= camera.width - 1 - r and r + 1 <= v <= camera.height - 1 - r
 
 
@@ -105,6 +111,7 @@ def sample_scene(rng: random.Random, cfg: ScenesConfig) -> Scene | None:
     tile = rng.uniform(0.8, 1.6)
     texture = (rng.uniform(0.03, 0.09), rng.uniform(0.0, 0.06), rng.uniform(0.0, 100.0))
     count = rng.randint(cfg.min_objects, cfg.max_objects)
+    frame = (tuple(camera.position.tolist()), *(tuple(camera.rotation[:, i].tolist()) for i in range(3)))
     placed: list[SceneObject] = []
     for _ in range(count):
         values = _attributes(rng, cfg, placed)
@@ -113,7 +120,7 @@ def sample_scene(rng: random.Random, cfg: ScenesConfig) -> Scene | None:
                               yaw=rng.uniform(0.0, math.pi / 2), **values)
             clear = all(math.hypot(obj.x - o.x, obj.y - o.y) >= obj.footprint + o.footprint + cfg.min_gap
                         for o in placed)
-            if clear and _in_view(obj, camera):
+            if clear and _in_view(obj, camera, frame):
                 placed.append(obj)
                 break
         else:

@@ -15,47 +15,45 @@ SKY = (0.75, 0.8, 0.88)
 FADE_DISTANCE = 25.0  # metres at which the floor texture's contrast halves
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
-
-
-def _unit(v: torch.Tensor) -> torch.Tensor:
-    return v / torch.sqrt(_dot(v, v)).clamp_min(1e-12)[..., None]
-
-
-def floor_albedo(points: torch.Tensor, depth: torch.Tensor, base: torch.Tensor, texture: torch.Tensor
-                 ) -> torch.Tensor:
-    """Linear albedo (B, P, 3) of the floor at ``points``: per-tile tones plus a faint checker, fading with depth.
-
-    ``base`` (B, 3) linear; ``texture`` (B, 4): tile size, tone contrast, checker contrast, offset.
-    """
-    tile, tone_c, checker_c, offset = (texture[:, None, i] for i in range(4))
-    ix = torch.floor((points[..., 0] + offset) / tile).long()
-    iy = torch.floor((points[..., 1] + offset) / tile).long()
+def floor_albedo(x: torch.Tensor, y: torch.Tensor, depth: torch.Tensor, base: torch.Tensor, texture: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Linear floor albedo channels (B, P) at ground points ``x``, ``y``: per-tile tones plus a faint checker,
+    fading with depth. ``base`` (B, 3) linear; ``texture`` (B, 4): tile size, tone contrast, checker contrast,
+    offset."""
+    tile, tone_c, checker_c, offset = (texture[:, i : i + 1] for i in range(4))
+    ix = torch.floor((x + offset) / tile).long()
+    iy = torch.floor((y + offset) / tile).long()
     tone = (((ix * 73856093) ^ (iy * 19349663)) & 1023).float() / 1023.0 * 2.0 - 1.0
     parity = ((ix + iy) & 1).float() - 0.5
-    fade = 1.0 / (1.0 + (depth / FADE_DISTANCE) * (depth / FADE_DISTANCE))
-    factor = 1.0 + (tone_c * tone + checker_c * parity) * fade
-    return base[:, None, :] * factor[..., None]
+    scaled = depth / FADE_DISTANCE
+    factor = 1.0 + (tone_c * tone + checker_c * parity) / (1.0 + scaled * scaled)
+    return base[:, 0:1] * factor, base[:, 1:2] * factor, base[:, 2:3] * factor
 
 
-def shade(dirs: torch.Tensor, normal: torch.Tensor, albedo: torch.Tensor, metal: torch.Tensor,
-          light: torch.Tensor, shadow: torch.Tensor, sky: torch.Tensor) -> torch.Tensor:
-    """sRGB uint8 (B, P, 3) from per-pixel view rays, unit normals, linear albedo, metal flags and shadow flags."""
-    view = -_unit(dirs)
-    lit = (~shadow).float()
-    n_dot_l = _dot(normal, light[:, None, :]).clamp_min(0.0) * lit
-    half = _unit(view + light[:, None, :])
-    power = _dot(normal, half).clamp_min(0.0)
+def shade(dirs: tuple[torch.Tensor, ...], normal: tuple[torch.Tensor, ...], albedo: tuple[torch.Tensor, ...],
+          metal: torch.Tensor, light: torch.Tensor, shadow: torch.Tensor, sky: torch.Tensor) -> torch.Tensor:
+    """sRGB uint8 (B, P, 3) from per-pixel components (each (B, P)) of the view rays, unit normals and linear
+    albedo, plus metal, shadow and sky flags."""
+    dx, dy, dz = dirs
+    nx, ny, nz = normal
+    lx, ly, lz = (light[:, i : i + 1] for i in range(3))
+    scale = -1.0 / torch.sqrt(dx * dx + dy * dy + dz * dz)
+    vx, vy, vz = dx * scale, dy * scale, dz * scale  # unit vector towards the camera
+    n_dot_l = (nx * lx + ny * ly + nz * lz).clamp_min(0.0) * (~shadow)
+    hx, hy, hz = vx + lx, vy + ly, vz + lz
+    power = ((nx * hx + ny * hy + nz * hz) / torch.sqrt(hx * hx + hy * hy + hz * hz)).clamp_min(0.0)
     for _ in range(RUBBER["squarings"]):
         power = power * power
     rubber_spec = power
     for _ in range(METAL["squarings"] - RUBBER["squarings"]):
         power = power * power
-    kd = torch.where(metal, METAL["kd"], RUBBER["kd"])
-    spec = torch.where(metal, METAL["ks"] * power, RUBBER["ks"] * rubber_spec) * (n_dot_l > 0).float()
-    reflected_z = -view[..., 2] + 2.0 * _dot(view, normal) * normal[..., 2]
+    facing = n_dot_l > 0
+    spec = torch.where(metal, METAL["ks"] * power, RUBBER["ks"] * rubber_spec) * facing
+    reflected_z = 2.0 * (vx * nx + vy * ny + vz * nz) * nz - vz
     env = torch.where(metal, METAL["env"] * (0.35 + 0.65 * reflected_z.clamp(0.0, 1.0)), 0.0)
-    color = albedo * (AMBIENT + kd * n_dot_l + env)[..., None] + spec[..., None]
-    color = torch.where(sky[..., None], torch.tensor(SKY, device=color.device), color)
-    return torch.round(torch.sqrt(color.clamp(0.0, 1.0)) * 255.0).to(torch.uint8)
+    light_amount = AMBIENT + torch.where(metal, METAL["kd"], RUBBER["kd"]) * n_dot_l + env
+    channels = []
+    for albedo_c, sky_c in zip(albedo, SKY, strict=True):
+        color = torch.where(sky, sky_c, albedo_c * light_amount + spec)
+        channels.append(torch.round(torch.sqrt(color.clamp(0.0, 1.0)) * 255.0).to(torch.uint8))
+    return torch.stack(channels, dim=-1)
