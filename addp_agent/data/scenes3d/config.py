@@ -95,7 +95,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "hard": {
         "min_objects": 4, "max_objects": 10, "sizes": ("small", "medium", "large"), "lookalike": 0.6,
         "min_visible_px": 20, "min_visible_fraction": 0.2, "relation_margin": 0.25, "image_margin": 0.015,
-        "depth_margin": 0.06, "synonyms": True,
+        "depth_margin": 0.06, "synonyms": True, "area": 2.3, "min_gap": 0.03, "elevation_deg": (25.0, 42.0),
         "family_weights": {"attribute": 0.1, "relation": 0.25, "depth": 0.15, "ordinal": 0.25, "chained": 0.25},
     },
 }
