@@ -34,7 +34,7 @@ ID_STRIDE = 10_000_000  # image/ref id = split_id * ID_STRIDE + index; annotatio
 DATASET = "scenes3d"
 MAX_ATTEMPTS = 2000
 BATCH = 16  # scenes rendered together (fastest on CPU at 128 px)
-CHUNK_PIXELS = 4 * 2**20  # iteration generates this many pixels' worth of samples at a time
+CHUNK_PIXELS = 2**20  # iteration generates this many pixels' worth of samples at a time (64 at 128 px)
 
 
 def sample_number(split: str, index: int) -> int:
