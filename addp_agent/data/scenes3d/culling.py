@@ -10,11 +10,14 @@ gets the exact test, so culling never changes a result.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from addp_agent.data.scenes3d.sampling import Scene, SceneObject
+
+SHAPE_CODES = {"sphere": 0, "cube": 1, "cylinder": 2, "cone": 3}
 
 _SIGNS = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
 _PAD = 1e-3
@@ -47,7 +50,8 @@ def _rects(scene: Scene, points: np.ndarray) -> np.ndarray:
 
 
 def object_rects(scenes: list[Scene], shadows: bool) -> np.ndarray:
-    """(R, 6) int64 rows [scene, object, x0, y0, x1, y1) (x1, y1 exclusive), one per object."""
+    """(R, 7) int64 rows [scene, object, x0, y0, x1, y1, shape code) (x1, y1 exclusive), one per object, ordered
+    by shape code (so each shape's pairs come out as one contiguous run)."""
     rows = []
     for b, scene in enumerate(scenes):
         points = corners(scene.objects)
@@ -56,18 +60,47 @@ def object_rects(scenes: list[Scene], shadows: bool) -> np.ndarray:
             floor = points - light * (points[..., 2:3] + _PAD) / light[2]
             points = np.concatenate([points, floor], axis=1)
         k = len(scene.objects)
-        rows.append(np.concatenate([np.full((k, 1), b), np.arange(k)[:, None], _rects(scene, points)], axis=1))
-    return np.concatenate(rows).astype(np.int64)
+        codes = np.array([SHAPE_CODES[o.shape] for o in scene.objects])[:, None]
+        rows.append(np.concatenate([np.full((k, 1), b), np.arange(k)[:, None], _rects(scene, points), codes], axis=1))
+    table = np.concatenate(rows).astype(np.int64)
+    return table[np.argsort(table[:, 6], kind="stable")]
 
 
-def rect_pairs(rects: np.ndarray, width: int, device: torch.device | str
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every (scene, flat pixel, object) triple inside the rectangles."""
+@dataclass
+class Pairs:
+    """(scene, flat pixel, object) triples; ``groups`` = (shape code, start, stop) runs covering them in order."""
+
+    scene: torch.Tensor
+    pixel: torch.Tensor
+    obj: torch.Tensor
+    groups: list[tuple[int, int, int]]
+
+    def subset(self, keep: torch.Tensor) -> Pairs:
+        """The pairs where ``keep`` is True (order, hence the shape runs, preserved)."""
+        groups, position = [], 0
+        for code, start, stop in self.groups:
+            count = int(keep[start:stop].sum())
+            if count:
+                groups.append((code, position, position + count))
+            position += count
+        return Pairs(self.scene[keep], self.pixel[keep], self.obj[keep], groups)
+
+
+def rect_pairs(rects: np.ndarray, width: int, device: torch.device | str) -> Pairs:
+    """Every (scene, flat pixel, object) triple inside the rectangles, grouped by shape."""
+    counts_np = (rects[:, 4] - rects[:, 2]) * (rects[:, 5] - rects[:, 3])
+    stops = np.cumsum(counts_np)
+    groups = []
+    for code in np.unique(rects[:, 6]):
+        rows = np.flatnonzero(rects[:, 6] == code)
+        start, stop = int(stops[rows[0]] - counts_np[rows[0]]), int(stops[rows[-1]])
+        if stop > start:
+            groups.append((int(code), start, stop))
     r = torch.as_tensor(rects, device=device)
-    w, h = r[:, 4] - r[:, 2], r[:, 5] - r[:, 3]
-    counts = w * h
+    w = r[:, 4] - r[:, 2]
+    counts = torch.as_tensor(counts_np, device=device)
     rid = torch.repeat_interleave(torch.arange(len(r), device=device), counts)
     local = torch.arange(rid.numel(), device=device) - (torch.cumsum(counts, 0) - counts)[rid]
     x = r[rid, 2] + local % w[rid]
     y = r[rid, 3] + torch.div(local, w[rid], rounding_mode="floor")
-    return r[rid, 0], y * width + x, r[rid, 1]
+    return Pairs(r[rid, 0], y * width + x, r[rid, 1], groups)

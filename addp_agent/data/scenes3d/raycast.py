@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from addp_agent.data.scenes3d.culling import SHAPE_CODES, Pairs
 from addp_agent.data.scenes3d.sampling import Scene
 
-SHAPE_CODES = {"sphere": 0, "cube": 1, "cylinder": 2, "cone": 3}
 # packed object columns
 CX, CY, CZ, SHAPE, RADIUS, HALF, COS, SIN, BOUND = range(9)
 FIELDS = 9
@@ -145,25 +145,22 @@ def _cone(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
 _SHAPES = (_sphere, _box, _cylinder, _cone)
 
 
-def intersect(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
-    """Exact first hit of rays ``o + t·d`` (components (M,)) with objects ``p`` (M, FIELDS): t (inf: miss) and
-    unit normals (components (M,))."""
-    t = torch.full_like(o[0], torch.inf)
-    n = [torch.zeros_like(o[0]) for _ in range(3)]
-    code = p[:, SHAPE]
-    for value, fn in enumerate(_SHAPES):
-        index = (code == value).nonzero().squeeze(1)
-        if index.numel() == 0:
-            continue
-        every = index.numel() == code.numel()
-        pick = (lambda c: c) if every else (lambda c, index=index: c[index])  # noqa: E731
-        t_s, n_s = fn(tuple(map(pick, o)), tuple(map(pick, d)), pick(p).T.contiguous())
-        if every:
-            return t_s, n_s
-        t[index] = t_s
-        for c in range(3):
-            n[c][index] = n_s[c]
-    return t, (n[0], n[1], n[2])
+def intersect(o: Vec, d: Vec, p: torch.Tensor, groups: list[tuple[int, int, int]]) -> tuple[torch.Tensor, Vec]:
+    """Exact first hit of rays ``o + t·d`` (components (M,)) with objects ``p`` (M, FIELDS), the pairs ordered by
+    shape in ``groups`` runs (code, start, stop): t (inf: miss) and unit normals (components (M,))."""
+    rows = p.T.contiguous()
+    ts, ns = [], []
+    for code, start, stop in groups:
+        part = slice(start, stop)
+        t, n = _SHAPES[code](tuple(c[part] for c in o), tuple(c[part] for c in d), rows[:, part])
+        ts.append(t)
+        ns.append(n)
+    if not ts:
+        empty = o[0][:0]
+        return empty, (empty, empty, empty)
+    if len(ts) == 1:
+        return ts[0], ns[0]
+    return torch.cat(ts), tuple(torch.cat([n[c] for n in ns]) for c in range(3))  # type: ignore[return-value]
 
 
 @dataclass
@@ -182,8 +179,7 @@ def _gather(components: Vec, flat: torch.Tensor) -> Vec:
     return tuple(c.reshape(-1)[flat] for c in components)  # type: ignore[return-value]
 
 
-def cast_primary(origin: torch.Tensor, rays: Vec, objects: torch.Tensor,
-                 pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> PrimaryHits:
+def cast_primary(origin: torch.Tensor, rays: Vec, objects: torch.Tensor, pairs: Pairs) -> PrimaryHits:
     """Nearest surface along every camera ray (components (B, P) with camera-z 1, so t is the z-depth).
 
     ``origin`` is (B, 3); ``pairs`` (scene, pixel, object) must include every pair whose ray can meet the object
@@ -191,10 +187,10 @@ def cast_primary(origin: torch.Tensor, rays: Vec, objects: torch.Tensor,
     """
     batch, pixels = rays[0].shape
     count = objects.shape[1]
-    b, pix, k = pairs
+    b, pix, k = pairs.scene, pairs.pixel, pairs.obj
     flat = b * pixels + pix
     t, n = intersect(tuple(origin[b, c] for c in range(3)), _gather(rays, flat),  # type: ignore[arg-type]
-                     objects.reshape(-1, FIELDS)[b * count + k])
+                     objects.reshape(-1, FIELDS)[b * count + k], pairs.groups)
     hit = torch.isfinite(t)
     coverage = torch.bincount((b * count + k)[hit], minlength=batch * count).view(batch, count)
     nearest = torch.full((batch * pixels,), torch.inf, dtype=t.dtype, device=t.device)
@@ -222,18 +218,17 @@ def cast_primary(origin: torch.Tensor, rays: Vec, objects: torch.Tensor,
 
 
 def cast_shadows(points: Vec, normals: Vec, light: torch.Tensor, objects: torch.Tensor, lit: torch.Tensor,
-                 pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+                 pairs: Pairs) -> torch.Tensor:
     """Which ``lit`` surface points (components (B, P)) have an object between them and the directional ``light``
     (B, 3). ``pairs`` (scene, pixel, object) must include every pixel the object can shade (see ``culling``)."""
     batch, pixels = lit.shape
     count = objects.shape[1]
-    b, pix, k = pairs
-    flat = b * pixels + pix
-    keep = lit.reshape(-1)[flat]
-    b, k, flat = b[keep], k[keep], flat[keep]
+    pairs = pairs.subset(lit.reshape(-1)[pairs.scene * pixels + pairs.pixel])
+    b, k = pairs.scene, pairs.obj
+    flat = b * pixels + pairs.pixel
     start = tuple(p + 1e-3 * n for p, n in zip(_gather(points, flat), _gather(normals, flat), strict=True))
     t, _ = intersect(start, tuple(light[b, c] for c in range(3)),  # type: ignore[arg-type]
-                     objects.reshape(-1, FIELDS)[b * count + k])
+                     objects.reshape(-1, FIELDS)[b * count + k], pairs.groups)
     shadow = torch.zeros(batch * pixels, dtype=torch.bool, device=lit.device)
     shadow[flat[torch.isfinite(t)]] = True
     return shadow.view(batch, pixels)
