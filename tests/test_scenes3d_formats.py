@@ -218,6 +218,8 @@ def test_cli_exports_every_format_and_stats_cover_them(data_cli, tmp_path, capsy
     (["--set", "max_objects=11"], "max_objects"),
     (["--set", "colour=red"], "bad Scenes-3D option 'colour=red'"),
     (["--set", "colors=red,gray"], "colors"),
+    (["--set", "min_objects=2", "--set", "max_objects=2"], "too few for relation"),
+    (["--set", "elevation_deg=10,20"], "horizon"),
     (["--dataset-name", "../x"], "bad --dataset-name"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(data_cli, tmp_path, capsys, args, message):

@@ -73,6 +73,12 @@ class ScenesConfig(BaseModel):
         if (set(weights) - set(FAMILIES) or any(w < 0 for w in weights.values())
                 or sum(weights.values()) <= 0):
             raise ValueError(f"family_weights needs non-negative weights over {list(FAMILIES)} with a positive sum")
+        needs = {"relation": 3, "chained": 3}  # objects a family needs: an anchor plus two its words fit
+        short = [f for f, w in weights.items() if w > 0 and self.max_objects < needs.get(f, 2)]
+        if self.mode == "generalized" and self.multi_rate > 0 and self.max_objects < 4 and weights.get("relation", 0):
+            short.append("relation (several targets)")
+        if short:
+            raise ValueError(f"max_objects {self.max_objects} is too few for {', '.join(short)}")
         if self.multi_rate + self.empty_rate > 1.0:
             raise ValueError("multi_rate + empty_rate must be at most 1")
         for name in ("elevation_deg", "distance"):

@@ -82,8 +82,8 @@ class _Draft:
             if expression is not None and evaluate(expression.program, facts) == sorted(expression.targets):
                 self.scene, self.facts, self.expression = scene, facts, expression
                 return
-        raise RuntimeError(f"no {self.family} expression ({self.want} target) for {self.split}/{self.index} "
-                           f"(seed {self.seed}) in {MAX_ATTEMPTS} scenes: loosen the Scenes-3D settings")
+        raise UserError(f"no {self.family} expression ({self.want} target) for {self.split}/{self.index} "
+                        f"(seed {self.seed}) in {MAX_ATTEMPTS} scenes: loosen the Scenes-3D settings")
 
 
 def _want(rng: random.Random, cfg: ScenesConfig) -> str:
