@@ -1,13 +1,14 @@
 """Vectorised ray casting of sphere, yawed cube, vertical cylinder and cone over a ground plane, in torch.
 
 A batch of scenes is packed into one (B, K, F) tensor. The (ray, object) pairs inside each object's conservative
-screen rectangle (``culling``) get the exact intersection. Only element-wise
-arithmetic (no reductions over varying shapes, no transcendental functions) touches a pair, and per-pixel choices use
-order-independent ``amin``/``amax`` scatters, so a scene renders to the same bits whatever shares its batch.
+screen rectangle (``culling``) get the exact intersection. Only element-wise arithmetic (no reductions over varying
+shapes, no transcendental functions) touches a pair, and per-pixel choices use order-independent ``amin``/``amax``
+scatters, so a scene renders to the same bits whatever shares its batch.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,23 +17,21 @@ from addp_agent.data.scenes3d.culling import SHAPE_CODES, Pairs
 from addp_agent.data.scenes3d.sampling import Scene
 
 # packed object columns
-CX, CY, CZ, SHAPE, RADIUS, HALF, COS, SIN, BOUND = range(9)
-FIELDS = 9
+CX, CY, CZ, SHAPE, RADIUS, HALF, COS, SIN = range(8)
+FIELDS = 8
 EPS = 1e-4  # smallest accepted ray parameter (metres along a camera ray of unit camera-z)
 
 Vec = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def pack_objects(scenes: list[Scene], device: torch.device | str = "cpu") -> torch.Tensor:
-    """(B, K, FIELDS) float32; padding rows have a negative bound radius and are never hit."""
-    import math
-
+    """(B, K, FIELDS) float32 (padding rows are zeros: no pair refers to them)."""
     width = max(len(s.objects) for s in scenes)
     rows = []
     for scene in scenes:
         row = [[o.x, o.y, o.half_height, SHAPE_CODES[o.shape], o.radius, o.half_height, math.cos(o.yaw),
-                math.sin(o.yaw), o.bound_radius * 1.001 + 1e-3] for o in scene.objects]
-        rows.append(row + [[0.0] * (FIELDS - 1) + [-1.0]] * (width - len(row)))
+                math.sin(o.yaw)] for o in scene.objects]
+        rows.append(row + [[0.0] * FIELDS] * (width - len(row)))
     return torch.tensor(rows, dtype=torch.float64, device=device).float()
 
 
@@ -125,7 +124,8 @@ def _cone(o: Vec, d: Vec, p: torch.Tensor) -> tuple[torch.Tensor, Vec]:
     """Apex up at the top of the bounding box, base disc on the ground."""
     r, half = p[RADIUS], p[HALF]
     w = (o[0] - p[CX], o[1] - p[CY], o[2] - p[CZ] - half)  # relative to the apex
-    k2 = (r / (2 * half)) ** 2
+    slope = r / (2 * half)
+    k2 = slope * slope
     a = d[0] * d[0] + d[1] * d[1] - k2 * d[2] * d[2]
     a = torch.where(a.abs() < 1e-9, torch.where(a >= 0, 1e-9, -1e-9), a)
     b = w[0] * d[0] + w[1] * d[1] - k2 * w[2] * d[2]
