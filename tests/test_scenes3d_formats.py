@@ -256,3 +256,35 @@ def test_shapes_refer_export_decodes_the_official_way(tmp_path):
         assert np.array_equal(official_get_mask(anns[ref["ann_id"]], images[ref["image_id"]]),
                               sample.mask.astype(np.uint8))
     assert (tmp_path / "images" / "mscoco" / "images" / "train2014" / refs[0]["file_name"]).is_file()
+
+
+def test_loaders_name_the_file_on_bad_input(sets, tmp_path):
+    from addp_agent.errors import DataError
+
+    samples = sets["generalized"][:4]
+    export_grefs(samples, tmp_path, "test")
+    export_clevr_ref(samples, tmp_path, "test")
+    with pytest.raises(DataError, match=r"no refs in split 'val'"):
+        GRefDataset(tmp_path, "scenes3d", "unc", "val")
+    with pytest.raises(DataError, match="clevr_ref\\+_val_scenes.json: file not found"):
+        ClevrRefDataset(tmp_path, "val")
+    scenes_path = tmp_path / "scenes" / "clevr_ref+_test_scenes.json"
+    document = json.loads(scenes_path.read_text())
+    document["scenes"][0]["obj_mask"]["1"] = "5,5"  # does not cover the image
+    scenes_path.write_text(json.dumps(document))
+    with pytest.raises(DataError, match="object 1: bad obj_mask"):
+        list(ClevrRefDataset(tmp_path, "test"))
+    refs_path = tmp_path / "scenes3d" / "grefs(unc).json"
+    refs = json.loads(refs_path.read_text())
+    refs[0]["ann_id"] = [123456789]
+    refs_path.write_text(json.dumps(refs))
+    with pytest.raises(DataError, match="points nowhere"):
+        list(GRefDataset(tmp_path, "scenes3d", "unc", "test"))
+    refs_path.write_text("[{")
+    with pytest.raises(DataError, match="malformed JSON"):
+        GRefDataset(tmp_path, "scenes3d", "unc", "test")
+    (tmp_path / "images" / "scenes3d" / f"{samples[1].sample_id}.png").unlink()
+    export_cris(samples, tmp_path / "c", "test")
+    (tmp_path / "c" / "images" / "scenes3d" / f"{samples[1].sample_id}.png").unlink()
+    loaded = CrisDataset(tmp_path / "c", "scenes3d", "test", skip_bad=True)
+    assert len(list(loaded)) == 3 and loaded.skipped["missing image"] == 1
