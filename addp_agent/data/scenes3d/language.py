@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "large": ("large", "big"), "small": ("small", "tiny"), "medium": ("medium-sized", "mid-sized"),
+    "large": ("large", "big"), "small": ("small", "tiny"), "medium": ("medium", "midsize"),
     "metal": ("metal", "metallic", "shiny"), "rubber": ("rubber", "matte"),
     "sphere": ("sphere", "ball"), "cube": ("cube", "block"), "cylinder": ("cylinder",), "cone": ("cone",),
     "object": ("object", "thing"),
