@@ -63,3 +63,15 @@ def test_cpu_benchmark_stock_with_the_gpu_fast_path_configuration(tmp_path):
     check_suite(latent, fast_compiled=True)
     assert latent["baseline"] == "diffusers StableDiffusionInstructPix2PixPipeline"
     assert latent["fast_path"]["buckets"] and latent["fast_path"]["channels_last"]
+
+
+def test_scenes3d_benchmark_reports_every_case(tmp_path):
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.scenes3d import main
+
+    report = main(["--device", "cpu", "--n", "4", "--size", "64", "--repeats", "1", "--json", str(tmp_path / "s.json")])
+    assert set(report["cases"]) == {"render_one_by_one", "render_batched", "samples", "bulk_2_workers"}
+    assert all(row["per_s_median"] > 0 and len(row["seconds"]) == 1 for row in report["cases"].values())
+    assert report["cases"]["render_one_by_one"]["speedup_vs_one_by_one"] == 1.0
+    assert json.loads((tmp_path / "s.json").read_text())["n"] == 4

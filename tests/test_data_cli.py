@@ -69,7 +69,7 @@ def test_shapes_bad_options_exit_2(tmp_path, capsys, args: list[str], message: s
 def test_stats_errors_exit_2(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main(["data", "stats", str(tmp_path)])
-    assert exit_.value.code == 2 and "no Shapes-Ref export found" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "no Shapes-Ref / Scenes-3D export found" in capsys.readouterr().err
     (tmp_path / "anns" / "shapes").mkdir(parents=True)
     (tmp_path / "anns" / "shapes" / "val.json").write_text("[{")
     with pytest.raises(SystemExit) as exit_:

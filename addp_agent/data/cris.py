@@ -3,7 +3,8 @@
 Each ref record is ``{bbox, cat, segment_id, img_name, sentences: [{idx, sent_id, sent}], sentences_num}``
 (CRIS ``tools/data_process.py``). Exported Shapes-Ref adds ``image_id``, ``family``, ``program``,
 ``confusable``, ``distractors`` (indices into ``others``), ``others`` ([{instance_id, name, rle}]) and
-``meta``. Real CRIS data has no other instances, so ``others`` is empty there.
+``meta``; exported Scenes-3D also ``n_targets`` (0: no target, the mask is empty; > 1: the mask is the union),
+``targets`` (like ``others``) and ``caption``. Real CRIS data has no other instances, so ``others`` is empty there.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class CrisDataset(RefSamples):
                           f"{self.image_dir / img_name} is {image.shape[0]}x{image.shape[1]}")
             return
         others = [self._other(o, image.shape[:2]) for o in ref.get("others", [])]
+        target_masks = [self._other(t, image.shape[:2]).mask for t in ref.get("targets", [])]
         meta = ref.get("meta") or {"dataset": self.dataset, "split": self.split, "cat": ref.get("cat"),
                                    "img_name": img_name}
         for sent in sentences:
@@ -76,6 +78,7 @@ class CrisDataset(RefSamples):
                 image_id=str(ref.get("image_id", Path(img_name).stem)), ref_id=str(segment_id), others=others,
                 distractors=list(ref.get("distractors", [])), family=str(ref.get("family", "")),
                 program=ref.get("program"), confusable=bool(ref.get("confusable", False)), meta=meta,
+                n_targets=int(ref.get("n_targets", 1)), target_masks=target_masks, caption=str(ref.get("caption", "")),
             )
 
     def _other(self, other: dict[str, Any], shape: tuple[int, int]) -> Instance:

@@ -73,20 +73,30 @@ def skip_or_raise(skipped: Counter | None, reason: str, message: str) -> None:
 
 
 def ann_mask(ann: dict[str, Any], height: int, width: int, source: str) -> np.ndarray:
-    """Decode a COCO annotation's polygons or RLE at the image size; a size mismatch is an error."""
+    """Decode a COCO annotation's polygons, RLE dict or list of RLE dicts at the image size (a size mismatch is an
+    error); several parts are merged."""
     seg = ann.get("segmentation")
+    if isinstance(seg, list) and seg and all(isinstance(part, dict) for part in seg):
+        mask = np.zeros((height, width), dtype=bool)
+        for part in seg:
+            mask |= _rle_mask(ann, part, height, width, source)
+        return mask
     if isinstance(seg, list):
         return polygons_to_mask(seg, height, width)
     if isinstance(seg, dict):
-        size = [int(v) for v in seg.get("size", [])]
-        if size != [height, width]:
-            raise DataError(f"{source}: annotation {ann.get('id')} mask size {size} disagrees with the image "
-                            f"size {[height, width]}")
-        try:
-            return decode_rle(seg)
-        except ValueError as error:
-            raise DataError(f"{source}: annotation {ann.get('id')}: {error}") from None
+        return _rle_mask(ann, seg, height, width, source)
     raise DataError(f"{source}: annotation {ann.get('id')} has no polygon or RLE segmentation")
+
+
+def _rle_mask(ann: dict[str, Any], rle: dict[str, Any], height: int, width: int, source: str) -> np.ndarray:
+    size = [int(v) for v in rle.get("size", [])]
+    if size != [height, width]:
+        raise DataError(f"{source}: annotation {ann.get('id')} mask size {size} disagrees with the image "
+                        f"size {[height, width]}")
+    try:
+        return decode_rle(rle)
+    except ValueError as error:
+        raise DataError(f"{source}: annotation {ann.get('id')}: {error}") from None
 
 
 class RefSamples:
@@ -182,6 +192,7 @@ class ReferDataset(RefSamples):
                 image_id=str(ref["image_id"]), ref_id=str(ref_id), others=others,
                 distractors=list(distractors), family=str(ref.get("family", "")), program=ref.get("program"),
                 confusable=bool(ref.get("confusable", bool(distractors))), meta=meta,
+                caption=str(ref.get("caption", "")),
             )
 
 

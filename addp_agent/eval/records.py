@@ -24,8 +24,10 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str = Field(description="shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], refer:<root>:<dataset>:<splitBy> "
-                                  "or cris:<root>:<dataset>.")
+    data: str = Field(description="shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], "
+                                  "scenes-gen:<n>[:<seed>[:<size>[:<preset>[:<mode>]]]], scenes:<dir>, "
+                                  "refer:<root>:<dataset>:<splitBy>, cris:<root>:<dataset>, grefcoco:<root>, "
+                                  "clevr-ref:<root>.")
     split: str = "val"
     model: str | None = Field(None, description="Model folder or hub id (default: the bundled model).")
     critic: CriticName = Field("simulated", description="simulated | vlm | paper | none.")

@@ -15,8 +15,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     out: Path = Field(description="Run folder: checkpoints/, log.jsonl, model/ (EMA pipeline); a run there resumes.")
-    data: str = Field("shapes", description="'shapes' (generated in memory) or a loader spec: cris:ROOT:DATASET, "
-                                            "refer:ROOT:DATASET:SPLITBY, shapes:DIR")
+    data: str = Field("shapes", description="'shapes' or scenes-gen:N:SEED:SIZE[:PRESET[:MODE]][:KNOB=VALUE] "
+                                            "(generated in memory) or a loader spec: cris:ROOT:DATASET, "
+                                            "refer:ROOT:DATASET:SPLITBY, shapes:DIR, scenes:DIR")
     split: str = Field("train", description="Split of the source to train on.")
     val_split: str = Field("val", description="Split of the source to validate on.")
     n_train: int = Field(50_000, description="Training samples (generated, or the first N of a source).")
@@ -37,8 +38,10 @@ class TrainConfig(BaseModel):
                                                               "and time runs out first.")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="no | bf16 | fp16 (autocast; fp32 "
                                                                              "master weights).")
-    data_cache: Path | None = Field(None, description="Generated Shapes-Ref is kept in this file and reused.")
-    data_workers: int = Field(0, ge=0, description="Processes generating Shapes-Ref (0: automatic).")
+    data_cache: Path | None = Field(None, description="Generated Shapes-Ref / Scenes-3D is kept in this file "
+                                                                   "and reused.")
+    data_workers: int = Field(0, ge=0, description="Processes generating Shapes-Ref / Scenes-3D "
+                                                               "(0: automatic).")
     data_device: Literal["auto", "cpu"] = Field("auto", description="auto: keep the training set, its augmentation "
                                                                      "and the noise on the GPU when it fits (< 8 GiB) "
                                                                      "| cpu: batches are built on the CPU.")

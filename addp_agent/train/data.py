@@ -111,10 +111,8 @@ def generate_shapes(split: str, n: int, seed: int, size: int, workers: int = 0
             [text for p in parts for text in p[2]])
 
 
-def cached_shapes(split: str, n: int, seed: int, size: int, cache: Path | None = None, workers: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """:func:`generate_shapes`, kept in ``cache`` (torch file) and reused when its n/seed/split/size match."""
-    meta = {"dataset": "shapes-ref", "split": split, "n": n, "seed": seed, "size": size}
+def _cached(meta: dict, make, cache: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``make()``'s arrays, kept in ``cache`` (torch file) and reused when the stored ``meta`` matches."""
     if cache is not None and Path(cache).is_file():
         try:
             stored = torch.load(cache, weights_only=True)
@@ -122,7 +120,7 @@ def cached_shapes(split: str, n: int, seed: int, size: int, cache: Path | None =
             stored = None
         if isinstance(stored, dict) and stored.get("meta") == meta:
             return stored["images"].numpy(), stored["masks"].numpy(), list(stored["expressions"])
-    images, masks, texts = generate_shapes(split, n, seed, size, workers)
+    images, masks, texts = make()
     if cache is not None:
         cache = Path(cache)
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -133,12 +131,38 @@ def cached_shapes(split: str, n: int, seed: int, size: int, cache: Path | None =
     return images, masks, texts
 
 
+def cached_shapes(split: str, n: int, seed: int, size: int, cache: Path | None = None, workers: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:func:`generate_shapes`, kept in ``cache`` (torch file) and reused when its n/seed/split/size match."""
+    meta = {"dataset": "shapes-ref", "split": split, "n": n, "seed": seed, "size": size}
+    return _cached(meta, lambda: generate_shapes(split, n, seed, size, workers), cache)
+
+
+def cached_scenes(spec: str, split: str, n_train: int, size: int, cache: Path | None = None, workers: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Scenes-3D training arrays for a ``scenes-gen:`` spec (at most ``n_train`` samples when it is set), at
+    ``size``, generated in parallel processes and kept in ``cache``."""
+    from addp_agent.data.scenes3d import parse_spec
+    from addp_agent.data.scenes3d.bulk import generate_arrays
+
+    n, seed, config = parse_spec(spec.partition(":")[2])
+    n = min(n, n_train) if n_train else n
+    meta = {"dataset": "scenes3d", "split": split, "n": n, "seed": seed, "size": size,
+            "config": config.model_dump(mode="json")}
+    return _cached(meta, lambda: generate_arrays(split, n, seed, config, size, workers), cache)
+
+
 def load_training_data(config: TrainConfig, pipe: ADDPPipeline) -> TrainingData:
-    """Generate Shapes-Ref in memory (``data='shapes'``, optionally cached) or read a loader spec."""
+    """Generate Shapes-Ref (``data='shapes'``) or Scenes-3D (``scenes-gen:…``) in memory in parallel processes,
+    optionally cached, or read a loader spec."""
     size = pipe.resolution
     if config.data == "shapes":
         images, masks, texts = cached_shapes(config.split, config.n_train, config.data_seed, size,
                                              config.data_cache, config.data_workers)
+        return from_arrays(images, masks, texts, pipe.tokenizer)
+    if config.data.startswith("scenes-gen:"):
+        images, masks, texts = cached_scenes(config.data, config.split, config.n_train, size, config.data_cache,
+                                             config.data_workers)
         return from_arrays(images, masks, texts, pipe.tokenizer)
     from addp_agent.data.sources import load_source
 
