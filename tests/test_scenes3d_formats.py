@@ -167,7 +167,7 @@ def test_depth_layout(tmp_path):
 
 @pytest.fixture()
 def data_cli(monkeypatch):
-    monkeypatch.setattr(cli, "_register", lambda: importlib.import_module("addp_agent.cli.data"))
+    monkeypatch.setattr(cli, "_register", lambda: importlib.import_module("addp_agent.cli.data_scenes"))
 
     def run(args: list[str]) -> None:
         try:

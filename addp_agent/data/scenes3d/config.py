@@ -97,7 +97,9 @@ class ScenesConfig(BaseModel):
 
 
 _PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
+    # closer camera, smaller floor: objects at least ~100 px at 128 px, so a small pixel-space model can reach
+    # mIoU ≥ 0.9 (measured on 200 val samples: target area p10 119 px, median 322 px; base settings p10 76 px)
+    "default": {"distance": (10.5, 13.0), "area": 2.8, "min_visible_px": 100},
     "hard": {
         "min_objects": 4, "max_objects": 10, "sizes": ("small", "medium", "large"), "lookalike": 0.6,
         "min_visible_px": 20, "min_visible_fraction": 0.2, "relation_margin": 0.25, "image_margin": 0.015,
