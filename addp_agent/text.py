@@ -6,8 +6,7 @@ import unicodedata
 from collections.abc import Iterable
 
 from addp_agent.errors import UserError
-
-MAX_CORRECTION_CHARS = 200
+from addp_agent.limits import MAX_CORRECTION_CHARS
 
 
 def clean_text(text: str, what: str = "expression", max_chars: int | None = None) -> str:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from addp_agent.limits import DEFAULT_THRESHOLD
+
 PAINT_RGB = np.array([255.0, 0.0, 0.0], dtype=np.float32)
-DEFAULT_THRESHOLD = 50.0  # official evaluate.py: RGB Euclidean distance to (255, 0, 0) < 50
 
 
 @dataclass

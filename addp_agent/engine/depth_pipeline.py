@@ -327,6 +327,10 @@ class DepthPipeline(DiffusionPipeline):
                     output_type: str, output_uncertainty: bool, latents, generator, ensembling_kwargs) -> None:
         if steps < 1:
             raise UserError(f"num_inference_steps must be ≥ 1, got {steps}")
+        trained = int(self.scheduler.config.get("num_train_timesteps", steps))
+        if steps > trained:
+            raise UserError(f"num_inference_steps: this model's scheduler has {trained} timesteps, so at most "
+                            f"{trained} steps; got {steps}")
         if ensemble_size < 1:
             raise UserError(f"ensemble_size must be ≥ 1, got {ensemble_size}")
         if output_uncertainty and ensemble_size == 1:

@@ -29,6 +29,7 @@ from addp_agent.engine.outputs import ADDPPipelineOutput, SegmentationResult, Tr
 from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch, Generator
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
+from addp_agent.limits import MAX_STEPS, check_sampler_settings, check_threshold
 from addp_agent.text import clean_corrections, clean_text
 
 CORRECTION_MODES: tuple[str, ...] = ("additive", "replace")
@@ -149,10 +150,11 @@ class ADDPPipeline(DiffusionPipeline):
         """Something to denoise (prompts and images, their encodings, or a state to resume) and valid settings."""
         if state is None and encoded is None and (prompt is None or image is None):
             raise UserError("give `prompt` and `image` (or `encoded=`, or `state=` to resume)")
-        if settings["num_inference_steps"] < 1:
-            raise UserError(f"num_inference_steps must be ≥ 1, got {settings['num_inference_steps']}")
-        if settings["correction_mode"] not in CORRECTION_MODES:
-            raise UserError(f"correction_mode must be 'additive' or 'replace', got {settings['correction_mode']!r}")
+        check_sampler_settings(settings)  # the bounds the CLI and the tools use (addp_agent.limits)
+        trained = int(self.scheduler.config.get("num_train_timesteps", MAX_STEPS))
+        if settings["num_inference_steps"] > trained:
+            raise UserError(f"num_inference_steps: this model's scheduler has {trained} timesteps, so at most "
+                            f"{trained} steps; got {settings['num_inference_steps']}")
 
     def resolve_settings(self, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                          image_guidance_scale: float | None = None, correction_scale: float | None = None,
@@ -325,6 +327,7 @@ class ADDPPipeline(DiffusionPipeline):
         settings = self.resolve_settings(num_inference_steps, guidance_scale, image_guidance_scale,
                                          correction_scale, correction_mode, resume=state)
         self.check_inputs(prompt, image, encoded, state, settings)
+        check_threshold(threshold)
         steps = settings["num_inference_steps"]
 
         # 2. Encode the prompts and images (once per session: `encoded=` and `state=` bring them)

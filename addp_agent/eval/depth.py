@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from addp_agent.depth_metrics import DEPTH_KEYS, DepthMetrics, evaluate_depth
 from addp_agent.errors import UserError
+from addp_agent.limits import Seed, Steps
+from addp_agent.outputs_io import check_output_folder
 
 
 class DepthEvalConfig(BaseModel):
@@ -34,10 +36,10 @@ class DepthEvalConfig(BaseModel):
     data: str
     split: str = "test"
     model: str | None = None
-    steps: int | None = Field(None, ge=1, description="Denoising steps (default: the model's).")
+    steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")
     ensemble: int = Field(1, ge=1, description="Ensemble size (Marigold's paper protocol: 10).")
     processing_resolution: int | None = Field(None, ge=0, description="0: native; default: the model's.")
-    seed: int = 0
+    seed: Seed = 0
     limit: int | None = Field(None, ge=1)
     alignment_max_res: int | None = Field(None, ge=1, description="Fit scale/shift on a downsample (ETH3D: 1024).")
     curve_n: int = Field(32, ge=0, description="Samples whose x̂₀ is scored after every step (0: no curve).")
@@ -85,8 +87,10 @@ class GalleryItem:
 
 
 def check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+    """``out`` can take a depth run: writable, and new, empty or holding an earlier depth run."""
+    from addp_agent.eval.depth_report import DEPTH_EVAL_FILES
+
+    check_output_folder(out, DEPTH_EVAL_FILES, "addp eval --task depth")
 
 
 @torch.no_grad()

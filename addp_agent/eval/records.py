@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from addp_agent.errors import UserError
+from addp_agent.limits import Seed, Steps
 
 CriticName = Literal["simulated", "vlm", "paper", "none"]
 CRITICS: tuple[str, ...] = ("simulated", "vlm", "paper", "none")
@@ -32,10 +33,10 @@ class EvalConfig(BaseModel):
     model: str | None = Field(None, description="Model folder or hub id (default: the bundled model).")
     critic: CriticName = Field("simulated", description="simulated | vlm | paper | none.")
     max_rounds: int = Field(3, ge=1)
-    steps: int | None = Field(None, ge=1, description="Denoising steps (default: the model's).")
+    steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")
     limit: int | None = Field(None, ge=1, description="Evaluate the first K samples.")
     batch_size: int = Field(8, ge=1, description="Samples per round-1 pipeline call.")
-    seed: int = 0
+    seed: Seed = 0
     accept_iou: float = Field(0.9, gt=0.0, le=1.0, description="The simulated critic accepts masks with IoU ≥ this.")
     strict: bool = Field(False, description="Fail on the first unreadable sample instead of skipping it.")
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from addp_agent.limits import Correction, Corrections, Expression, Seed, Steps
+
 MASK_ID_PATTERN = r"^m-[0-9a-f]{12}-r[0-9]{1,3}$"
+SERVER_MAX_STEPS = 100  # a tool call's cost bound (the command line allows up to limits.MAX_STEPS)
 MaskFormat = Literal["rle", "png", "polygon"]
 
 
@@ -20,25 +23,26 @@ class SegmentArgs(_Args):
     image: str = Field(max_length=40_000_000, description=(
         "The image: a file path under a folder the server allows, a data URL (data:image/png;base64,...), plain "
         "base64 image bytes, or an http(s) URL if the server allows URLs."))
-    expression: str = Field(min_length=1, max_length=300, description=(
+    expression: Expression = Field(description=(
         "Referring expression naming exactly one object, e.g. 'the red square left of the circle'."))
-    corrections: list[str] | None = Field(default=None, max_length=8, description=(
+    corrections: Corrections | None = Field(default=None, description=(
         "Correctional (negative) prompts from the start: things the mask must not cover, e.g. "
         "['the child on her lap']. null for none."))
-    max_rounds: int | None = Field(default=None, ge=1, le=5, description=(
+    max_rounds: Annotated[int, Field(strict=True, ge=1, le=5)] | None = Field(default=None, description=(
         "Rounds with the server's critic (critic='vlm'); default 1."))
     critic: Literal["none", "vlm"] | None = Field(default=None, description=(
         "'vlm': the server's vision-language critic reviews each round and adds corrections; 'none' (default): "
         "one round, you review it and call refine."))
-    steps: int | None = Field(default=None, ge=1, le=100, description="Denoising steps; null for the model default.")
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="Random seed; null for 0.")
+    steps: Annotated[Steps, Field(le=SERVER_MAX_STEPS)] | None = Field(default=None, description=(
+        "Denoising steps; null for the model default."))
+    seed: Seed | None = Field(default=None, description="Random seed; null for 0.")
 
 
 class RefineArgs(_Args):
     """Run one more round on a mask, adding a correctional prompt naming what was wrongly segmented."""
 
     mask_id: str = Field(pattern=MASK_ID_PATTERN, description="mask_id returned by segment or refine.")
-    correction: str = Field(min_length=1, max_length=200, description=(
+    correction: Correction = Field(description=(
         "What the mask wrongly covers or what may confuse it, as a short noun phrase, e.g. 'the blue circle'. "
         "Never the target itself."))
 

@@ -7,29 +7,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from addp_agent.limits import Seed, Steps
 from addp_agent.models.config import PixelModelConfig
 
 
 class TrainConfig(BaseModel):
     """Everything one training run needs; saved as ``train_config.json`` next to the checkpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     out: Path = Field(description="Run folder: checkpoints/, log.jsonl, model/ (EMA pipeline); a run there resumes.")
     data: str = Field("shapes", description="'shapes' or scenes-gen:N:SEED:SIZE[:PRESET[:MODE]][:KNOB=VALUE] "
                                             "(generated in memory) or a loader spec: cris:ROOT:DATASET, "
                                             "refer:ROOT:DATASET:SPLITBY, shapes:DIR, scenes:DIR")
     split: str = Field("train", description="Split of the source to train on.")
     val_split: str = Field("val", description="Split of the source to validate on.")
-    n_train: int = Field(50_000, description="Training samples (generated, or the first N of a source).")
-    data_seed: int = Field(0, description="Shapes-Ref seed (val/test are disjoint seed streams).")
+    n_train: int = Field(50_000, ge=1, description="Training samples (generated, or the first N of a source).")
+    data_seed: Seed = Field(0, description="Shapes-Ref seed (val/test are disjoint seed streams).")
     model: PixelModelConfig = PixelModelConfig()
     init_from: str | None = Field(None, description="Fine-tune this pipeline (path or hub id) instead of a new model.")
     train_text_encoder: bool = Field(True, description="Train the text encoder with the UNet.")
-    steps: int = Field(10_000, description="Optimisation steps.")
-    batch_size: int = 32
-    lr: float = Field(3e-4, description="Peak learning rate (AdamW).")
-    weight_decay: float = 1e-2
-    warmup_steps: int = Field(200, description="Linear lr warm-up steps.")
+    steps: int = Field(10_000, ge=1, description="Optimisation steps.")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(3e-4, gt=0.0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(1e-2, ge=0.0)
+    warmup_steps: int = Field(200, ge=0, description="Linear lr warm-up steps.")
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="constant | cosine (to "
                                                                                "--min-lr-ratio × lr).")
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="Cosine schedule: final lr / peak lr.")
@@ -45,21 +46,22 @@ class TrainConfig(BaseModel):
     data_device: Literal["auto", "cpu"] = Field("auto", description="auto: keep the training set, its augmentation "
                                                                      "and the noise on the GPU when it fits (< 8 GiB) "
                                                                      "| cpu: batches are built on the CPU.")
-    max_grad_norm: float = 1.0
-    ema_decay: float = 0.999
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     timesteps: str = Field("ris", description="Timestep sampler: uniform | ris | depth | analytic | estimated.")
     timesteps_file: Path | None = Field(None, description="c_t file for --timesteps estimated "
                                                           "(addp analyze-timesteps).")
     augment: bool = Field(True, description="Diffusion-tailored ground-truth augmentation.")
-    augment_intensity: float = 0.2
+    augment_intensity: float = Field(0.2, ge=0.0)
     paint_weight: float = Field(1.0, ge=1.0, description="Loss weight of the referent's pixels relative to the rest "
                                                         "(1 = plain MSE, the paper's objective).")
     parameterization: Literal["sample", "epsilon"] = Field("sample", description="sample (x₀, the official RIS "
                                                                                  "code) | epsilon")
-    cfg_dropout: float = Field(0.05, description="Chance of dropping the text, the image, or both, per sample.")
-    val_every: int = Field(1000, description="Steps between validations (0: none).")
-    val_n: int = Field(128, description="Validation samples.")
-    val_steps: int = Field(10, description="Denoising steps at validation (and the exported model's default).")
-    checkpoint_every: int = 1000
-    log_every: int = Field(50, description="Steps between log.jsonl rows (loss, lr, steps/s).")
-    seed: int = 0
+    cfg_dropout: float = Field(0.05, ge=0.0, le=1.0, description="Chance of dropping the text, the image, or both, "
+                                                                 "per sample.")
+    val_every: int = Field(1000, ge=0, description="Steps between validations (0: none).")
+    val_n: int = Field(128, ge=1, description="Validation samples.")
+    val_steps: Steps = Field(10, description="Denoising steps at validation (and the exported model's default).")
+    checkpoint_every: int = Field(1000, ge=1)
+    log_every: int = Field(50, ge=1, description="Steps between log.jsonl rows (loss, lr, steps/s).")
+    seed: Seed = 0

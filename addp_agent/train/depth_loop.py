@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from addp_agent.errors import UserError
+from addp_agent.limits import Seed
 from addp_agent.models.depth_build import PixelDepthModelConfig
 from addp_agent.train.checkpoints import latest_checkpoint, save_checkpoint
 from addp_agent.train.depth_data import DepthTrainingData, load_depth_training_data
@@ -56,7 +57,7 @@ class DepthTrainConfig(BaseModel):
     final_lr_ratio: float = Field(0.01, gt=0, le=1)
     max_minutes: float | None = Field(None, gt=0)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = Field(1.0, gt=0.0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     timesteps: str = Field("depth", description="uniform | ris | depth | analytic | estimated")
     timesteps_file: Path | None = None
@@ -71,7 +72,7 @@ class DepthTrainConfig(BaseModel):
     val_steps: int | None = Field(None, ge=1, description="Denoising steps for validation (default: the model's).")
     checkpoint_every: int = Field(1000, ge=1)
     log_every: int = Field(50, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class TrainingDiverged(UserError):
