@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from addp_agent.devices import resolve_device
 from addp_agent.errors import ModelLoadError, UserError
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "shapes_ref_small"
@@ -81,9 +82,7 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
         if not path.exists():
             raise ModelLoadError(f"{path}: model path does not exist")
         _check_folder(path)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = resolve_device(device)
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     try:
@@ -165,9 +164,7 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
         if not path.exists():
             raise ModelLoadError(f"{path}: model path does not exist")
         _check_depth_folder(path)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = resolve_device(device)
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     try:
