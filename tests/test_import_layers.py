@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "addp_agent"
 # Bottom to top. A unit imports only from its own unit and from lower layers; units of one layer are independent.
 LAYERS: list[set[str]] = [
     {"errors", "masks", "strict_schema"},  # plain helpers, no addp_agent imports but errors
+    {"limits", "devices", "outputs_io"},  # bounds on user input, device names, writable and atomic output sets
     {"text", "images", "metrics", "depth_metrics", "extras"},  # user text, images, mask and depth scores, extras
     {"data"},  # data sets and the sample types
     {"engine"},  # the diffusion pipeline and what it returns
