@@ -21,6 +21,10 @@ class DataError(UserError):
     """A data set, annotation file, image or mask that cannot be read."""
 
 
+class SplitError(DataError):
+    """A ``--split`` the data source does not have; the message names the splits it has."""
+
+
 def validation_message(error: ValidationError, name: Callable[[str], str] = str, limit: int = 5) -> str:
     """A pydantic validation error as one line, ``field: problem; …``.
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from addp_agent.data.refer import RefSamples, read_image, read_json, skip_or_raise
 from addp_agent.data.sample import Instance, RISSample
-from addp_agent.errors import DataError
+from addp_agent.errors import DataError, SplitError
 
 
 def encode_mask(mask: np.ndarray) -> str:
@@ -59,7 +59,10 @@ class ClevrRefDataset(RefSamples):
         self.skipped: Counter | None = Counter() if skip_bad else None
         for path in (self.scenes_path, self.refexps_path):
             if not path.is_file():
-                raise DataError(f"{path}: file not found (CLEVR-Ref+ split {split!r})")
+                present = sorted(p.name[len("clevr_ref+_"):-len("_refexps.json")]
+                                 for p in (self.root / "refexps").glob("clevr_ref+_*_refexps.json"))
+                raise SplitError(f"{path}: file not found: no CLEVR-Ref+ split {split!r} here (splits present: "
+                                 f"{present})")
         try:
             self.scenes = {int(s["image_index"]): s for s in read_json(self.scenes_path)["scenes"]}
             self.refs = list(read_json(self.refexps_path)["refexps"])

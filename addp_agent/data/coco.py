@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from addp_agent.data.refer import read_json
 from addp_agent.data.safe_pickle import load_plain
 from addp_agent.data.sample import RISSample
 from addp_agent.masks import area, bbox_xywh, encode_rle
+from addp_agent.outputs_io import write_file
+from addp_agent.outputs_io import write_image as write_image_file
 
 # dataset names the official loaders accept (anything else: lichengunc/refer's REFER prints "No refer dataset is
 # called [...]" and exits; henghuiding/gRefCOCO's G_REFER raises KeyError)
@@ -44,8 +45,7 @@ def image_record(image_id: int, file_name: str, image: np.ndarray) -> dict[str, 
 
 def write_image(image: np.ndarray, folder: Path, name: str) -> str:
     """Save ``image`` losslessly as ``folder/name`` and return ``name``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(folder / name, format="PNG", compress_level=1)
+    write_image_file(image, folder / name, compress_level=1)
     return name
 
 
@@ -85,6 +85,6 @@ def write_refs(out: str | Path, dataset: str, split: str, refs_name: str,
     anns.sort(key=lambda a: a["id"])
     instances = {"info": {"description": description}, "images": images, "annotations": anns,
                  "categories": categories}
-    instances_path.write_text(json.dumps(instances))
-    refs_path.write_bytes(json.dumps(refs).encode() if as_json else pickle.dumps(refs, protocol=2))
+    write_file(instances_path, json.dumps(instances))
+    write_file(refs_path, json.dumps(refs).encode() if as_json else pickle.dumps(refs, protocol=2))
     return count

@@ -18,7 +18,7 @@ import numpy as np
 
 from addp_agent.data.refer import RefSamples, read_image, read_json, skip_or_raise
 from addp_agent.data.sample import Instance, RISSample
-from addp_agent.errors import DataError
+from addp_agent.errors import DataError, SplitError
 from addp_agent.masks import decode_rle
 
 
@@ -38,7 +38,7 @@ class CrisDataset(RefSamples):
         self.ann_path = ann_dir / f"{split}.json"
         if not self.ann_path.is_file():
             present = sorted(p.stem for p in ann_dir.glob("*.json")) if ann_dir.is_dir() else []
-            raise DataError(f"{self.ann_path}: unknown split {split!r} for {dataset} "
+            raise SplitError(f"{self.ann_path}: unknown split {split!r} for {dataset} "
                             f"(splits present: {present})")
         self.mask_dir = self.root / "masks" / dataset
         self.image_dir = Path(image_dir) if image_dir else default_image_dir(self.root, dataset)

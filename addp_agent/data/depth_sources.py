@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from addp_agent.data.depth_sample import DepthSample
-from addp_agent.errors import DataError, UserError
+from addp_agent.errors import DataError, SplitError, UserError
+from addp_agent.limits import MAX_SEED
 
 DEPTH_SPEC_HELP = ("scenes-gen:N:SEED:SIZE[:PRESET], synthetic:N[:SEED[:SIZE]], nyu:DIR[:LIST], kitti:DIR[:LIST], "
                    "depthdir:DIR")
@@ -174,19 +175,27 @@ def _list_file(rest: str, default: str) -> tuple[Path, Path]:
     return root, Path(listed).expanduser() if listed else root / default
 
 
+def _missing_list(listing: Path, root: Path, split: str, pattern: str, where: str) -> DataError:
+    """No list file for ``split``: a :class:`SplitError` naming the splits whose lists are there, if any."""
+    head, tail = pattern.split("{split}")
+    present = sorted(p.name[len(head):-len(tail)] for p in root.glob(head + "*" + tail))
+    hint = f"copy Marigold's {where}/{pattern.format(split=split)} there or give it as DIR:LIST"
+    if present:
+        return SplitError(f"{listing}: no list for split {split!r} (splits present: {present}); {hint}")
+    return DataError(f"{listing}: no such list file; {hint}")
+
+
 def load_nyu(rest: str, split: str, skip_bad: bool = False) -> FileDepthSource:
     root, listing = _list_file(rest, f"filename_list_{split}.txt")
     if not listing.is_file():
-        raise DataError(f"{listing}: no such list file; copy Marigold's "
-                        f"data_split/nyu/labeled/filename_list_{split}.txt there or give it as nyu:DIR:LIST")
+        raise _missing_list(listing, root, split, "filename_list_{split}.txt", "data_split/nyu/labeled")
     return FileDepthSource("nyu", root, _read_list(listing, 2), _nyu_sample, skip_bad)
 
 
 def load_kitti(rest: str, split: str, skip_bad: bool = False) -> FileDepthSource:
     root, listing = _list_file(rest, f"eigen_{split}_files_with_gt.txt")
     if not listing.is_file():
-        raise DataError(f"{listing}: no such list file; copy Marigold's "
-                        f"data_split/kitti/eigen_{split}_files_with_gt.txt there or give it as kitti:DIR:LIST")
+        raise _missing_list(listing, root, split, "eigen_{split}_files_with_gt.txt", "data_split/kitti")
     rows = _read_list(listing, 2)
     kept = [row for row in rows if row[1] != "None"]
     return FileDepthSource("kitti", root, kept, _kitti_sample, skip_bad,
@@ -226,10 +235,28 @@ def _intrinsics(folder: Path) -> Callable[[str], np.ndarray | None]:
 
 
 def depthdir_folder(rest: str, split: str) -> Path:
+    """``DIR/SPLIT`` when DIR holds split folders (then ``split`` must be one), else DIR, whose split a Scenes-3D
+    export records in ``scenes-3d.json`` (then ``split`` must be that one)."""
     root = Path(rest).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
-    return root / split if (root / split / "filename_list.txt").is_file() else root
+    if (root / split / "filename_list.txt").is_file():
+        return root / split
+    present = sorted(p.parent.name for p in root.glob("*/filename_list.txt"))
+    exported = _exported_depth_splits(root)
+    if present or (exported and split not in exported):
+        raise SplitError(f"{root}: no depth split {split!r} (splits present: {present or exported})")
+    return root
+
+
+def _exported_depth_splits(root: Path) -> list[str]:
+    """The splits a Scenes-3D depth export in ``root`` holds, from its manifest (none when there is none)."""
+    manifest = root / "scenes-3d.json"
+    try:
+        exports = json.loads(manifest.read_text()).get("exports", {}) if manifest.is_file() else {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return sorted(key.split("/", 1)[1] for key in exports if isinstance(key, str) and key.startswith("depth/"))
 
 
 def load_depthdir(rest: str, split: str, skip_bad: bool = False) -> FileDepthSource:
@@ -279,13 +306,19 @@ def write_depth_dir(samples: Iterable[DepthSample], folder: str | Path) -> int:
 
 # ---------------------------------------------------------------------------------------------- specs
 def _ints(rest: str, spec: str, fields: str, least: int, defaults: list[int]) -> list[int]:
+    """N[:SEED[:SIZE]] as integers, N ≥ 1 and SEED in 0..MAX_SEED (sizes are checked by the generators)."""
     try:
         values = [int(part) for part in rest.split(":")] if rest else []
     except ValueError:
         raise UserError(f"bad source {spec!r}; expected {fields}") from None
     if not least <= len(values) <= least + len(defaults):
         raise UserError(f"bad source {spec!r}; expected {fields}")
-    return values + defaults[len(values) - least :]
+    values += defaults[len(values) - least :]
+    if values[0] < 1:
+        raise UserError(f"bad source {spec!r}: N must be ≥ 1 (the number of samples), got {values[0]}")
+    if not 0 <= values[1] <= MAX_SEED:
+        raise UserError(f"bad source {spec!r}: SEED must be in 0..{MAX_SEED}, got {values[1]}")
+    return values
 
 
 def load_scenes(rest: str, split: str, spec: str) -> Iterable[DepthSample]:

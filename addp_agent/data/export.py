@@ -22,6 +22,7 @@ from addp_agent.data.refer import default_image_dir
 from addp_agent.data.sample import RISSample
 from addp_agent.data.shapes import DATASET, SHAPES, ShapesRefConfig
 from addp_agent.masks import bbox_xywh, encode_rle, mask_to_png_bytes
+from addp_agent.outputs_io import write_file
 
 MANIFEST = "shapes-ref.json"
 CATEGORIES = [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(SHAPES)]
@@ -79,7 +80,7 @@ def export_cris(samples: Iterable[RISSample], out: str | Path, split: str, datas
     for sample in samples:
         segment_id = int(sample.ref_id)
         x, y, w, h = bbox_xywh(sample.mask)
-        (mask_dir / f"{segment_id}.png").write_bytes(mask_to_png_bytes(sample.mask))
+        write_file(mask_dir / f"{segment_id}.png", mask_to_png_bytes(sample.mask))
         shape = sample.meta["objects"][sample.meta["target"]]["shape"]
         records.append({
             "bbox": [x, y, x + w, y + h], "cat": _CAT_ID[shape] - 1, "segment_id": segment_id,
@@ -91,7 +92,7 @@ def export_cris(samples: Iterable[RISSample], out: str | Path, split: str, datas
                        for o in sample.others],
             **_extras(sample),
         })
-    (ann_dir / f"{split}.json").write_text(json.dumps(records))
+    write_file(ann_dir / f"{split}.json", json.dumps(records))
     return len(records)
 
 

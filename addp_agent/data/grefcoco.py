@@ -20,7 +20,7 @@ import numpy as np
 from addp_agent.data.refer import ReferDataset, ann_mask, read_image, read_json, skip_or_raise
 from addp_agent.data.safe_pickle import load_plain
 from addp_agent.data.sample import Instance, RISSample
-from addp_agent.errors import DataError
+from addp_agent.errors import DataError, SplitError
 
 GREF_SPLITS = ("train", "val", "testA", "testB")
 
@@ -54,7 +54,7 @@ class GRefDataset(ReferDataset):
         self.refs = [r for r in refs if str(r.get("split", "")) == split]
         if not self.refs:
             present = sorted({str(r.get("split")) for r in refs})
-            raise DataError(f"{self.refs_path}: no refs in split {split!r} (splits present: {present})")
+            raise SplitError(f"{self.refs_path}: no refs in split {split!r} (splits present: {present})")
         self._index(read_json(self.instances_path))
 
     def _ref_samples(self, ref: dict[str, Any]) -> Iterator[RISSample]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from addp_agent.data.refer import read_json
 from addp_agent.errors import UserError
+from addp_agent.outputs_io import write_file
 
 
 def check(path: Path, what: str, layout: str, split: str, seed: int, settings: dict[str, Any]) -> dict:
@@ -35,4 +36,4 @@ def check(path: Path, what: str, layout: str, split: str, seed: int, settings: d
 
 def write(path: Path, document: dict) -> None:
     """Save a manifest returned by :func:`check` after a successful export."""
-    path.write_text(json.dumps(document, indent=1, sort_keys=True))
+    write_file(path, json.dumps(document, indent=1, sort_keys=True))

@@ -19,7 +19,7 @@ from PIL import Image
 
 from addp_agent.data.safe_pickle import load_plain
 from addp_agent.data.sample import Instance, RISSample
-from addp_agent.errors import DataError
+from addp_agent.errors import DataError, SplitError
 from addp_agent.masks import decode_rle, polygons_to_mask
 
 SPLIT_BYS = {"refcoco": ("unc", "google"), "refcoco+": ("unc",), "refcocog": ("umd", "google"),
@@ -127,17 +127,18 @@ class ReferDataset(RefSamples):
         if dataset in SPLIT_BYS and split_by not in SPLIT_BYS[dataset]:
             raise DataError(f"{self.refs_path}: {dataset} has no splitBy {split_by!r} "
                             f"(use one of {list(SPLIT_BYS[dataset])})")
-        if split not in REFER_SPLITS:
-            raise DataError(f"{self.refs_path}: unknown split {split!r}; use one of {list(REFER_SPLITS)}")
         self.image_dir = Path(image_dir) if image_dir else default_image_dir(self.root, dataset)
         self.skipped: Counter | None = Counter() if skip_bad else None
         refs = load_plain(self.refs_path)
         if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
             raise DataError(f"{self.refs_path}: expected a list of ref dicts, got {type(refs).__name__}")
+        present = sorted({str(r.get("split")) for r in refs})
+        if split not in REFER_SPLITS:
+            raise SplitError(f"{self.refs_path}: unknown split {split!r} (splits present: {present}; REFER's "
+                             f"split names: {', '.join(REFER_SPLITS)})")
         self.refs = [r for r in refs if in_split(str(r.get("split", "")), split)]
         if not self.refs:
-            present = sorted({str(r.get("split")) for r in refs})
-            raise DataError(f"{self.refs_path}: no refs in split {split!r} (splits present: {present})")
+            raise SplitError(f"{self.refs_path}: no refs in split {split!r} (splits present: {present})")
         self._index(read_json(self.instances_path))
 
     def _index(self, instances: Any) -> None:

@@ -34,7 +34,7 @@ from addp_agent.data.shapes_scene import (
     shuffled,
 )
 from addp_agent.data.shapes_scene import render as render_image
-from addp_agent.errors import UserError
+from addp_agent.errors import SplitError, UserError
 
 __all__ = ["FAMILIES", "PALETTE", "SHAPES", "SPLITS", "ShapesRef", "ShapesRefConfig", "generate_sample",
            "sample_number"]
@@ -48,7 +48,7 @@ _DEFAULT_CONFIG = ShapesRefConfig()
 def sample_number(split: str, index: int) -> int:
     """Integer image/ref id of a sample (unique across splits)."""
     if split not in SPLITS:
-        raise UserError(f"unknown Shapes-Ref split {split!r}; use one of {sorted(SPLITS)}")
+        raise SplitError(f"unknown Shapes-Ref split {split!r}; use one of {sorted(SPLITS)}")
     if not 0 <= index < ID_STRIDE:
         raise UserError(f"sample index {index} out of range [0, {ID_STRIDE})")
     return SPLITS[split] * ID_STRIDE + index

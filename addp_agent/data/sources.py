@@ -25,7 +25,9 @@ from addp_agent.data.cris import CrisDataset
 from addp_agent.data.refer import ReferDataset
 from addp_agent.data.sample import RISSample
 from addp_agent.data.shapes import DATASET, ShapesRef, ShapesRefConfig
-from addp_agent.errors import DataError, UserError
+from addp_agent.data.shapes import SPLITS as SHAPES_SPLITS
+from addp_agent.errors import DataError, SplitError, UserError
+from addp_agent.limits import MAX_SEED
 
 SPEC_HELP = ("shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], scenes:<dir>, "
              "scenes-gen:<n>[:<seed>[:<size>[:<preset>[:<mode>]]]], refer:<root>:<dataset>:<splitBy>, "
@@ -101,14 +103,10 @@ def load_source(spec: str, split: str, skip_bad: bool = False) -> Iterable[RISSa
     """Open a data source spec for ``split`` (see module docstring)."""
     kind, _, rest = spec.partition(":")
     if kind == "shapes-gen":
-        try:
-            values = [int(part) for part in rest.split(":")]
-            if not 1 <= len(values) <= 3:
-                raise ValueError(rest)
-            n, seed, size = values + [0, 64][len(values) - 1 :]
-            return ShapesRef(split, n, seed, ShapesRefConfig(size=size))
-        except ValueError:
-            raise UserError(f"bad source {spec!r}; expected shapes-gen:<n>[:<seed>[:<size>]]") from None
+        n, seed, size = parse_shapes_gen(spec)
+        if split not in SHAPES_SPLITS:
+            raise SplitError(f"{spec}: unknown split {split!r}; Shapes-Ref has {', '.join(SHAPES_SPLITS)}")
+        return ShapesRef(split, n, seed, ShapesRefConfig(size=size))
     if kind == "scenes-gen":
         from addp_agent.data.scenes3d import ScenesRef, parse_spec
 
@@ -143,6 +141,29 @@ def load_source(spec: str, split: str, skip_bad: bool = False) -> Iterable[RISSa
         root, dataset = rest.rsplit(":", 1)
         return CrisDataset(root, dataset, split, skip_bad=skip_bad)
     raise UserError(f"unknown data source {spec!r}; use one of: {SPEC_HELP}")
+
+
+def parse_shapes_gen(spec: str) -> tuple[int, int, int]:
+    """``shapes-gen:<n>[:<seed>[:<size>]]`` → (n ≥ 1, seed ≥ 0, size in 32..1024); one :class:`UserError` naming the
+    bad part otherwise."""
+    expected = "expected shapes-gen:<n>[:<seed>[:<size>]]"
+    parts = spec.partition(":")[2].split(":")
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        raise UserError(f"bad source {spec!r}; n, seed and size are whole numbers ({expected})") from None
+    if not 1 <= len(values) <= 3:
+        raise UserError(f"bad source {spec!r}; {expected}")
+    n, seed, size = values + [0, 64][len(values) - 1 :]
+    if n < 1:
+        raise UserError(f"bad source {spec!r}: n must be ≥ 1 (the number of samples), got {n}")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"bad source {spec!r}: seed must be in 0..{MAX_SEED}, got {seed}")
+    field = ShapesRefConfig.model_fields["size"]
+    low, high = (next(m for m in field.metadata if hasattr(m, bound)) for bound in ("ge", "le"))
+    if not low.ge <= size <= high.le:
+        raise UserError(f"bad source {spec!r}: size must be in {low.ge}..{high.le} pixels, got {size}")
+    return n, seed, size
 
 
 def dataset_stats(samples: Iterable[RISSample]) -> dict[str, Any]:

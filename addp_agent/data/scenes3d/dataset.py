@@ -26,7 +26,7 @@ from addp_agent.data.scenes3d.language import caption
 from addp_agent.data.scenes3d.programs import evaluate
 from addp_agent.data.scenes3d.render import Rendered, render
 from addp_agent.data.scenes3d.sampling import Scene, object_facts, sample_scene
-from addp_agent.errors import UserError
+from addp_agent.errors import SplitError, UserError
 from addp_agent.masks import bbox_xywh
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -40,7 +40,7 @@ CHUNK_PIXELS = 2**20  # iteration generates this many pixels' worth of samples a
 def sample_number(split: str, index: int) -> int:
     """Integer image/ref id of a sample (unique across splits)."""
     if split not in SPLITS:
-        raise UserError(f"unknown Scenes-3D split {split!r}; use one of {sorted(SPLITS)}")
+        raise SplitError(f"unknown Scenes-3D split {split!r}; use one of {sorted(SPLITS)}")
     if not 0 <= index < ID_STRIDE:
         raise UserError(f"sample index {index} out of range [0, {ID_STRIDE})")
     return SPLITS[split] * ID_STRIDE + index

@@ -23,6 +23,7 @@ from addp_agent.data.scenes3d.dataset import DATASET
 from addp_agent.data.scenes3d.programs import evaluate
 from addp_agent.errors import UserError
 from addp_agent.masks import bbox_xywh, encode_rle, mask_to_png_bytes
+from addp_agent.outputs_io import write_file
 
 CATEGORIES = [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(SHAPES)]
 CAT_ID = {c["name"]: c["id"] for c in CATEGORIES}
@@ -104,7 +105,7 @@ def export_cris(samples: Iterable[RISSample], out: str | Path, split: str, datas
     for sample in samples:
         segment_id = int(sample.ref_id)
         x, y, w, h = bbox_xywh(sample.mask)
-        (mask_dir / f"{segment_id}.png").write_bytes(mask_to_png_bytes(sample.mask))
+        write_file(mask_dir / f"{segment_id}.png", mask_to_png_bytes(sample.mask))
         targets = sample.meta["targets"]
         records.append({
             "bbox": [x, y, x + w, y + h], "segment_id": segment_id,
@@ -118,7 +119,7 @@ def export_cris(samples: Iterable[RISSample], out: str | Path, split: str, datas
                        for o in sample.others],
             **_extras(sample),
         })
-    (ann_dir / f"{split}.json").write_text(json.dumps(records))
+    write_file(ann_dir / f"{split}.json", json.dumps(records))
     return len(records)
 
 
@@ -159,7 +160,6 @@ def export_clevr_ref(samples: Iterable[RISSample], out: str | Path, split: str) 
                         "sample_id": sample.sample_id, "distractors": [int(sample.others[k].instance_id) % 100
                                                                        for k in sample.distractors]})
     for key, items in (("scenes", scenes), ("refexps", refexps)):
-        (out / key).mkdir(parents=True, exist_ok=True)
         document = {"info": {"description": DESCRIPTION, "split": split}, key: items}
-        (out / key / f"clevr_ref+_{split}_{key}.json").write_text(json.dumps(document))
+        write_file(out / key / f"clevr_ref+_{split}_{key}.json", json.dumps(document))
     return len(refexps)

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from addp_agent.data.depth_sample import DepthSample
+from addp_agent.outputs_io import write_file, write_image
 
 MAX_MM = 65535
 
@@ -35,12 +35,12 @@ def export_depth(samples: Iterable[DepthSample], out: str | Path) -> int:
     for position, sample in enumerate(samples):
         number = int(sample.meta.get("index", position))
         rgb, depth = f"rgb/{number:06d}.png", f"depth/{number:06d}.png"
-        Image.fromarray(sample.image).save(out / rgb, format="PNG", compress_level=1)
-        Image.fromarray(depth_png(sample.depth, sample.valid)).save(out / depth, format="PNG", compress_level=1)
+        write_image(sample.image, out / rgb, compress_level=1)
+        write_image(depth_png(sample.depth, sample.valid), out / depth, compress_level=1)
         lines.append(f"{rgb} {depth}")
         if sample.intrinsics is not None:
             matrices[rgb] = np.asarray(sample.intrinsics, dtype=float).round(6).tolist()
-    (out / "filename_list.txt").write_text("".join(f"{line}\n" for line in lines))
+    write_file(out / "filename_list.txt", "".join(f"{line}\n" for line in lines))
     info: dict = {"depth_unit": "mm", "depth_scale": 0.001, "invalid_value": 0, "count": len(lines)}
     if matrices:
         first = next(iter(matrices.values()))
@@ -49,5 +49,5 @@ def export_depth(samples: Iterable[DepthSample], out: str | Path) -> int:
                     height=height)
         if any(m != first for m in matrices.values()):
             info["per_image"] = matrices
-    (out / "intrinsics.json").write_text(json.dumps(info, indent=1))
+    write_file(out / "intrinsics.json", json.dumps(info, indent=1))
     return len(lines)

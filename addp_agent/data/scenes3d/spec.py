@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from addp_agent.data.scenes3d.config import MODES, PRESETS, ScenesConfig, preset_config
 from addp_agent.errors import UserError
+from addp_agent.limits import MAX_SEED
 
 SPEC = "scenes-gen:N[:SEED[:SIZE[:PRESET[:MODE]]]][:KNOB=VALUE...]"
 KNOBS = tuple(name for name in ScenesConfig.model_fields if name not in ("size", "mode"))
@@ -72,8 +73,8 @@ def parse_spec(rest: str) -> tuple[int, int, ScenesConfig]:
         size = int(positional[2]) if len(positional) > 2 else 128
     except ValueError:
         raise UserError(f"bad source 'scenes-gen:{rest}'; N, SEED and SIZE are integers ({SPEC})") from None
-    if n < 1 or seed < 0:
-        raise UserError(f"bad source 'scenes-gen:{rest}'; N must be ≥ 1 and SEED ≥ 0")
+    if n < 1 or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"bad source 'scenes-gen:{rest}'; N must be ≥ 1 and SEED in 0..{MAX_SEED}")
     preset = positional[3] if len(positional) > 3 else "default"
     mode = positional[4] if len(positional) > 4 else "classic"
     return n, seed, scenes_config(size, preset, mode, parse_overrides(knobs))
