@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from addp_agent.depth_metrics import DEPTH_KEYS, DepthMetrics  # noqa: E402
+from addp_agent.outputs_io import output_set  # noqa: E402
+
+DEPTH_EVAL_FILES = ("metrics.json", "samples.jsonl", "metrics_state.json", "report.md", "*.png", "x0_curve.csv",
+                    "contribution.json")
 
 LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "rmse_log": "RMSE-log", "delta1": "δ1",
           "delta2": "δ2", "delta3": "δ3"}
@@ -125,10 +127,9 @@ def report(document: dict[str, Any], figures: dict[str, str]) -> str:
 
 def write_outputs(out: Path, document: dict[str, Any], records: list[dict[str, Any]], gallery: list,
                   metrics: DepthMetrics) -> None:
-    """Write every file into a staging folder inside ``out``, then move them in (no half-written run)."""
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".addp-", dir=out))
-    try:
+    """Write every file into a staging folder beside ``out`` and swap it in whole (no half-written run, no file of
+    an earlier run left beside the new ones)."""
+    with output_set(out, owns=DEPTH_EVAL_FILES, command="addp eval --task depth") as staging:
         (staging / "metrics.json").write_text(json.dumps(document, indent=2))
         (staging / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         metrics.save(staging / "metrics_state.json")
@@ -140,7 +141,3 @@ def write_outputs(out: Path, document: dict[str, Any], records: list[dict[str, A
             files = write_curve(document["x0_curve"], staging, meta)
             figures["x̂₀ AbsRel and δ1 vs. timestep"] = files[-1].name
         (staging / "report.md").write_text(report(document, figures))
-        for file in staging.iterdir():
-            file.replace(out / file.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -10,6 +10,9 @@ from addp_agent.errors import DataError
 from addp_agent.eval.records import EvalConfig, SampleRecord, read_records, write_records
 from addp_agent.eval.shard import part_files, summary_path
 from addp_agent.eval.summary import EvalSummary
+from addp_agent.outputs_io import output_set, write_file
+
+FINAL_FILES = ("samples.jsonl", "metrics.json", "metrics_per_round.png", "gallery.png", "report.md")
 
 
 def merge_summaries(out: Path, world: int) -> tuple[EvalSummary, dict[str, Any]]:
@@ -45,22 +48,28 @@ def metrics_document(config: EvalConfig, summary: EvalSummary, loader_skipped: d
 
 
 def finalize(config: EvalConfig, out: Path, world: int, plots: bool = True) -> dict[str, Any]:
-    """Write the run's outputs from its part files and shard summaries; returns the metrics document."""
+    """Write the run's outputs from its part files and shard summaries; returns the metrics document.
+
+    The final files are written beside the run folder and swapped in with it in one step
+    (:func:`~addp_agent.outputs_io.output_set`): a run folder holds the previous final files or the new ones, never
+    a mix, and the records stay as they are.
+    """
+    from addp_agent.eval.report import write_report
+
     summary, info = merge_summaries(out, world)
     records = read_records(part_files(out))
     ordered: list[SampleRecord] = [records[i] for i in range(info["seen"])]
-    write_records(out / "samples.jsonl", ordered)
     document = metrics_document(config, summary, info["loader_skipped"])
-    (out / "metrics.json").write_text(json.dumps(document, indent=2))
-    figures: dict[str, str] = {}
-    if plots:
-        from addp_agent.eval.plots import gallery, metrics_plot
+    with output_set(out, keep=True, owns=FINAL_FILES) as staging:
+        write_records(staging / "samples.jsonl", ordered)
+        write_file(staging / "metrics.json", json.dumps(document, indent=2))
+        figures: dict[str, str] = {}
+        if plots:
+            from addp_agent.eval.plots import gallery, metrics_plot
 
-        figures["metrics per round"] = metrics_plot(document, out / "metrics_per_round.png").name
-        picked = gallery(config, ordered, out / "gallery.png")
-        if picked:
-            figures["biggest gains and losses"] = picked.name
-    from addp_agent.eval.report import write_report
-
-    write_report(out / "report.md", document, ordered, figures)
+            figures["metrics per round"] = metrics_plot(document, staging / "metrics_per_round.png").name
+            picked = gallery(config, ordered, staging / "gallery.png")
+            if picked:
+                figures["biggest gains and losses"] = picked.name
+        write_report(staging / "report.md", document, ordered, figures)
     return document

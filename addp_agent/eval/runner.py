@@ -14,6 +14,7 @@ from addp_agent.eval.batch import CriticFactory
 from addp_agent.eval.finish import finalize
 from addp_agent.eval.records import CRITICS, EvalConfig, check_config
 from addp_agent.eval.shard import run_shard
+from addp_agent.outputs_io import check_output_folder, write_file
 
 
 def critic_factory(config: EvalConfig, critic_model: str | None = None) -> CriticFactory:
@@ -41,9 +42,8 @@ def critic_factory(config: EvalConfig, critic_model: str | None = None) -> Criti
 
 
 def prepare(config: EvalConfig, out: Path) -> None:
-    """Check the output folder (resume only with the same settings)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+    """Check the output folder: writable, and resumed only with the same settings."""
+    check_output_folder(out)
     check_config(out, config)
 
 
@@ -53,8 +53,7 @@ def evaluate(config: EvalConfig, out: Path, pipe: ADDPPipeline, critic_for: Crit
     prepare(config, out)
     wait()
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(config.model_dump_json(indent=2))
+        write_file(out / "config.json", config.model_dump_json(indent=2))
     run_shard(pipe, config, out, critic_for, rank, world, progress)
     wait()
     if rank != 0:

@@ -20,6 +20,7 @@ from addp_agent.data.sample import RISSample
 from addp_agent.engine.guidance import guidance_branches
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.errors import UserError
+from addp_agent.limits import Scale, Steps, check_value
 from addp_agent.metrics import RISMetrics
 
 Spacing = Literal["leading", "trailing", "linspace"]
@@ -79,9 +80,10 @@ def parse_list(text: str, kind: type, option: str) -> list[Any]:
 
 def grid(steps: Sequence[int], guidance_scales: Sequence[float], image_guidance_scales: Sequence[float],
          spacings: Sequence[str]) -> list[SweepPoint]:
-    """All combinations, validated; duplicates removed, order kept."""
-    if any(s < 1 for s in steps):
-        raise UserError(f"--steps: every value must be ≥ 1, got {list(steps)}")
+    """All combinations, validated (bounds of :mod:`addp_agent.limits`); duplicates removed, order kept."""
+    check_value(list[Steps], list(steps), "--steps")
+    check_value(list[Scale], list(guidance_scales), "--guidance-scale")
+    check_value(list[Scale], list(image_guidance_scales), "--image-guidance-scale")
     if any(g < 1 for g in (*guidance_scales, *image_guidance_scales)):
         raise UserError("guidance scales must be ≥ 1 (1 turns that guidance term off)")
     unknown = [s for s in spacings if s not in SPACINGS]

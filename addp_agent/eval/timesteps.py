@@ -76,6 +76,9 @@ def curve(step_ids: list[int], timesteps: list[int], counts: np.ndarray, num_tim
                          contribution=[float(x) for x in c], n=n)
 
 
+OUTPUT_FILES = ("iou_vs_timestep.csv", "iou_vs_timestep.json", "iou_vs_timestep.png", "contribution.json")
+
+
 def write_outputs(result: TimestepCurve, out: Path, meta: dict[str, Any]) -> list[Path]:
     """``iou_vs_timestep.csv``/``.json``/``.png`` and ``contribution.json`` (for ``--timesteps estimated``)."""
     from addp_agent.train.contribution import write_contribution

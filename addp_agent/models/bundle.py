@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 
 from addp_agent.errors import UserError
+from addp_agent.limits import Scale, Steps, check_value
 from addp_agent.models.registry import DEFAULT_MODEL_DIR
+from addp_agent.outputs_io import check_output_folder, output_set
 
 MAX_BYTES = 30 * 1024 * 1024
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
@@ -31,12 +33,16 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
     target's README.md; returns the size."""
     from addp_agent.models.registry import load_pipeline
 
-    if steps is not None and steps < 1:
-        raise UserError(f"--steps must be ≥ 1, got {steps}")
+    if steps is not None:
+        check_value(Steps, steps, "--steps")
+    for name, scale in (("--guidance-scale", guidance_scale), ("--image-guidance-scale", image_guidance_scale)):
+        if scale is not None:
+            check_value(Scale, scale, name)
     if any(scale is not None and scale < 1 for scale in (guidance_scale, image_guidance_scale)):
         raise UserError("guidance scales must be ≥ 1 (1 turns that guidance term off)")
     if timestep_spacing is not None and timestep_spacing not in TIMESTEP_SPACINGS:
         raise UserError(f"--timestep-spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, got {timestep_spacing!r}")
+    check_target(target)
     pipe = load_pipeline(str(source), device="cpu", dtype=torch.float32, progress=False)  # ModelLoadError if bad
     pipe.to(torch.float16)
     defaults = {"default_num_inference_steps": steps, "default_guidance_scale": guidance_scale,
@@ -45,19 +51,27 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
     if timestep_spacing is not None:
         pipe.register_modules(scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config,
                                                                          timestep_spacing=timestep_spacing))
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    pipe.save_pretrained(staging, safe_serialization=True)
-    for extra in ("README.md",):
-        if (target / extra).exists():
-            shutil.copy2(target / extra, staging / extra)
-    if (source / "training.json").exists():
-        shutil.copy2(source / "training.json", staging / "training.json")
-    size = folder_bytes(staging)
-    if size > MAX_BYTES:
-        shutil.rmtree(staging)
-        raise UserError(f"bundled model would be {size / 2**20:.1f} MiB, over the 30 MiB limit")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    with output_set(target, owns=_any, command="addp bundle") as staging:
+        pipe.save_pretrained(staging, safe_serialization=True)
+        for extra in ("README.md",):
+            if (target / extra).exists():
+                shutil.copy2(target / extra, staging / extra)
+        if (source / "training.json").exists():
+            shutil.copy2(source / "training.json", staging / "training.json")
+        size = folder_bytes(staging)
+        if size > MAX_BYTES:
+            raise UserError(f"bundled model would be {size / 2**20:.1f} MiB, over the 30 MiB limit")
     return size
+
+
+def check_target(target: Path) -> None:
+    """``target`` can take a bundle: writable, and new, empty or a pipeline folder (which it replaces whole)."""
+    check_output_folder(target, _any, "addp bundle")
+    if target.is_dir() and any(target.iterdir()) and not (target / "model_index.json").is_file():
+        raise UserError(f"{target}: not a pipeline folder (no model_index.json); give a new or empty --target")
+
+
+def _any(name: str) -> bool:
+    """A pipeline folder is replaced whole (:func:`check_target` makes sure it is one)."""
+    return True
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from addp_agent.outputs_io import output_set, write_file
 from addp_agent.tools.functions import TOOL_SPECS
 from addp_agent.tools.openai_tools import chat_completions_tools, responses_tools
 
@@ -43,10 +44,10 @@ def stale(folder: Path = TOOLS_DIR) -> list[str]:
 
 
 def write(folder: Path = TOOLS_DIR) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in manifests().items():
-        (folder / name).write_text(text, encoding="utf-8")
-        paths.append(folder / name)
-    return paths
+    """Write every manifest into ``folder`` together (swapped in as one set; other files there are kept)."""
+    texts = manifests()
+    with output_set(folder, keep=True, owns=tuple(texts), command="addp manifests") as staging:
+        for name, text in texts.items():
+            write_file(staging / name, text)
+    return [folder / name for name in texts]
 
