@@ -121,8 +121,9 @@ def test_image_over_the_pixel_cap_is_refused(tmp_path, tiny_pixel_dir, capsys, m
     assert code == 2 and "over the" in err and "cap" in err
 
 
-def test_overlong_expression_is_truncated_with_a_warning(image_path, tmp_path, tiny_pixel_dir, capsys):
-    code, _, err = run(segment_args(image_path, tmp_path / "o", tiny_pixel_dir)[:2] + [" ".join(["circle"] * 60)]
+def test_expression_over_the_token_limit_is_truncated_with_a_warning(image_path, tmp_path, tiny_pixel_dir, capsys):
+    words = " ".join(["a"] * 120)  # 239 characters (under the 300 the tools allow too), 120 tokens (over 77)
+    code, _, err = run(segment_args(image_path, tmp_path / "o", tiny_pixel_dir)[:2] + [words]
                        + segment_args(image_path, tmp_path / "o", tiny_pixel_dir)[3:], capsys)
     assert code == 0 and "truncated" in err
 

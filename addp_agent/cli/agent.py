@@ -19,8 +19,10 @@ from rich.table import Table
 
 from addp_agent.cli.app import app
 from addp_agent.errors import UserError
+from addp_agent.limits import MAX_SEED, MAX_STEPS
 
 CRITICS = ("vlm", "paper", "simulated", "none")
+AGENT_FILES = ("round*_overlay.png", "round*_mask.png", "mask.png", "overlay.png", "trace.json")
 
 
 def parse_shapes_spec(spec: str) -> tuple[str, int, int]:
@@ -92,8 +94,8 @@ def agent_command(
     max_rounds: int = typer.Option(3, "--max-rounds", min=1, max=20),
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
     model: str = typer.Option(None, "--model", help="Model folder or hub id (default: the bundled model)."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Denoising steps (default: the model's)."),
-    seed: int = typer.Option(0, "--seed", min=0),
+    steps: int = typer.Option(None, "--steps", min=1, max=MAX_STEPS, help="Denoising steps (default: the model's)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     resume_step: int = typer.Option(None, "--resume-step", min=1,
                                     help="k: the critic also sees the mask at step k; later rounds resume there."),
     correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt for round 1 (repeatable)."),
@@ -111,15 +113,25 @@ def agent_command(
     cache_dir: Path = typer.Option(Path("~/.cache/addp-agent/critic"), "--cache-dir",
                                    help="Critic answer cache (re-runs are free)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the critic cache."),
+    device: str = typer.Option(None, help="cpu | cuda | cuda:1 (default: cuda if available)."),
 ) -> None:
     """Segment, let a critic review each round, add its correction, repeat until it accepts."""
     from addp_agent.agent import LoopConfig, Session
+    from addp_agent.devices import check_device
+    from addp_agent.limits import Corrections, Expression, check_value
     from addp_agent.models.registry import load_pipeline
+    from addp_agent.outputs_io import check_output_folder
+    from addp_agent.text import clean_text
 
     if critic not in CRITICS:
         raise UserError(f"--critic must be one of {', '.join(CRITICS)}, got {critic!r}")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+    if resume_step is not None and steps is not None and resume_step >= steps:
+        raise UserError(f"--resume-step must be below --steps ({steps}), got {resume_step}")
+    correction = check_value(Corrections, [clean_text(c, "--correction") for c in correction or []], "--correction")
+    if expression is not None:
+        expression = check_value(Expression, clean_text(expression), "EXPRESSION")
+    check_device(device)
+    check_output_folder(out, AGENT_FILES, "addp agent")
     rgb, expression, truth, instances = _inputs(image, expression, shapes_sample, gt_mask)
     settings = None
     if critic in ("vlm", "paper"):
@@ -128,7 +140,7 @@ def agent_command(
         settings = ChatSettings(base_url=base_url, model=critic_model, timeout_s=timeout,
                                 cache_dir=None if no_cache else cache_dir).resolved()
     judge = _critic(critic, truth, instances, accept_iou, caption, settings)
-    pipe = load_pipeline(model)
+    pipe = load_pipeline(model, device=device)
     pipe.set_progress_bar_config(disable=True)
     config = LoopConfig(max_rounds=max_rounds, num_inference_steps=steps, seed=seed, resume_step=resume_step,
                         convergence_iou=convergence_iou)
@@ -140,23 +152,26 @@ def agent_command(
 
 
 def _write(out: Path, session: Any, result: Any, truth: np.ndarray | None, meta: dict[str, Any]) -> None:
+    """The run's files, swapped in together (an earlier run's rounds do not linger)."""
     from addp_agent.masks import mask_iou, mask_to_png_bytes, overlay
+    from addp_agent.outputs_io import output_set
 
-    out.mkdir(parents=True, exist_ok=True)
-    for r in result.rounds:
-        Image.fromarray(overlay(session.image, r.mask)).save(out / f"round{r.index}_overlay.png")
-        (out / f"round{r.index}_mask.png").write_bytes(mask_to_png_bytes(r.mask))
-        if r.intermediate_mask is not None:
-            name = f"round{r.index}_step{r.resumed_from_step}_overlay.png"
-            Image.fromarray(overlay(session.image, r.intermediate_mask)).save(out / name)
-    best = result.best
-    Image.fromarray(overlay(session.image, best.mask)).save(out / "overlay.png")
-    (out / "mask.png").write_bytes(mask_to_png_bytes(best.mask))
     trace = {**meta, **result.to_json(), "config": {k: v for k, v in vars(session.config).items()}}
     if truth is not None:
         for entry, r in zip(trace["rounds"], result.rounds, strict=True):
             entry["iou_with_ground_truth"] = round(mask_iou(r.mask, truth), 4)
-    (out / "trace.json").write_text(json.dumps(trace, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with output_set(out, owns=AGENT_FILES, command="addp agent") as staging:
+        for r in result.rounds:
+            Image.fromarray(overlay(session.image, r.mask)).save(staging / f"round{r.index}_overlay.png")
+            (staging / f"round{r.index}_mask.png").write_bytes(mask_to_png_bytes(r.mask))
+            if r.intermediate_mask is not None:
+                name = f"round{r.index}_step{r.resumed_from_step}_overlay.png"
+                Image.fromarray(overlay(session.image, r.intermediate_mask)).save(staging / name)
+        best = result.best
+        Image.fromarray(overlay(session.image, best.mask)).save(staging / "overlay.png")
+        (staging / "mask.png").write_bytes(mask_to_png_bytes(best.mask))
+        (staging / "trace.json").write_text(json.dumps(trace, indent=2, ensure_ascii=False) + "\n",
+                                            encoding="utf-8")
 
 
 def _print_table(result: Any, truth: np.ndarray | None) -> None:

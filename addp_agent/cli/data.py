@@ -15,6 +15,7 @@ from addp_agent.cli.app import app
 from addp_agent.cli.options import config_options
 from addp_agent.data.shapes_scene import ShapesRefConfig
 from addp_agent.errors import UserError, validation_message
+from addp_agent.limits import MAX_SEED
 
 data_app = typer.Typer(help="Data sets: generate Shapes-Ref or Scenes-3D, print statistics.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -29,7 +30,7 @@ def shapes(
     out: Path = typer.Option(..., "--out", help="output folder (splits merge into it)"),
     split: str = typer.Option("train", "--split", help="train, val or test"),
     n: int = typer.Option(1000, "--n", min=1, help="number of samples"),
-    seed: int = typer.Option(0, "--seed", min=0, help="base seed (splits use disjoint streams)"),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="base seed (splits use disjoint streams)"),
     fmt: str = typer.Option("cris", "--format", help="refer or cris layout"),
     dataset_name: str = typer.Option("shapes", "--dataset-name", help="REFER/CRIS folder name; the official REFER "
                                      "class accepts refcoco, refcoco+, refcocog, refclef"),
@@ -37,6 +38,7 @@ def shapes(
     """Generate Shapes-Ref samples and export them in the REFER or CRIS layout."""
     from addp_agent.data.export import check_manifest, export_cris, export_refer, write_manifest
     from addp_agent.data.shapes import SPLITS, ShapesRef
+    from addp_agent.outputs_io import check_output_folder, output_set
 
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {list(SPLITS)}")
@@ -48,11 +50,13 @@ def shapes(
         config = ShapesRefConfig(**scene)
     except ValidationError as error:
         raise UserError(f"bad Shapes-Ref option: {validation_message(error)}") from None
+    check_output_folder(out)
     manifest = check_manifest(out, fmt, split, seed, config)
     start = time.perf_counter()
     samples = ShapesRef(split, n, seed, config)
-    count = (export_refer if fmt == "refer" else export_cris)(samples, out, split, dataset_name)
-    write_manifest(out, manifest)
+    with output_set(out, keep=True) as staging:  # the folder holds the old export or the new one, never a mix
+        count = (export_refer if fmt == "refer" else export_cris)(samples, staging, split, dataset_name)
+        write_manifest(staging, manifest)
     seconds = time.perf_counter() - start
     typer.echo(f"wrote {count} {split} samples ({fmt} layout, {config.size} px) to {out} in {seconds:.1f} s")
 

@@ -10,6 +10,7 @@ import typer
 
 from addp_agent.cli.data import data_app
 from addp_agent.errors import UserError
+from addp_agent.limits import MAX_SEED
 
 SCENES_FORMATS = ("refer", "cris", "grefs", "clevr-ref", "depth")
 
@@ -34,41 +35,42 @@ def scenes(
     from addp_agent.data import manifest
     from addp_agent.data.scenes3d import SPLITS, ScenesDepth, ScenesRef, scenes_config
     from addp_agent.data.scenes3d.spec import parse_overrides
+    from addp_agent.outputs_io import check_output_folder, output_set
 
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {list(SPLITS)}")
     if fmt not in SCENES_FORMATS:
         raise UserError(f"unknown format {fmt!r}; use one of {list(SCENES_FORMATS)}")
-    if n < 1 or seed < 0:
-        raise UserError(f"--n must be ≥ 1 and --seed ≥ 0 (got --n {n}, --seed {seed})")
+    if n < 1 or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--n must be ≥ 1 and --seed ≥ 0, at most {MAX_SEED} (got --n {n}, --seed {seed})")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_+.-]*", dataset_name):
         raise UserError(f"bad --dataset-name {dataset_name!r}; use letters, digits, _ + . -")
     config = scenes_config(size, preset, mode, parse_overrides(knobs))
     if fmt == "refer" and config.mode == "generalized":
         raise UserError("the REFER layout holds exactly one object per ref; use --format grefs or cris for "
                         "--mode generalized")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+    check_output_folder(out)
     path = out / "scenes-3d.json"
     document = manifest.check(path, "Scenes-3D", fmt, split, seed, config.model_dump(mode="json"))
     held = [k for k in document["exports"] if fmt == "depth" and k.startswith("depth/") and k != f"depth/{split}"]
     if held:
         raise UserError(f"{out} already holds {held[0]} (depth file numbers would clash); use another --out")
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    if fmt == "depth":
-        from addp_agent.data.scenes3d.export_depth import export_depth
+    with output_set(out, keep=True) as staging:  # the folder holds the old export or the new one, never a mix
+        if fmt == "depth":
+            from addp_agent.data.scenes3d.export_depth import export_depth
 
-        count = export_depth(ScenesDepth(split, n, seed, config), out)
-    else:
-        from addp_agent.data.scenes3d import export
-
-        samples = ScenesRef(split, n, seed, config)
-        if fmt == "clevr-ref":
-            count = export.export_clevr_ref(samples, out, split)
+            count = export_depth(ScenesDepth(split, n, seed, config), staging)
         else:
-            writer = {"refer": export.export_refer, "cris": export.export_cris, "grefs": export.export_grefs}[fmt]
-            count = writer(samples, out, split, dataset_name)
-    manifest.write(path, document)
+            from addp_agent.data.scenes3d import export
+
+            samples = ScenesRef(split, n, seed, config)
+            if fmt == "clevr-ref":
+                count = export.export_clevr_ref(samples, staging, split)
+            else:
+                writer = {"refer": export.export_refer, "cris": export.export_cris,
+                          "grefs": export.export_grefs}[fmt]
+                count = writer(samples, staging, split, dataset_name)
+        manifest.write(staging / path.name, document)
     typer.echo(f"wrote {count} {split} samples ({fmt} layout, {size} px, {preset}, {config.mode}) to {out} in "
                f"{time.perf_counter() - start:.1f} s")

@@ -30,6 +30,7 @@ def train_depth_command(
 ) -> None:
     """Train a depth model with the ADDP recipe (resumes from --out)."""
     from addp_agent.extras import require_extra
+    from addp_agent.outputs_io import check_output_folder
     from addp_agent.train.depth_loop import train_depth
 
     require_extra("train", "accelerate")
@@ -38,7 +39,9 @@ def train_depth_command(
             options["model"] = json.loads(model_config.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise UserError(f"--model-config {model_config}: cannot read a JSON model config ({error})") from None
-    folder = train_depth(build_config(DepthTrainConfig, options), progress=not quiet)
+    config = build_config(DepthTrainConfig, options)
+    check_output_folder(config.out)  # before any data or model work
+    folder = train_depth(config, progress=not quiet)
     typer.echo(f"model saved to {folder}")
 
 
@@ -52,12 +55,14 @@ def eval_depth_command(
 ) -> None:
     """Evaluate a depth model (Marigold protocol); writes metrics.json, samples.jsonl, report.md and plots."""
     from addp_agent.data.depth_sources import check_depth_spec
+    from addp_agent.devices import check_device
     from addp_agent.eval.depth import check_out, evaluate_depth_run
     from addp_agent.extras import require_extra
     from addp_agent.models.registry import load_depth_pipeline
 
     require_extra("eval", "matplotlib")
     config = build_config(DepthEvalConfig, options)
+    check_device(device)
     check_out(out)
     check_depth_spec(config.data, config.split)  # bad specs and missing folders fail before the model loads
     pipe = load_depth_pipeline(config.model, device=device, progress=not quiet)

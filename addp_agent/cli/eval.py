@@ -11,6 +11,7 @@ from addp_agent.cli.app import app
 from addp_agent.cli.options import build_config, config_options
 from addp_agent.cli.tasks import TaskDispatchCommand
 from addp_agent.eval.records import EvalConfig
+from addp_agent.limits import MAX_SEED, MAX_STEPS
 
 
 def _check_limit(limit: int | None) -> None:
@@ -37,6 +38,7 @@ def eval_command(
     require_extra("eval")  # accelerate now, matplotlib for the plots at the end: check both before any work
     from accelerate import PartialState
 
+    from addp_agent.devices import check_device
     from addp_agent.errors import UserError
     from addp_agent.eval.records import CRITICS
     from addp_agent.eval.runner import critic_factory, evaluate, prepare
@@ -47,6 +49,7 @@ def eval_command(
         raise UserError(f"unknown critic {options['critic']!r}; use one of {', '.join(CRITICS)}")
     _check_limit(options["limit"])
     config = build_config(EvalConfig, options)
+    check_device(device)
     prepare(config, out)
     open_stream(config)  # bad specs and missing folders fail here, before the model loads
     critic_for = critic_factory(config, critic_model)
@@ -68,10 +71,11 @@ def analyze_timesteps_command(
     data: str = typer.Option(..., "--data", help="Data source spec (as for `addp eval`)."),
     split: str = typer.Option("val", "--split"),
     model: str = typer.Option(None, "--model", help="Model folder or hub id (default: the bundled model)."),
-    steps: int = typer.Option(None, "--steps", help="Denoising steps (default: the model's)."),
-    limit: int = typer.Option(64, "--limit", help="Samples to average over."),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    seed: int = typer.Option(0, "--seed"),
+    steps: int = typer.Option(None, "--steps", min=2, max=MAX_STEPS, help="Denoising steps (default: the "
+                                                                          "model's)."),
+    limit: int = typer.Option(64, "--limit", min=1, help="Samples to average over."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     out: Path = typer.Option(..., "--out"),
     device: str = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
 ) -> None:
@@ -79,19 +83,15 @@ def analyze_timesteps_command(
     from itertools import islice
 
     from addp_agent.data.sources import load_source
-    from addp_agent.errors import UserError
-    from addp_agent.eval.timesteps import curve, measure, write_outputs
+    from addp_agent.devices import check_device
+    from addp_agent.eval.timesteps import OUTPUT_FILES, curve, measure, write_outputs
     from addp_agent.extras import require_extra
     from addp_agent.models.registry import load_pipeline
+    from addp_agent.outputs_io import check_output_folder, output_set
 
     require_extra("eval", "matplotlib")  # for the plot at the end
-    _check_limit(limit)
-    if steps is not None and steps < 2:
-        raise UserError(f"--steps must be ≥ 2 for a curve, got {steps}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+    check_device(device)
+    check_output_folder(out, OUTPUT_FILES, "addp analyze-timesteps")
     source = load_source(data, split, skip_bad=True)
     samples = list(islice(iter(source), limit))
     skipped = sum((getattr(source, "skipped", None) or {}).values())
@@ -100,7 +100,8 @@ def analyze_timesteps_command(
     step_ids, timesteps, counts = measure(pipe, samples, steps, batch_size, seed)
     result = curve(step_ids, timesteps, counts, int(pipe.scheduler.config.num_train_timesteps))
     meta = {"data": data, "split": split, "model": model or "bundled-default", "seed": seed, "skipped": skipped}
-    files = write_outputs(result, out, meta)
+    with output_set(out, owns=OUTPUT_FILES, command="addp analyze-timesteps") as staging:
+        files = write_outputs(result, staging, meta)
     peak = max(range(len(result.miou)), key=result.miou.__getitem__)
     typer.echo(f"{result.n} samples, {len(timesteps)} steps: mIoU {100 * result.miou[0]:.1f} % at t={timesteps[0]}, "
                f"peak {100 * result.miou[peak]:.1f} % at t={timesteps[peak]}, final {100 * result.miou[-1]:.1f} % "

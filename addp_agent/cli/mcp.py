@@ -26,19 +26,31 @@ def mcp(
     allow_urls: bool = typer.Option(False, "--allow-urls", help="let tools download http(s) image URLs"),
     critic_model: str = typer.Option(None, "--critic-model",
                                      help="VLM for critic='vlm' (default: $ADDP_CRITIC_MODEL; none: no VLM critic)"),
-    max_sessions: int = typer.Option(16, "--max-sessions", min=1, help="sessions kept (least recently used go)"),
+    max_sessions: int = typer.Option(16, "--max-sessions", min=1,
+                                     help="sessions kept per client (its least recently used go)"),
+    client_memory_mb: int = typer.Option(256, "--client-memory-mb", min=1,
+                                         help="MiB of session arrays kept per client (its least recently used go)"),
+    total_memory_mb: int = typer.Option(1024, "--total-memory-mb", min=1,
+                                        help="MiB of session arrays kept for all clients together"),
+    max_clients: int = typer.Option(64, "--max-clients", min=1, help="clients holding sessions at a time"),
     ttl: float = typer.Option(1800.0, "--ttl", min=1.0, help="seconds a session lives after its last use"),
     batch_max: int = typer.Option(8, "--batch-max", min=1,
                                   help="concurrent one-round segment calls batched together (1: no batching)"),
     batch_wait_ms: float = typer.Option(10.0, "--batch-wait-ms", min=0.0,
                                         help="how long the first call of a batch waits for others"),
+    device: str = typer.Option(None, help="cpu | cuda | cuda:1 (default: cuda if available)."),
 ) -> None:
     """Serve segment / refine / get_mask / trajectory to MCP clients; the model is loaded once, at start."""
+    from addp_agent.devices import check_device
     from addp_agent.tools.functions import SegmentationTools
     from addp_agent.tools.inputs import ImagePolicy
     from addp_agent.tools.mcp_server import run_http, run_stdio
-    from addp_agent.tools.store import SessionStore
+    from addp_agent.tools.store import MiB, SessionStore
 
+    check_device(device)
+    if client_memory_mb > total_memory_mb:
+        raise UserError(f"--client-memory-mb ({client_memory_mb}) must not exceed --total-memory-mb "
+                        f"({total_memory_mb})")
     for folder in allow_dir:
         if not folder.expanduser().is_dir():
             raise UserError(f"--allow-dir {folder}: not a folder")
@@ -50,9 +62,10 @@ def mcp(
 
         settings = ChatSettings(model=critic_model).resolved()  # fail now, not at the first call
         factory = lambda: VLMCritic(settings)  # noqa: E731
-    tools = SegmentationTools(model, store=SessionStore(max_sessions, ttl),
-                              policy=ImagePolicy.create(allow_dir, allow_urls), critic_factory=factory,
-                              batch_max=batch_max, batch_wait_ms=batch_wait_ms)
+    store = SessionStore(max_sessions, ttl, client_bytes=client_memory_mb * MiB, total_bytes=total_memory_mb * MiB,
+                         max_clients=max_clients)
+    tools = SegmentationTools(model, store=store, policy=ImagePolicy.create(allow_dir, allow_urls),
+                              critic_factory=factory, batch_max=batch_max, batch_wait_ms=batch_wait_ms, device=device)
     tools.pipeline  # noqa: B018 (load once, before serving, so a bad --model fails here)
     try:
         if address is None:

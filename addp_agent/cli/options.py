@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import types
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
@@ -25,8 +26,34 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def flag(name: str) -> str:
-    """A config field (or a dotted path into one) as its flag: ``max_rounds`` → ``--max-rounds``."""
-    return "--" + name.replace(".", "-").replace("_", "-")
+    """A config field (or a dotted path into one) as its flag: ``max_rounds`` → ``--max-rounds``,
+    ``correction.1`` → ``--correction[1]`` (the second of a repeated or comma-separated option)."""
+    head, *rest = name.split(".")
+    tail = "".join(f"[{part}]" if part.isdigit() else "-" + part.replace("_", "-") for part in rest)
+    return "--" + head.replace("_", "-") + tail
+
+
+def refuse_non_finite(command: Any) -> Any:
+    """Make every option of a (typer-made) click ``command``, and of its subcommands, refuse NaN and ±inf floats
+    with one :class:`UserError` naming the flag: typer accepts ``--guidance-scale nan`` as a float."""
+    for sub in (getattr(command, "commands", None) or {}).values():
+        refuse_non_finite(sub)
+    original = command.callback
+    if original is None or getattr(original, "_finite_floats", False):
+        return command
+    names = {p.name: (p.opts or [p.name])[0] for p in command.params if p.name}
+
+    @functools.wraps(original)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for name, value in kwargs.items():
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise UserError(f"{names.get(name, name)}: must be a finite number, got {item}")
+        return original(*args, **kwargs)
+
+    checked._finite_floats = True  # type: ignore[attr-defined]
+    command.callback = checked
+    return command
 
 
 def config_error(error: ValidationError) -> UserError:

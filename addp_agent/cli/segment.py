@@ -3,71 +3,90 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
+from typing import Any, Literal
 
 import typer
+from pydantic import BaseModel, ConfigDict, Field
 
 from addp_agent.cli.app import app
+from addp_agent.cli.options import build_config, config_options
+from addp_agent.limits import (
+    DEFAULT_THRESHOLD,
+    CorrectionMode,
+    Corrections,
+    Expression,
+    Scale,
+    Seed,
+    Steps,
+    Threshold,
+    check_value,
+)
+
+SEGMENT_FILES = ("mask.png", "overlay.png", "painted.png", "result.json")
+
+
+class SegmentOptions(BaseModel):
+    """The sampler and decoding options of `addp segment` (bounds from :mod:`addp_agent.limits`, as in the tools)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    correction: Corrections | None = Field(None, description="Correctional prompt D⁻ (repeatable).")
+    correction_scale: Scale | None = Field(None, description="Weight w of each correction (default: the model's).")
+    correction_mode: CorrectionMode | None = Field(None, description="Default: the model's.")
+    steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")
+    guidance_scale: Scale | None = Field(None, description="Text guidance s_T (default: the model's).")
+    image_guidance_scale: Scale | None = Field(None, description="Image guidance s_I (default: the model's).")
+    seed: Seed = 0
+    threshold: Threshold = Field(DEFAULT_THRESHOLD, description="RGB distance to pure red below which a pixel is "
+                                                                "mask.")
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: fp32 on CPU, fp16 on CUDA.")
 
 
 @app.command("segment")
+@config_options(SegmentOptions)
 def segment_command(
+    options: dict[str, Any],
     image: Path = typer.Argument(..., help="Input image (PNG, JPEG, …; any mode is converted to RGB)."),
     expression: str = typer.Argument(..., help="Referring expression, e.g. 'the large green circle'."),
     model: str = typer.Option(None, "--model", help="Model folder or hub id (default: the bundled model)."),
     correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt D⁻ (repeatable)."),
-    correction_scale: float = typer.Option(None, help="Weight w of each correction (default: the model's)."),
-    correction_mode: str = typer.Option(None, help="additive | replace (default: the model's)."),
-    steps: int = typer.Option(None, "--steps", help="Denoising steps (default: the model's)."),
-    guidance_scale: float = typer.Option(None, help="Text guidance s_T (default: the model's)."),
-    image_guidance_scale: float = typer.Option(None, help="Image guidance s_I (default: the model's)."),
-    seed: int = typer.Option(0, "--seed"),
-    threshold: float = typer.Option(50.0, help="RGB distance to pure red below which a pixel is mask."),
-    out: Path = typer.Option(Path("out"), "--out", help="Output folder (created; files replaced atomically)."),
+    out: Path = typer.Option(Path("out"), "--out", help="Output folder (its files are replaced together)."),
     device: str = typer.Option(None, help="cpu | cuda | cuda:1 (default: cuda if available)."),
-    dtype: str = typer.Option("auto", help="auto (fp32 on CPU, fp16 on CUDA) | fp32 | fp16 | bf16."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Segment the object an expression refers to; writes mask.png, overlay.png, painted.png and result.json."""
     import torch
 
-    from addp_agent.errors import UserError
+    from addp_agent.devices import check_device
     from addp_agent.images import load_image
     from addp_agent.models.registry import load_pipeline
+    from addp_agent.outputs_io import check_output_folder, output_set, write_file
+    from addp_agent.text import clean_text
 
-    if steps is not None and steps < 1:
-        raise UserError(f"--steps must be ≥ 1, got {steps}")
-    if correction_mode is not None and correction_mode not in ("additive", "replace"):
-        raise UserError(f"--correction-mode must be 'additive' or 'replace', got {correction_mode!r}")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    dtypes = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if dtype not in dtypes:
-        raise UserError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+    expression = check_value(Expression, clean_text(expression), "EXPRESSION")
+    corrections = [clean_text(c, "--correction") for c in correction or []]
+    settings = build_config(SegmentOptions, {**options, "correction": corrections or None})
+    check_device(device)
+    check_output_folder(out, SEGMENT_FILES, "addp segment")
     rgb = load_image(image)
-    pipe = load_pipeline(model, device=device, dtype=dtypes[dtype], progress=not quiet)
+    dtypes = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    pipe = load_pipeline(model, device=device, dtype=dtypes[settings.dtype], progress=not quiet)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = pipe.segment(rgb, expression, corrections=list(correction or []) or None, num_inference_steps=steps,
-                              seed=seed, guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale,
-                              correction_scale=correction_scale, correction_mode=correction_mode,
-                              threshold=threshold, show_progress=not quiet)
+        result = pipe.segment(rgb, expression, corrections=settings.correction, num_inference_steps=settings.steps,
+                              seed=settings.seed, guidance_scale=settings.guidance_scale,
+                              image_guidance_scale=settings.image_guidance_scale,
+                              correction_scale=settings.correction_scale, correction_mode=settings.correction_mode,
+                              threshold=settings.threshold, show_progress=not quiet)
     for warning in caught:
         if "truncated" in str(warning.message):
             typer.echo(f"warning: {warning.message}", err=True)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".addp-", dir=out))
-    try:
+    record = {"image": str(image), "model": model or "bundled-default", **result.to_json()}
+    with output_set(out, owns=SEGMENT_FILES, command="addp segment") as staging:
         result.save(staging, rgb)
-        record = {"image": str(image), "model": model or "bundled-default", **result.to_json()}
-        (staging / "result.json").write_text(json.dumps(record, indent=2))
-        for file in staging.iterdir():
-            file.replace(out / file.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_file(staging / "result.json", json.dumps(record, indent=2))
     if not quiet:
         typer.echo(f"mask: {result.area} px ({100 * result.area_fraction:.1f} %), bbox {result.bbox}, "
                    f"confidence {result.confidence:.2f} → {out}/mask.png, overlay.png, result.json")

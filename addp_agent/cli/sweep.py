@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from addp_agent.cli.app import app
+from addp_agent.limits import MAX_SEED
 
 
 @app.command("sweep")
@@ -24,8 +25,8 @@ def sweep_command(
                                              help="Pick the fewest UNet passes (steps × guidance branches) "
                                                   "within this mIoU (fraction) of the best."),
     limit: int = typer.Option(300, "--limit", help="Samples per grid point."),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    seed: int = typer.Option(0, "--seed"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     out: Path = typer.Option(..., "--out", help="JSON file for every row and the pick."),
     device: str = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
 ) -> None:
@@ -37,9 +38,11 @@ def sweep_command(
     from rich.table import Table
 
     from addp_agent.data.sources import load_source
+    from addp_agent.devices import check_device
     from addp_agent.errors import UserError
     from addp_agent.eval.sweep import SweepResult, grid, parse_list, pick, sweep
     from addp_agent.models.registry import load_pipeline
+    from addp_agent.outputs_io import check_output_file, write_file
 
     points = grid(parse_list(steps, int, "--steps"), parse_list(guidance_scale, float, "--guidance-scale"),
                   parse_list(image_guidance_scale, float, "--image-guidance-scale"),
@@ -48,8 +51,8 @@ def sweep_command(
         raise UserError(f"--limit must be ≥ 1, got {limit}")
     if not 0.0 <= prefer_fast_within < 1.0:
         raise UserError(f"--prefer-fast-within must be in [0, 1), got {prefer_fast_within}")
-    if out.is_dir() or (out.parent.exists() and not out.parent.is_dir()):
-        raise UserError(f"{out}: not a writable file path")
+    check_device(device)
+    check_output_file(out)
     source = load_source(data, split, skip_bad=True)
     samples = list(islice(iter(source), limit))
     pipe = load_pipeline(model, device=device)
@@ -64,10 +67,7 @@ def sweep_command(
     best = pick(rows, prefer_fast_within)
     result = SweepResult(model=model or "bundled-default", data=data, split=split, seed=seed, n=len(samples),
                          prefer_fast_within=prefer_fast_within, rows=rows, best=best)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(out.name + ".tmp")
-    staging.write_text(result.model_dump_json(indent=2))
-    staging.replace(out)
+    write_file(out, result.model_dump_json(indent=2))
     table = Table(title=f"{len(samples)} samples of {data} ({split}), single round")
     for column in ("steps", "guidance", "image guidance", "spacing", "UNet passes", "mIoU %", "oIoU %", "P@0.5 %",
                    "ms/sample"):

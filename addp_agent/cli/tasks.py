@@ -9,6 +9,8 @@ from typing import Any
 import typer
 from typer.core import TyperCommand
 
+from addp_agent.cli.options import refuse_non_finite
+
 TASKS = ("ris", "depth")
 TASK_COMMANDS = {
     ("train", "depth"): "addp_agent.cli.depth_tasks:train_depth_app",
@@ -40,6 +42,6 @@ class TaskDispatchCommand(TyperCommand):
             raise typer.BadParameter(f"unknown task {task!r}; use one of {', '.join(TASKS)}", ctx=ctx,
                                      param_hint="--task")
         module, attribute = target.split(":")
-        command = typer.main.get_command(getattr(importlib.import_module(module), attribute))
+        command = refuse_non_finite(typer.main.get_command(getattr(importlib.import_module(module), attribute)))
         command.main(args=rest, prog_name=f"{ctx.command_path} --task {task}", standalone_mode=False)
         ctx.exit(0)

@@ -24,11 +24,14 @@ def train_command(
 ) -> None:
     """Train or fine-tune an InstructPix2Pix-format model with the ADDP recipe (resumes from --out)."""
     from addp_agent.extras import require_extra
+    from addp_agent.outputs_io import check_output_folder
     from addp_agent.train.loop import train
 
     require_extra("train", "accelerate")
     model = _model_config(model_config) if model_config else {}
-    folder = train(build_config(TrainConfig, {**options, **model}), progress=not quiet)
+    config = build_config(TrainConfig, {**options, **model})
+    check_output_folder(config.out)  # before any data or model work
+    folder = train(config, progress=not quiet)
     typer.echo(f"model saved to {folder}")
 
 
