@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
 from addp_agent.engine.outputs import SegmentationResult, TrajectoryPoint
@@ -109,6 +110,26 @@ class SessionResult:
                 "best_round": self.best.index, "rounds": [r.to_json() for r in self.rounds]}
 
 
+def held_bytes(value: Any, seen: set[int] | None = None) -> int:
+    """Bytes of the numpy arrays and torch tensors reachable from ``value`` through dataclasses, lists, tuples and
+    dicts, each counted once."""
+    seen = set() if seen is None else seen
+    if value is None or isinstance(value, (str, bytes, int, float, bool)) or id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, torch.Tensor):
+        return int(value.element_size() * value.nelement())
+    if isinstance(value, dict):
+        return sum(held_bytes(v, seen) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(held_bytes(v, seen) for v in value)
+    if is_dataclass(value):
+        return sum(held_bytes(getattr(value, f.name), seen) for f in fields(value))
+    return 0
+
+
 class Session:
     """Cached encodings (and the state after step k) for one image and expression; rounds accumulate.
 
@@ -147,6 +168,11 @@ class Session:
         """Whether later rounds resume from the state after step ``config.resume_step``."""
         k = self.config.resume_step
         return k is not None and k < self.num_steps
+
+    def nbytes(self) -> int:
+        """Bytes of the arrays and tensors the session holds: image, encodings, rounds, the state to resume."""
+        with self.lock:
+            return held_bytes([self.image, self._encoded, self.state, self._prefix, self.rounds])
 
     # ------------------------------------------------------------------------------------------------ rounds
     def run_round(self, corrections: list[str] | None = None, precomputed: SegmentationResult | None = None) -> Round:

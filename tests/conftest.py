@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -162,3 +168,69 @@ def tiny_depth_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-depth")
     build_pixel_depth_pipeline(PixelDepthModelConfig(**TINY_DEPTH_KWARGS), seed=0).save_pretrained(folder)
     return folder
+
+
+def noisy_photo(height: int, width: int, seed: int = 0):
+    """The worst case for PNG: smooth gradients under strong per-pixel noise (like a high-ISO photo)."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) * 127 // (width + height)], -1)
+    noise = np.random.default_rng(seed).integers(-60, 60, (height, width, 3))
+    return (base + noise).clip(0, 255).astype(np.uint8)
+
+
+MCP_MAX_SESSIONS = 4  # per client in the shared HTTP server: small, so one client's burst would evict another's
+
+
+@dataclass
+class McpServer:
+    url: str
+    folder: Path
+    process: subprocess.Popen
+
+
+@contextmanager
+def mcp_http_server(model_dir: Path, folder: Path, *options: str):
+    """``addp mcp --http`` on a free loopback port serving ``folder``; yields a :class:`McpServer` once it listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "addp_agent", "mcp", "--model", str(model_dir), "--allow-dir", str(folder),
+         "--http", f"127.0.0.1:{port}", *options], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "ADDP_CRITIC_MODEL": ""})
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()[-2000:]
+                time.sleep(0.2)
+        yield McpServer(f"http://127.0.0.1:{port}/mcp", folder, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def serve_folder(folder: Path) -> Path:
+    """``scene.png`` (64 px Shapes-Ref), ``photo.png`` (320×240 noise), ``large.jpg`` (2000×1500 noise)."""
+    from PIL import Image
+
+    from addp_agent.data.shapes import generate_sample
+
+    Image.fromarray(generate_sample("val", 5).image).save(folder / "scene.png")
+    Image.fromarray(noisy_photo(240, 320)).save(folder / "photo.png")
+    Image.fromarray(noisy_photo(1500, 2000)).save(folder / "large.jpg", quality=95)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mcp_http(tiny_pixel_dir, tmp_path_factory):
+    """One real ``addp mcp --http`` server with the tiny model for the whole run, serving :func:`serve_folder`."""
+    with mcp_http_server(tiny_pixel_dir, serve_folder(tmp_path_factory.mktemp("served")), "--max-sessions",
+                         str(MCP_MAX_SESSIONS)) as server:
+        yield server

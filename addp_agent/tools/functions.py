@@ -22,6 +22,7 @@ from addp_agent.engine.batcher import DynamicBatcher
 from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import UserError, validation_message
 from addp_agent.images import bounded_copy
+from addp_agent.limits import MAX_CORRECTIONS
 from addp_agent.masks import bbox_xywh, encode_rle, mask_to_png_base64, mask_to_polygons, overlay, resize_mask
 from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image, printable
 from addp_agent.tools.payload import MAX_SIDE, bounded_png
@@ -37,7 +38,7 @@ from addp_agent.tools.schemas import (
     TrajectoryResult,
     TrajectoryStep,
 )
-from addp_agent.tools.store import NotFound, SessionStore, mask_id, parse_mask_id
+from addp_agent.tools.store import LOCAL, NotFound, SessionStore, StoreFull, mask_id, parse_mask_id
 
 log = logging.getLogger(__name__)
 OVERLAY_MAX_SIDE = MAX_SIDE
@@ -104,12 +105,13 @@ class SegmentationTools:
     def __init__(self, model: Any = None, *, pipeline: ADDPPipeline | None = None, store: SessionStore | None = None,
                  policy: ImagePolicy | None = None, critic_factory: Callable[[], Critic] | None = None,
                  trajectory_points: int = 5, max_rounds_limit: int = 5, max_session_rounds: int = 20,
-                 convergence_iou: float = 0.98, batch_max: int = 1, batch_wait_ms: float = 10.0) -> None:
+                 convergence_iou: float = 0.98, batch_max: int = 1, batch_wait_ms: float = 10.0,
+                 device: str | None = None) -> None:
         """``batch_max > 1`` puts a :class:`DynamicBatcher` (``batch_max`` requests, ``batch_wait_ms`` window) in
         front of the model for one-round ``segment`` calls without a critic: concurrent calls share one UNet batch
         per step. Everything else runs one call at a time on the model."""
-        self._model, self._pipeline = model, pipeline
-        self.store = store or SessionStore()
+        self._model, self._pipeline, self._device = model, pipeline, device
+        self.store = store if store is not None else SessionStore()  # an empty store is falsy (len 0)
         self.policy = policy or ImagePolicy()
         self.critic_factory = critic_factory
         self.trajectory_points = trajectory_points
@@ -130,7 +132,7 @@ class SegmentationTools:
             if self._pipeline is None:
                 from addp_agent.models.registry import load_pipeline
 
-                self._pipeline = load_pipeline(self._model, progress=False)
+                self._pipeline = load_pipeline(self._model, device=self._device, progress=False)
                 self._pipeline.set_progress_bar_config(disable=True)
         return self._pipeline
 
@@ -151,8 +153,9 @@ class SegmentationTools:
             self._batcher.close()
 
     # ---------------------------------------------------------------------------------------------- dispatch
-    def call(self, name: str, arguments: dict[str, Any] | str | None) -> ToolOutput:
-        """Validate ``arguments`` (a dict or JSON text) and run tool ``name``; errors become ToolError results."""
+    def call(self, name: str, arguments: dict[str, Any] | str | None, client: str = LOCAL) -> ToolOutput:
+        """Validate ``arguments`` (a dict or JSON text) and run tool ``name`` for ``client`` (whose sessions alone
+        it sees: an MCP session, or ``local`` in process); errors become ToolError results."""
         spec = TOOL_SPECS.get(name)
         if spec is None:
             return _error(name, "unknown_tool", f"no tool named {name!r}; tools: {', '.join(TOOL_SPECS)}")
@@ -165,14 +168,14 @@ class SegmentationTools:
             return ToolOutput(name, invalid_arguments(error))
         try:
             if name == "segment" and self._batchable(args):
-                return self.segment(args)  # the batcher takes the model lock around each batch
+                return self.segment(args, client)  # the batcher takes the model lock around each batch
             if name in ("segment", "refine"):
                 with self._model_lock:
-                    return getattr(self, name)(args)
-            return getattr(self, name)(args)
+                    return getattr(self, name)(args, client)
+            return getattr(self, name)(args, client)
         except NotFound as error:
             return _error(name, "not_found", str(error))
-        except Refused as error:
+        except (Refused, StoreFull) as error:
             return _error(name, "refused", str(error))
         except CriticUnavailable as error:
             return _error(name, "critic_unavailable", str(error))
@@ -183,7 +186,8 @@ class SegmentationTools:
             return _error(name, "internal", f"{type(error).__name__}: {error}")
 
     # ------------------------------------------------------------------------------------------------- tools
-    def segment(self, args: SegmentArgs) -> ToolOutput:
+    def segment(self, args: SegmentArgs, client: str = LOCAL) -> ToolOutput:
+        self.store.check_room(client)  # before any work
         image = load_tool_image(args.image, self.policy)
         critic = None
         if args.critic == "vlm":
@@ -203,26 +207,30 @@ class SegmentationTools:
             first = self.batcher.submit(session.image, session.expression, args.corrections, steps=steps,
                                         seed=config.seed, trajectory_every=config.trajectory_every).result()
         result = session.run(critic, args.corrections, first=first)
-        session_id = self.store.add(session, status=result.stop_reason)
-        return self._round_output("segment", session_id, session, result.best)
+        session_id = self.store.add(session, status=result.stop_reason, client=client)
+        return self._round_output("segment", session_id, session, result.best, client)
 
     def _batchable(self, args: SegmentArgs) -> bool:
         """One round, no server critic, batching on: the call can share a batch with concurrent ones."""
         return self.batch_max > 1 and args.critic in (None, "none") and (args.max_rounds or 1) == 1
 
-    def refine(self, args: RefineArgs) -> ToolOutput:
-        session, index = self.store.lookup(args.mask_id)
+    def refine(self, args: RefineArgs, client: str = LOCAL) -> ToolOutput:
+        session, index = self.store.lookup(args.mask_id, client)
         session_id, _ = parse_mask_id(args.mask_id)
         with session.lock:
             if len(session.rounds) >= self.max_session_rounds:
                 raise UserError(f"this session already has {len(session.rounds)} rounds; call segment again")
             base = session.rounds[index - 1]
+            if len(base.corrections) >= MAX_CORRECTIONS:
+                raise UserError(f"round {index} already has {len(base.corrections)} corrections, the most a round "
+                                "may have; refine an earlier round or call segment again")
             round_ = session.run_round([*base.corrections, args.correction])
-            self.store.set_status(session_id, "refined")
-        return self._round_output("refine", session_id, session, round_)
+            self.store.set_status(session_id, "refined", client)
+            self.store.update(session_id, client)
+        return self._round_output("refine", session_id, session, round_, client)
 
-    def get_mask(self, args: GetMaskArgs) -> ToolOutput:
-        session, index = self.store.lookup(args.mask_id)
+    def get_mask(self, args: GetMaskArgs, client: str = LOCAL) -> ToolOutput:
+        session, index = self.store.lookup(args.mask_id, client)
         mask = resize_mask(session.rounds[index - 1].mask, session.input_size)
         fmt = args.format or "rle"
         result = MaskResult(mask_id=args.mask_id, format=fmt, width=mask.shape[1], height=mask.shape[0],
@@ -231,8 +239,8 @@ class SegmentationTools:
                             polygons=mask_to_polygons(mask) if fmt == "polygon" else None)
         return ToolOutput("get_mask", result, artifact={"mask": mask})
 
-    def trajectory(self, args: TrajectoryArgs) -> ToolOutput:
-        session, index = self.store.lookup(args.mask_id)
+    def trajectory(self, args: TrajectoryArgs, client: str = LOCAL) -> ToolOutput:
+        session, index = self.store.lookup(args.mask_id, client)
         round_ = session.rounds[index - 1]
         masks = [resize_mask(p.mask, session.input_size) for p in round_.trajectory or []]
         points = [TrajectoryStep(step=p.step, timestep=p.timestep, area_percent=_percent(m),
@@ -242,7 +250,8 @@ class SegmentationTools:
         return ToolOutput("trajectory", result, artifact={"masks": masks})
 
     # ----------------------------------------------------------------------------------------------- helpers
-    def _round_output(self, name: str, session_id: str, session: Session, round_: Round) -> ToolOutput:
+    def _round_output(self, name: str, session_id: str, session: Session, round_: Round,
+                      client: str = LOCAL) -> ToolOutput:
         mask = resize_mask(round_.mask, session.input_size)
         history = [RoundSummary(round=r.index, corrections=r.corrections, area_percent=_percent(r.mask),
                                 confidence=round(r.confidence, 4),
@@ -253,7 +262,7 @@ class SegmentationTools:
             mask_id=mask_id(session_id, round_.index), expression=session.expression,
             width=mask.shape[1], height=mask.shape[0], area_percent=_percent(mask), bbox=bbox_xywh(mask),
             confidence=round(round_.confidence, 4), rounds=round_.index, corrections=round_.corrections,
-            stop_reason=self.store.status(session_id), history=history)
+            stop_reason=self.store.status(session_id, client), history=history)
         png = overlay_png(session.image, round_.mask)  # both at the session's working size
         return ToolOutput(name, result, overlay_png=png,
                           artifact={"mask": mask, "rle": encode_rle(mask), "overlay_png": png})

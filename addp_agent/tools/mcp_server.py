@@ -22,6 +22,7 @@ with extra_imports("agent"):
     import mcp_types as types
     from mcp.server.lowlevel import Server
     from mcp.server.stdio import stdio_server
+    from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 
 SERVER_NAME = "addp-segmentation"
 INSTRUCTIONS = ("Referring image segmentation by diffusion. Call segment with an image and a referring expression; "
@@ -65,6 +66,18 @@ def _result(output: ToolOutput) -> types.CallToolResult:
     return types.CallToolResult(content=content, structured_content=output.data(), is_error=output.is_error)
 
 
+def client_key(ctx: Any) -> str:
+    """Whose sessions a call sees: its MCP session (streamable HTTP: the ``mcp-session-id`` the server handed out,
+    an unguessable token; stdio: the one client of the process). Requests without a session (the sessionless
+    2026-07-28 protocol) share one pool, where ``mask_id``s are bearer tokens."""
+    request = getattr(ctx, "request", None)
+    if request is None:
+        return "stdio"
+    headers = getattr(request, "headers", None) or {}
+    session = headers.get(MCP_SESSION_ID_HEADER)
+    return f"http:{session}" if session else "http:sessionless"
+
+
 def build_server(tools: SegmentationTools) -> Server:
     """A low-level MCP server whose tool calls run in worker threads (the model is shared)."""
 
@@ -72,7 +85,8 @@ def build_server(tools: SegmentationTools) -> Server:
         return types.ListToolsResult(tools=mcp_tool_list())
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        output = await anyio.to_thread.run_sync(tools.call, params.name, dict(params.arguments or {}))
+        output = await anyio.to_thread.run_sync(tools.call, params.name, dict(params.arguments or {}),
+                                                client_key(ctx))
         return call_tool_result(output)
 
     return Server(SERVER_NAME, version=_version(), instructions=INSTRUCTIONS, on_list_tools=list_tools,
@@ -89,10 +103,32 @@ def run_stdio(tools: SegmentationTools) -> None:
     anyio.run(serve)
 
 
+def http_app(tools: SegmentationTools, host: str = "127.0.0.1", path: str = "/mcp") -> Any:
+    """The streamable-HTTP ASGI app; a client that ends its MCP session (HTTP DELETE) frees its sessions at once
+    (others expire with the store's time-to-live, as the SDK forgets idle MCP sessions after 30 minutes)."""
+    app = build_server(tools).streamable_http_app(streamable_http_path=path, host=host)
+
+    async def releasing(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "DELETE":
+            return await app(scope, receive, send)
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
+        session, status = headers.get(MCP_SESSION_ID_HEADER), [0]
+
+        async def watched(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                status[0] = int(message.get("status", 0))
+            await send(message)
+
+        await app(scope, receive, watched)
+        if session and 200 <= status[0] < 300:
+            tools.store.drop_client(f"http:{session}")
+
+    return releasing
+
+
 def run_http(tools: SegmentationTools, host: str, port: int, path: str = "/mcp") -> None:
     """Streamable HTTP at ``http://HOST:PORT/mcp`` (uvicorn)."""
     with extra_imports("agent"):
         import uvicorn
 
-    app = build_server(tools).streamable_http_app(streamable_http_path=path, host=host)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(http_app(tools, host, path), host=host, port=port, log_level="warning")
