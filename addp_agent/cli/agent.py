@@ -116,10 +116,8 @@ def agent_command(
     device: str = typer.Option(None, help="cpu | cuda | cuda:1 (default: cuda if available)."),
 ) -> None:
     """Segment, let a critic review each round, add its correction, repeat until it accepts."""
-    from addp_agent.agent import LoopConfig, Session
     from addp_agent.devices import check_device
     from addp_agent.limits import Corrections, Expression, check_value
-    from addp_agent.models.registry import load_pipeline
     from addp_agent.outputs_io import check_output_folder
     from addp_agent.text import clean_text
 
@@ -132,6 +130,9 @@ def agent_command(
         expression = check_value(Expression, clean_text(expression), "EXPRESSION")
     check_device(device)
     check_output_folder(out, AGENT_FILES, "addp agent")
+    from addp_agent.agent import LoopConfig, Session  # the engine's imports: after the cheap checks
+    from addp_agent.models.registry import load_pipeline
+
     rgb, expression, truth, instances = _inputs(image, expression, shapes_sample, gt_mask)
     settings = None
     if critic in ("vlm", "paper"):

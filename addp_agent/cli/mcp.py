@@ -42,15 +42,16 @@ def mcp(
 ) -> None:
     """Serve segment / refine / get_mask / trajectory to MCP clients; the model is loaded once, at start."""
     from addp_agent.devices import check_device
-    from addp_agent.tools.functions import SegmentationTools
-    from addp_agent.tools.inputs import ImagePolicy
-    from addp_agent.tools.mcp_server import run_http, run_stdio
-    from addp_agent.tools.store import MiB, SessionStore
 
     check_device(device)
     if client_memory_mb > total_memory_mb:
         raise UserError(f"--client-memory-mb ({client_memory_mb}) must not exceed --total-memory-mb "
                         f"({total_memory_mb})")
+    from addp_agent.tools.functions import SegmentationTools  # the engine's imports: after the cheap checks
+    from addp_agent.tools.inputs import ImagePolicy
+    from addp_agent.tools.mcp_server import run_http, run_stdio
+    from addp_agent.tools.store import MiB, SessionStore
+
     for folder in allow_dir:
         if not folder.expanduser().is_dir():
             raise UserError(f"--allow-dir {folder}: not a folder")

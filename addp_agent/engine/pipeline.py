@@ -167,7 +167,7 @@ class ADDPPipeline(DiffusionPipeline):
         inherited: dict[str, Any] = dict(resume.settings) if resume is not None else {}
         return DenoiseSettings(
             num_inference_steps=resume.num_inference_steps if resume is not None else int(
-                num_inference_steps or cfg.default_num_inference_steps),
+                num_inference_steps if num_inference_steps is not None else cfg.default_num_inference_steps),
             guidance_scale=float(guidance_scale if guidance_scale is not None
                                  else inherited.get("guidance_scale", cfg.default_guidance_scale)),
             image_guidance_scale=float(image_guidance_scale if image_guidance_scale is not None
