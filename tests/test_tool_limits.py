@@ -72,8 +72,8 @@ def test_tools_and_command_line_share_the_bounds():
     """The same annotated types: equal schemas for what both take (the tools cap steps lower, for cost)."""
     tool = SegmentArgs.model_json_schema()["properties"]
     cli = SegmentOptions.model_json_schema()["properties"]
-    assert tool["seed"]["anyOf"][0] == cli["seed"] | {"type": "integer"} == {"type": "integer", "minimum": 0,
-                                                                                 "maximum": MAX_SEED}
+    bounds = {key: cli["seed"][key] for key in ("type", "minimum", "maximum")}
+    assert tool["seed"]["anyOf"][0] == bounds == {"type": "integer", "minimum": 0, "maximum": MAX_SEED}
     assert tool["corrections"]["anyOf"][0] == cli["correction"]["anyOf"][0]
     assert tool["steps"]["anyOf"][0]["minimum"] == cli["steps"]["anyOf"][0]["minimum"] == 1
     assert RefineArgs.model_json_schema()["properties"]["correction"]["maxLength"] == MAX_CORRECTION_CHARS
