@@ -17,7 +17,8 @@ from addp_agent.cli.app import app
 def segment_command(
     image: Path = typer.Argument(..., help="Input image (PNG, JPEG, …; any mode is converted to RGB)."),
     expression: str = typer.Argument(..., help="Referring expression, e.g. 'the large green circle'."),
-    model: str = typer.Option(None, "--model", help="Model folder or hub id (default: the bundled model)."),
+    model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file or hub id "
+                              "(default: the bundled model)."),
     correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt D⁻ (repeatable)."),
     correction_scale: float = typer.Option(None, help="Weight w of each correction (default: the model's)."),
     correction_mode: str = typer.Option(None, help="additive | replace (default: the model's)."),
