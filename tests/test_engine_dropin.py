@@ -381,3 +381,25 @@ def test_safety_checker_flags_like_stock(components):
     assert got.nsfw_content_detected == expected.nsfw_content_detected == [True]
     close(got.images, expected.images)
     assert not got.images.any() and not got.masks[0].any()  # black image, empty mask
+
+
+def test_negative_prompt_and_corrections_share_one_unet_batch(components):
+    """A negative prompt (stock) and corrections D⁻ (ADDP) together: 3 + K branches in one UNet call per step; a
+    sample without corrections gets exactly the stock result; corrections repeat with each image of their prompt."""
+    stock, ours = pipelines(components)
+    sizes = []
+    ours.unet.register_forward_hook(lambda module, args, output: sizes.append(args[0].shape[0]))
+    prompts, negative = [PROMPT, "the blue star"], "the small square"
+    for mode in ("additive", "replace"):
+        sizes.clear()
+        got = ours(prompts, picture(), negative_prompt=negative, num_images_per_prompt=2,
+                   generator=[torch.Generator().manual_seed(s) for s in range(4)],
+                   corrections=[["the red ring"], []], correction_mode=mode, **BASE)
+        assert sizes == [4 * (3 + 1)] * 2
+        assert got.corrections == [["the red ring"]] * 2 + [[]] * 2
+        expected = stock(prompts[1], picture(), negative_prompt=negative, num_images_per_prompt=2,
+                         generator=[torch.Generator().manual_seed(s) for s in (2, 3)], **BASE).images
+        close(got.images[2:], expected)
+        alone = ours(prompts[0], picture(), negative_prompt=negative, num_images_per_prompt=2,
+                     generator=[torch.Generator().manual_seed(s) for s in (0, 1)], **BASE).images
+        assert np.abs(got.images[:2] - alone).max() > 1e-4  # the correction acts on its prompt's images

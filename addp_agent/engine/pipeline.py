@@ -14,7 +14,6 @@ import inspect
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +27,6 @@ from diffusers.loaders import (
     StableDiffusionLoraLoaderMixin,
     TextualInversionLoaderMixin,
 )
-from diffusers.models import ImageProjection
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from diffusers.utils import logging
@@ -37,9 +35,11 @@ from tqdm.auto import tqdm
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from addp_agent.engine.branches import GuidanceBranches
+from addp_agent.engine.callbacks import StepEnd, step_end_hook
 from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, decode_paint
 from addp_agent.engine.guidance import CorrectionMode, guidance_branches
 from addp_agent.engine.inputs import Size, prepare_images
+from addp_agent.engine.ip_adapter import embeds_from_images, embeds_from_rows
 from addp_agent.engine.outputs import ADDPPipelineOutput, SegmentationResult, TrajectoryPoint
 from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch, Generator, IPAdapterEmbeds
 from addp_agent.errors import UserError
@@ -53,7 +53,6 @@ STOCK_DEFAULTS: dict[str, float] = {"num_inference_steps": 100, "guidance_scale"
 WORKING = "working"  # ``resolution="working"``: the model's square working resolution (the segmentation path)
 Resolution = int | tuple[int, int] | Literal["working"] | None
 RawX0 = tuple[int, int, torch.Tensor]  # (step index, timestep, x̂₀) recorded during the loop
-StepEnd = Callable[[int, torch.Tensor, torch.Tensor, GuidanceBranches], tuple[torch.Tensor, GuidanceBranches]]
 
 
 def seeded_generators(seeds: int | Sequence[int] | None) -> Generator | None:
@@ -251,49 +250,16 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
             raise UserError(f"{embeds.shape[0]} negative prompts for {batch} prompts; give one, or one per prompt")
         return embeds.expand(batch, -1, -1) if embeds.shape[0] == 1 else embeds
 
-    @torch.no_grad()
     def encode_ip_adapter(self, ip_adapter_image: Any, ip_adapter_image_embeds: list[torch.Tensor] | None
                           ) -> IPAdapterEmbeds | None:
-        """Per loaded IP-Adapter: (image, negative) embeddings shared by the batch, from ``ip_adapter_image`` (one
-        image per adapter, through ``image_encoder``) or ``ip_adapter_image_embeds``: per adapter, rows
-        ``[image, negative, negative]`` (diffusers' InstructPix2Pix layout), ``[negative, image]`` (its Stable
-        Diffusion layout) or ``[image]`` (negative: zeros)."""
+        """Per loaded IP-Adapter: (image, negative) embeddings shared by the batch (``ip_adapter.py``)."""
         device, dtype = self._execution_device, self.unet.dtype
         if ip_adapter_image_embeds is not None:
-            pairs = []
-            for embeds in ip_adapter_image_embeds:
-                embeds = embeds.to(device=device, dtype=dtype)
-                rows = embeds.shape[0]
-                if rows not in (1, 2, 3):
-                    raise UserError(f"ip_adapter_image_embeds must have 1, 2 or 3 rows, got {rows}")
-                if rows == 2:
-                    pairs.append((embeds[1:2], embeds[:1]))
-                else:
-                    pairs.append((embeds[:1], embeds[1:2] if rows == 3 else torch.zeros_like(embeds)))
-            return pairs
+            return embeds_from_rows(ip_adapter_image_embeds, device, dtype)
         if ip_adapter_image is None:
             return None
-        projection = getattr(self.unet, "encoder_hid_proj", None)
-        layers = getattr(projection, "image_projection_layers", None)
-        if layers is None or self.image_encoder is None or self.feature_extractor is None:
-            raise UserError("ip_adapter_image needs a loaded IP-Adapter (load_ip_adapter) with its image_encoder "
-                            "and feature_extractor")
-        images = ip_adapter_image if isinstance(ip_adapter_image, list) else [ip_adapter_image]
-        if len(images) != len(layers):
-            raise UserError(f"{len(images)} ip_adapter_image for {len(layers)} loaded IP-Adapters")
-        pairs = []
-        for single, layer in zip(images, layers, strict=True):
-            pixels = single if isinstance(single, torch.Tensor) else self.feature_extractor(
-                single, return_tensors="pt").pixel_values
-            pixels = pixels.to(device=device, dtype=next(self.image_encoder.parameters()).dtype)
-            if isinstance(layer, ImageProjection):
-                embeds = self.image_encoder(pixels).image_embeds
-                negative = torch.zeros_like(embeds)
-            else:
-                embeds = self.image_encoder(pixels, output_hidden_states=True).hidden_states[-2]
-                negative = self.image_encoder(torch.zeros_like(pixels), output_hidden_states=True).hidden_states[-2]
-            pairs.append((embeds[None].to(dtype), negative[None].to(dtype)))
-        return pairs
+        return embeds_from_images(ip_adapter_image, self.unet, self.image_encoder, self.feature_extractor, device,
+                                  dtype)
 
     def check_unet_channels(self) -> None:
         """A clear error when the UNet does not take noisy + image channels of this model's space."""
@@ -434,28 +400,8 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
 
     def prepare_step_end(self, callback_on_step_end: Any, tensor_inputs: Sequence[str], callback: Any,
                          callback_steps: int | None, order: int) -> StepEnd | None:
-        """What runs after each step: diffusers' ``callback_on_step_end(pipe, i, t, tensors)`` (it may return new
-        ``latents``, ``prompt_embeds``, ``image_latents``, and change ``pipe._guidance_scale`` /
-        ``pipe._image_guidance_scale``) and the deprecated ``callback(step, t, latents)`` every ``callback_steps``."""
-        if callback_on_step_end is None and callback is None:
-            return None
-
-        def step_end(i: int, t: torch.Tensor, latents: torch.Tensor,
-                     branches: GuidanceBranches) -> tuple[torch.Tensor, GuidanceBranches]:
-            if callback_on_step_end is not None:
-                tensors = {"latents": latents, "prompt_embeds": branches.embeds, "image_latents": branches.images}
-                outputs = callback_on_step_end(self, i, t, {k: tensors[k] for k in tensor_inputs}) or {}
-                latents = outputs.pop("latents", latents)
-                branches = replace(branches, embeds=outputs.pop("prompt_embeds", branches.embeds),
-                                   images=outputs.pop("image_latents", branches.images))
-                scales = (self._guidance_scale, self._image_guidance_scale)
-                if scales != (branches.settings["guidance_scale"], branches.settings["image_guidance_scale"]):
-                    branches = branches.with_scales(*scales)
-            if callback is not None and i % (callback_steps or 1) == 0:
-                callback(i // order, t, latents)
-            return latents, branches
-
-        return step_end
+        """What runs after each step: the step-end callbacks (``callbacks.py``)."""
+        return step_end_hook(self, callback_on_step_end, tensor_inputs, callback, callback_steps, order)
 
     def denoise(self, latents: torch.Tensor, scheduler: Any, branches: GuidanceBranches, steps: range,
                 extra_step_kwargs: dict[str, Any], correction_start_step: int = 0, trajectory_every: int = 0,
