@@ -10,10 +10,12 @@ paint, x̂₀ trajectories, and stop/resume at any step. Latent models (with a V
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -53,6 +55,15 @@ STOCK_DEFAULTS: dict[str, float] = {"num_inference_steps": 100, "guidance_scale"
 WORKING = "working"  # ``resolution="working"``: the model's square working resolution (the segmentation path)
 Resolution = int | tuple[int, int] | Literal["working"] | None
 RawX0 = tuple[int, int, torch.Tensor]  # (step index, timestep, x̂₀) recorded during the loop
+
+
+def placement_fixed(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a pipeline method with its device and dtype looked up once (:meth:`ADDPPipeline.fixed_placement`)."""
+    @functools.wraps(method)
+    def wrapper(self: ADDPPipeline, *args: Any, **kwargs: Any) -> Any:
+        with self.fixed_placement():
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def seeded_generators(seeds: int | Sequence[int] | None) -> Generator | None:
@@ -123,6 +134,31 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         return int(self.unet.config.sample_size) * self.vae_scale_factor
 
     @property
+    def execution_device(self) -> torch.device:
+        """Where the models compute (diffusers' ``_execution_device``: offload hooks included)."""
+        placement = getattr(self, "_placement", None)
+        return placement[0] if placement is not None else self._execution_device
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The UNet's compute dtype (diffusers' ``unet.dtype``: layerwise casting included)."""
+        placement = getattr(self, "_placement", None)
+        return placement[1] if placement is not None else self.unet.dtype
+
+    @contextmanager
+    def fixed_placement(self) -> Iterator[None]:
+        """Device and dtype looked up once for a block (diffusers walks every module of every component to find
+        them, several milliseconds a time), re-entrant."""
+        if getattr(self, "_placement", None) is not None:
+            yield
+            return
+        self._placement = (self._execution_device, self.unet.dtype)
+        try:
+            yield
+        finally:
+            self._placement = None
+
+    @property
     def num_channels_out(self) -> int:
         if self.vae is not None:
             return int(self.vae.config.latent_channels)
@@ -163,7 +199,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """CLIP hidden states (B, L, D) for ``texts`` (textual-inversion tokens expanded); warns when a text is
         truncated."""
-        tokenizer, device = self.tokenizer, self._execution_device
+        tokenizer, device = self.tokenizer, self.execution_device
         texts = self.maybe_convert_prompt(list(texts), tokenizer)
         inputs = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                            return_tensors="pt")
@@ -174,7 +210,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         if getattr(self.text_encoder.config, "use_attention_mask", False):
             mask = inputs.attention_mask.to(device)
         embeds = self.text_encoder(inputs.input_ids.to(device), attention_mask=mask)[0]
-        return embeds.to(dtype=self.unet.dtype, device=device)
+        return embeds.to(dtype=self.compute_dtype, device=device)
 
     @torch.no_grad()
     def encode_images(self, image: Any, resolution: Resolution = WORKING) -> torch.Tensor:
@@ -185,7 +221,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         """(condition latents, each input's original (height, width)); image latents pass through unchanged."""
         latent_channels = self.image_processor.config.vae_latent_channels or None
         prepared = prepare_images(image, self.image_processor, self.working_size(resolution), latent_channels)
-        tensor = prepared.tensor.to(device=self._execution_device, dtype=self.unet.dtype)
+        tensor = prepared.tensor.to(device=self.execution_device, dtype=self.compute_dtype)
         return (tensor if prepared.is_latents else self.condition_latents(tensor)), prepared.original_sizes
 
     def condition_latents(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -201,6 +237,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         return self.vae.encode(pixels).latent_dist.sample() * self.vae.config.scaling_factor
 
     @torch.no_grad()
+    @placement_fixed
     def encode(self, prompt: str | list[str] | None, image: Any, *, resolution: Resolution = WORKING,
                negative_prompt: str | list[str] | None = None, prompt_embeds: torch.Tensor | None = None,
                negative_prompt_embeds: torch.Tensor | None = None, ip_adapter_image: Any = None,
@@ -226,7 +263,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
             if batch % count:
                 raise UserError(f"{batch} expressions but {count} images; give one image per expression")
             image_latents, sizes = torch.cat([image_latents] * (batch // count)), sizes * (batch // count)
-        device, dtype = self._execution_device, self.unet.dtype
+        device, dtype = self.execution_device, self.compute_dtype
         embeds = self.encode_text(prompts) if prompt_embeds is None else prompt_embeds.to(device=device, dtype=dtype)
         return EncodedBatch(
             prompts=prompts, original_sizes=sizes, image_latents=image_latents, prompt_embeds=embeds,
@@ -238,7 +275,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
                          batch: int) -> torch.Tensor | None:
         """(B, L, D) embeddings of the stock ``negative_prompt`` (one for all, or one per prompt), or None."""
         if negative_prompt_embeds is not None:
-            embeds = negative_prompt_embeds.to(device=self._execution_device, dtype=self.unet.dtype)
+            embeds = negative_prompt_embeds.to(device=self.execution_device, dtype=self.compute_dtype)
         elif negative_prompt is not None:
             texts = [negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt)
             if not all(isinstance(t, str) for t in texts):
@@ -253,7 +290,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
     def encode_ip_adapter(self, ip_adapter_image: Any, ip_adapter_image_embeds: list[torch.Tensor] | None
                           ) -> IPAdapterEmbeds | None:
         """Per loaded IP-Adapter: (image, negative) embeddings shared by the batch (``ip_adapter.py``)."""
-        device, dtype = self._execution_device, self.unet.dtype
+        device, dtype = self.execution_device, self.compute_dtype
         if ip_adapter_image_embeds is not None:
             return embeds_from_rows(ip_adapter_image_embeds, device, dtype)
         if ip_adapter_image is None:
@@ -358,7 +395,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
     def prepare_scheduler(self, num_inference_steps: int) -> Any:
         """A copy of the scheduler set to ``num_inference_steps`` (the pipeline's own is never advanced)."""
         scheduler = copy.deepcopy(self.scheduler)
-        scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        scheduler.set_timesteps(num_inference_steps, device=self.execution_device)
         return scheduler
 
     def prepare_latents(self, encoded: EncodedBatch, scheduler: Any, generator: Generator | None,
@@ -369,7 +406,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         shape = (encoded.batch_size, self.num_channels_out, height, width)
         if isinstance(generator, list) and len(generator) != encoded.batch_size:
             raise UserError(f"{len(generator)} generators for a batch of {encoded.batch_size}; give one per image")
-        device, dtype = self._execution_device, self.unet.dtype
+        device, dtype = self.execution_device, self.compute_dtype
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         elif tuple(latents.shape) != shape:
@@ -484,6 +521,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
 
     # ------------------------------------------------------------------------------------------ main call
     @torch.no_grad()
+    @placement_fixed
     def __call__(
         self,
         prompt: str | list[str] | None = None,
