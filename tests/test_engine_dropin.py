@@ -360,6 +360,8 @@ def test_bad_stock_arguments_raise_clear_errors(components):
         arguments = {"prompt": PROMPT, "image": picture(), **BASE, **overrides}
         with pytest.raises(UserError, match=message):
             ours(**arguments)
+    with pytest.raises(UserError, match="negative_prompt cannot change encodings"):
+        ours(encoded=ours.encode(PROMPT, picture()), negative_prompt="x", **BASE)
     with pytest.raises(TypeError, match="unexpected keyword argument"):
         ours(PROMPT, picture(), corection="typo", **BASE)
 

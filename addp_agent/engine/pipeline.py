@@ -315,7 +315,15 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
                      callback_steps: int | None = None) -> None:
         """Something to denoise (prompts or their embeddings and images, their encodings, or a state to resume), the
         stock pipeline's rules between its arguments, and valid settings."""
-        if state is None and encoded is None:
+        if state is not None or encoded is not None:
+            inputs = {"prompt": prompt, "image": image, "negative_prompt": negative_prompt,
+                      "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds,
+                      "ip_adapter_image": ip_adapter_image, "ip_adapter_image_embeds": ip_adapter_image_embeds}
+            given = [name for name, value in inputs.items() if value is not None]
+            if given:
+                raise UserError(f"{', '.join(given)} cannot change {'a state' if state is not None else 'encodings'}; "
+                                "pass them to encode() instead")
+        else:
             if prompt is not None and prompt_embeds is not None:
                 raise UserError("give `prompt` or `prompt_embeds`, not both")
             if (prompt is None and prompt_embeds is None) or image is None:
