@@ -22,7 +22,7 @@ from addp_agent.engine.pipeline import ADDPPipeline
 def straightforward_round(pipe: ADDPPipeline, prompt: str, image: np.ndarray, steps: int, seed: int,
                           corrections: list[str] | None = None) -> np.ndarray:
     """One round for one image; the painted image (1, H, W, 3) in [0, 1]."""
-    cfg = pipe.config
+    cfg, settings = pipe.config, pipe.resolve_settings()
     device, dtype = pipe.device, pipe.unet.dtype
     corrections = list(corrections or [])
     condition = pipe.encode_images([image])
@@ -48,7 +48,7 @@ def straightforward_round(pipe: ADDPPipeline, prompt: str, image: np.ndarray, st
         eps_text, eps_image, eps_uncond = eps(condition, text), eps(condition, null), eps(zeros, null)
         eps_corr = [eps(condition, negative) for negative in negatives]
         guided = correctional_guidance(eps_text, eps_image, eps_uncond, eps_corr, weights,
-                                       float(cfg.default_guidance_scale), float(cfg.default_image_guidance_scale),
+                                       settings["guidance_scale"], settings["image_guidance_scale"],
                                        cfg.default_correction_mode)
         latents = scheduler.step(guided, t, latents, **extra, return_dict=False)[0]
     images = pipe.image_processor.postprocess(pipe.decode_latents(latents), output_type="np")

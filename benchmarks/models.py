@@ -10,7 +10,13 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import ModelLoadError
-from addp_agent.models.build import PixelModelConfig, build_pixel_pipeline, build_scheduler, build_tiny_latent_pipeline
+from addp_agent.models.build import (
+    RECIPE_DEFAULTS,
+    PixelModelConfig,
+    build_pixel_pipeline,
+    build_scheduler,
+    build_tiny_latent_pipeline,
+)
 from addp_agent.models.registry import load_pipeline
 from addp_agent.models.tokenizer import build_tokenizer
 
@@ -45,7 +51,7 @@ def sd15_instruct_pix2pix(resolution: int, device: torch.device, dtype: torch.dt
         num_attention_heads=12, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
     pipe = ADDPPipeline(unet=unet, scheduler=build_scheduler("euler_ancestral", "epsilon"), text_encoder=text_encoder,
-                        tokenizer=tokenizer, vae=vae, resolution=resolution)
+                        tokenizer=tokenizer, vae=vae, resolution=resolution, **RECIPE_DEFAULTS)
     return pipe.to(device=device, dtype=dtype), f"SD-1.5-size InstructPix2Pix at {resolution} px, random weights"
 
 

@@ -51,13 +51,13 @@ def build(suite: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, st
     else:
         raise SystemExit(f"unknown suite {suite!r}; choose from {', '.join(CPU_SUITES + GPU_SUITES)}")
     stock = stock_from(pipe)
-    cfg = pipe.config
+    settings = pipe.resolve_settings()
 
     def stock_round(image: np.ndarray, corrections: list[str], seed: int) -> np.ndarray:
         # stock cannot add correction branches; the closest it has is one negative prompt (same 3-branch cost)
         return stock(prompt=PROMPT, image=PIL.Image.fromarray(image), negative_prompt=", ".join(corrections) or None,
-                     num_inference_steps=CONFIG.steps, guidance_scale=cfg.default_guidance_scale,
-                     image_guidance_scale=cfg.default_image_guidance_scale, output_type="np",
+                     num_inference_steps=CONFIG.steps, guidance_scale=settings["guidance_scale"],
+                     image_guidance_scale=settings["image_guidance_scale"], output_type="np",
                      generator=torch.Generator().manual_seed(seed)).images
 
     return pipe, source, "diffusers StableDiffusionInstructPix2PixPipeline", stock_round
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"[{suite}] building ...", file=sys.stderr)
         pipe, source, baseline_name, baseline = build(suite, device, dtype)
         pipe.set_progress_bar_config(disable=True)
-        CONFIG.steps = args.steps or (int(pipe.config.default_num_inference_steps) if suite == "pixel" else 20)
+        CONFIG.steps = args.steps or (pipe.resolve_settings()["num_inference_steps"] if suite == "pixel" else 20)
         result = run_suite(pipe, baseline, CONFIG, lambda line: print(line, file=sys.stderr))
         result.update(model=source, baseline=baseline_name, peak=peak, steps=CONFIG.steps,
                       unet_parameters=sum(p.numel() for p in pipe.unet.parameters()))

@@ -53,7 +53,7 @@ def engine_round(pipe: ADDPPipeline, image: np.ndarray, steps: int, seed: int, c
     generator = torch.Generator(device="cpu").manual_seed(seed)
     kwargs = {"encoded": encoded} if encoded is not None else {"prompt": PROMPT, "image": image}
     out = pipe(**kwargs, num_inference_steps=steps, generator=generator, corrections=corrections or None,
-               output_type="np", show_progress=False)
+               output_type="np", show_progress=False, resolution="working")
     return np.asarray(out.images)
 
 
@@ -151,7 +151,7 @@ def flops_per_step(pipe: ADDPPipeline, concurrency: int) -> dict[str, int]:
     unet = pipe.unet
     grid = pipe.resolution // pipe.vae_scale_factor
     seq, dim = int(pipe.tokenizer.model_max_length), int(unet.config.cross_attention_dim)
-    rows = 2 if float(pipe.config.default_image_guidance_scale) == 1.0 else 3
+    rows = 2 if pipe.resolve_settings()["image_guidance_scale"] == 1.0 else 3
 
     def count(batch: int) -> int:
         return unet_flops(unet, batch, int(unet.config.in_channels), grid, seq, dim, pipe.device, pipe.unet.dtype)

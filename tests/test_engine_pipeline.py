@@ -100,7 +100,7 @@ def test_resume_after_step_k_equals_switching_the_correction_on_at_k(fixture, re
 
 
 def test_trajectory_every_k_decodes_masks_at_the_original_size(tiny_pixel):
-    out = tiny_pixel(PROMPT, rgb(32)[:20], num_inference_steps=6, trajectory_every=2,
+    out = tiny_pixel(PROMPT, rgb(32)[:20], num_inference_steps=6, trajectory_every=2, resolution="working",
                      generator=torch.Generator().manual_seed(0), output_type="np")
     points = out.trajectories[0]
     assert [p.step for p in points] == [1, 3, 5]

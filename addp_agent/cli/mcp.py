@@ -20,7 +20,8 @@ def parse_host_port(value: str) -> tuple[str, int]:
 
 @app.command("mcp")
 def mcp(
-    model: str = typer.Option(None, "--model", help="model folder or hub id (default: the bundled model)"),
+    model: str = typer.Option(None, "--model", help="model folder, .ckpt/.safetensors file or hub id "
+                              "(default: the bundled model)"),
     http: str = typer.Option(None, "--http", metavar="HOST:PORT", help="serve streamable HTTP at /mcp, not stdio"),
     allow_dir: list[Path] = typer.Option([], "--allow-dir", help="folder whose images tools may read (repeatable)"),
     allow_urls: bool = typer.Option(False, "--allow-urls", help="let tools download http(s) image URLs"),

@@ -164,7 +164,7 @@ class DynamicBatcher:
                            generator=seeded_generators([r.seed for r in requests]),
                            corrections=corrections if any(corrections) else None,
                            trajectory_every=requests[0].trajectory_every, output_type="np", show_progress=False,
-                           **requests[0].settings)
+                           resolution="working", **requests[0].settings)
         self.stats.calls += 1
         self.stats.batch_sizes.append(len(requests))
         return output.results([r.seed for r in requests])

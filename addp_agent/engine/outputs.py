@@ -36,7 +36,7 @@ class SegmentationResult:
 
     expression: str
     mask: np.ndarray  # bool (H, W)
-    painted: np.ndarray  # uint8 (h, w, 3) at the model's resolution
+    painted: np.ndarray  # uint8 (h, w, 3) at the size the model painted at
     soft: np.ndarray  # float32 (H, W) in [0, 1]
     confidence: float
     settings: DenoiseSettings  # what the round ran with, every default filled in
@@ -92,8 +92,9 @@ class SegmentationResult:
 
 @dataclass
 class ADDPPipelineOutput(BaseOutput):
-    """Painted images (like diffusers), decoded masks, optional trajectories and a resumable state, plus what the
-    call ran with: the cleaned prompts, each sample's cleaned corrections and the resolved settings."""
+    """Painted images and ``nsfw_content_detected`` (diffusers' ``StableDiffusionPipelineOutput`` fields), decoded
+    masks, optional trajectories and a resumable state, plus what the call ran with: the cleaned prompts, each
+    sample's cleaned corrections and the resolved settings."""
 
     images: Any
     masks: list[np.ndarray]
@@ -105,6 +106,7 @@ class ADDPPipelineOutput(BaseOutput):
     prompts: list[str]
     corrections: list[list[str]]
     settings: DenoiseSettings
+    nsfw_content_detected: list[bool] | None = None  # only when a safety checker is loaded
 
     def results(self, seeds: int | Sequence[int | None] | None = None) -> list[SegmentationResult]:
         """One result per sample of an ``output_type='np'`` call; ``seeds`` (one, or one per sample) is recorded as

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
-import numpy as np
 import torch
 
 from addp_agent.engine.guidance import CorrectionMode
@@ -24,35 +23,64 @@ class DenoiseSettings(TypedDict):
     correction_mode: CorrectionMode
 
 
+IPAdapterEmbeds = list[tuple[torch.Tensor, torch.Tensor]]  # per IP-Adapter: (image, negative) embeds, row dim first
+
+
 @dataclass
 class EncodedBatch:
     """Encodings computed once per session and reused by every round.
 
     ``image_latents`` are the condition (unscaled VAE mode latents, or [-1, 1] pixels without a VAE);
-    ``prompt_embeds`` the expressions; ``null_embeds`` the empty prompt; ``text_cache`` correction embeddings.
+    ``prompt_embeds`` the expressions; ``null_embeds`` the empty prompt; ``negative_embeds`` (B, L, D) the stock
+    ``negative_prompt``'s (``None``: the empty prompt's); ``ip_adapter_embeds`` the IP-Adapter image embeddings
+    shared by every sample; ``text_cache`` correction embeddings; ``original_sizes`` each input's (height, width),
+    at which its masks are decoded.
     """
 
     prompts: list[str]
-    images: list[np.ndarray]  # the original RGB uint8 inputs
+    original_sizes: list[tuple[int, int]]
     image_latents: torch.Tensor
     prompt_embeds: torch.Tensor
     null_embeds: torch.Tensor
+    negative_embeds: torch.Tensor | None = None
+    ip_adapter_embeds: IPAdapterEmbeds | None = None
     text_cache: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
         return len(self.prompts)
 
-    @property
-    def original_sizes(self) -> list[tuple[int, int]]:
-        return [(int(image.shape[0]), int(image.shape[1])) for image in self.images]
+    def negatives(self) -> torch.Tensor:
+        """(B, L, D) embeddings of the image-only and unconditional branches: the negative prompt's, or empty."""
+        if self.negative_embeds is not None:
+            return self.negative_embeds
+        return self.null_embeds.expand(self.batch_size, -1, -1)
+
+    def repeat_samples(self, count: int) -> EncodedBatch:
+        """Each sample ``count`` times in a row (``num_images_per_prompt``): p0, p0, p1, p1, each with its image."""
+        if count == 1:
+            return self
+        index = torch.arange(self.batch_size).repeat_interleave(count)
+        return replace(self, prompts=[p for p in self.prompts for _ in range(count)],
+                       original_sizes=[s for s in self.original_sizes for _ in range(count)],
+                       image_latents=self.image_latents[index.to(self.image_latents.device)],
+                       prompt_embeds=self.prompt_embeds[index.to(self.prompt_embeds.device)],
+                       negative_embeds=None if self.negative_embeds is None
+                       else self.negative_embeds[index.to(self.negative_embeds.device)])
 
     @classmethod
     def concat(cls, batches: list[EncodedBatch]) -> EncodedBatch:
         """One batch of several encodings (of the same model), in order; each keeps its numbers bit for bit."""
-        return cls(prompts=[p for b in batches for p in b.prompts], images=[i for b in batches for i in b.images],
+        if any(b.ip_adapter_embeds is not batches[0].ip_adapter_embeds for b in batches):
+            raise ValueError("encodings with different IP-Adapter images cannot share a batch")
+        negative = None
+        if any(b.negative_embeds is not None for b in batches):
+            negative = torch.cat([b.negatives() for b in batches])
+        return cls(prompts=[p for b in batches for p in b.prompts],
+                   original_sizes=[s for b in batches for s in b.original_sizes],
                    image_latents=torch.cat([b.image_latents for b in batches]),
-                   prompt_embeds=torch.cat([b.prompt_embeds for b in batches]), null_embeds=batches[0].null_embeds)
+                   prompt_embeds=torch.cat([b.prompt_embeds for b in batches]), null_embeds=batches[0].null_embeds,
+                   negative_embeds=negative, ip_adapter_embeds=batches[0].ip_adapter_embeds)
 
 
 @dataclass

@@ -30,7 +30,8 @@ class EvalConfig(BaseModel):
                                   "refer:<root>:<dataset>:<splitBy>, cris:<root>:<dataset>, grefcoco:<root>, "
                                   "clevr-ref:<root>.")
     split: str = "val"
-    model: str | None = Field(None, description="Model folder or hub id (default: the bundled model).")
+    model: str | None = Field(None, description="Model folder, .ckpt/.safetensors file or hub id (default: the "
+                                             "bundled model).")
     critic: CriticName = Field("simulated", description="simulated | vlm | paper | none.")
     max_rounds: int = Field(3, ge=1)
     steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")

@@ -51,7 +51,7 @@ def measure(pipe: ADDPPipeline, samples: Sequence[RISSample], steps: int | None 
         chunk = list(samples[start : start + batch_size])
         out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=steps,
                    generator=seeded_generators([seed] * len(chunk)), trajectory_every=1, output_type="np",
-                   show_progress=False)
+                   show_progress=False, resolution="working")
         for sample, trajectory in zip(chunk, out.trajectories, strict=True):
             step_ids, timesteps = [p.step for p in trajectory], [p.timestep for p in trajectory]
             counts.append([iou_counts(p.mask, sample.mask) for p in trajectory])

@@ -9,6 +9,11 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from addp_agent.models.config import PixelModelConfig, SchedulerName, TextEncoderConfig
 from addp_agent.models.tokenizer import build_tokenizer
 
+# The sampling defaults a model built here is saved with (a folder that names none runs with the stock
+# InstructPix2Pix 100 steps / 7.5 / 1.5): the ADDP guidance 3.0 / 1.5 at 20 steps.
+RECIPE_DEFAULTS: dict[str, float] = {"default_num_inference_steps": 20, "default_guidance_scale": 3.0,
+                                     "default_image_guidance_scale": 1.5}
+
 
 def build_scheduler(name: SchedulerName, prediction_type: str):
     """The SD scaled-linear β schedule (0.00085 → 0.012, T = 1000) with the chosen sampler."""
@@ -50,7 +55,7 @@ def build_pixel_pipeline(config: PixelModelConfig = PixelModelConfig(), seed: in
     )
     scheduler = build_scheduler(config.scheduler, config.prediction_type)
     return ADDPPipeline(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, vae=None,
-                        pixel_patch_size=config.patch_size)
+                        pixel_patch_size=config.patch_size, **RECIPE_DEFAULTS)
 
 
 def build_tiny_latent_pipeline(seed: int = 0, scheduler: SchedulerName = "euler_ancestral",
@@ -73,4 +78,4 @@ def build_tiny_latent_pipeline(seed: int = 0, scheduler: SchedulerName = "euler_
     text_config = TextEncoderConfig(hidden_size=32, layers=2, heads=4, max_length=32)
     text_encoder, tokenizer = build_text_encoder(text_config, seed)
     return ADDPPipeline(unet=unet, scheduler=build_scheduler(scheduler, prediction_type), text_encoder=text_encoder,
-                        tokenizer=tokenizer, vae=vae)
+                        tokenizer=tokenizer, vae=vae, **RECIPE_DEFAULTS)

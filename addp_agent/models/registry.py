@@ -67,12 +67,15 @@ def _loading_bars(show: bool) -> Iterator[None]:
 
 def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.device | None = None,
                   dtype: torch.dtype | None = None, progress: bool = True):
-    """Load an ADDPPipeline from a folder, a hub id (cache or download at home), or the bundled default.
+    """Load an ADDPPipeline from a folder, a single-file checkpoint (``.ckpt`` / ``.safetensors`` in the original
+    layout, see ``single_file.py``), a hub id (cache or download at home), or the bundled default.
 
     Default device: CUDA when available else CPU; default dtype: fp32 on CPU, fp16 on CUDA.
-    ``progress=False`` silences the libraries' loading bars.
+    ``progress=False`` silences the libraries' loading bars. A stock folder's NSFW safety checker is not loaded: the
+    engine paints masks, not pictures to publish (``ADDPPipeline.from_pretrained`` keeps it).
     """
     from addp_agent.engine.pipeline import ADDPPipeline
+    from addp_agent.models.single_file import SINGLE_FILE_SUFFIXES, is_single_file, load_single_file
 
     source = default_model_path() if model is None else model
     path = Path(source)
@@ -81,14 +84,24 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
         path = path.expanduser()
         if not path.exists():
             raise ModelLoadError(f"{path}: model path does not exist")
-        _check_folder(path)
+        if path.is_file() and not is_single_file(path):
+            raise ModelLoadError(f"{path}: not a model folder or a single-file checkpoint "
+                                 f"({' / '.join(SINGLE_FILE_SUFFIXES)})")
+        if not path.is_file():
+            _check_folder(path)
     device = resolve_device(device)
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if not hub_id and path.is_file():
+        with _loading_bars(progress):
+            pipe = load_single_file(path, dtype=dtype)
+        return pipe.to(device)
     try:
         with _loading_bars(progress), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            pipe = ADDPPipeline.from_pretrained(str(source if hub_id else path), torch_dtype=dtype)
+            pipe = ADDPPipeline.from_pretrained(str(source if hub_id else path), torch_dtype=dtype,
+                                                safety_checker=None, feature_extractor=None,
+                                                requires_safety_checker=False)
     except (OSError, ValueError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         hint = ""
