@@ -23,9 +23,10 @@ from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from addp_agent.engine.branches import GuidanceBranches
-from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, decode_paint
+from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, MaskDecoding
 from addp_agent.engine.guidance import CorrectionMode
 from addp_agent.engine.outputs import ADDPPipelineOutput, SegmentationResult, TrajectoryPoint
+from addp_agent.engine.sampling import x0_capable
 from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch, Generator
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
@@ -190,8 +191,9 @@ class ADDPPipeline(DiffusionPipeline):
         return [clean_corrections(sample) for sample in per_sample]
 
     def prepare_scheduler(self, num_inference_steps: int) -> Any:
-        """A copy of the scheduler set to ``num_inference_steps`` (the pipeline's own is never advanced)."""
-        scheduler = copy.deepcopy(self.scheduler)
+        """A copy of the scheduler set to ``num_inference_steps`` (the pipeline's own is never advanced); an x₀ model's
+        Euler-ancestral scheduler steps with :class:`~addp_agent.engine.sampling.EulerAncestralScheduler`."""
+        scheduler = copy.deepcopy(x0_capable(self.scheduler))
         scheduler.set_timesteps(num_inference_steps, device=self.device)
         return scheduler
 
@@ -263,20 +265,21 @@ class ADDPPipeline(DiffusionPipeline):
         return self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
 
     def decode_masks(self, images: torch.Tensor, sizes: list[tuple[int, int]],
-                     threshold: float) -> list[DecodedMask]:
-        """Decoded images in [-1, 1] → the red paint's mask of each, at ``sizes`` (cycled over the rows)."""
+                     decoding: MaskDecoding) -> list[DecodedMask]:
+        """Decoded images in [-1, 1] → the red paint's mask of each, by ``decoding`` for inputs of ``sizes`` (cycled
+        over the rows)."""
         array = self.image_processor.postprocess(images.float(), output_type="np")
         painted = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return [decode_paint(p, size=sizes[r % len(sizes)], threshold=threshold) for r, p in enumerate(painted)]
+        return [decoding.decode(p, sizes[r % len(sizes)]) for r, p in enumerate(painted)]
 
     def decode_trajectories(self, recorded: list[RawX0], encoded: EncodedBatch,
-                            threshold: float) -> list[list[TrajectoryPoint]]:
-        """Decode every recorded x̂₀ in one batch and threshold it at each input's original size."""
+                            decoding: MaskDecoding) -> list[list[TrajectoryPoint]]:
+        """Decode every recorded x̂₀ in one batch and threshold it like the final sample."""
         trajectories: list[list[TrajectoryPoint]] = [[] for _ in range(encoded.batch_size)]
         if not recorded:
             return trajectories
         decoded = self.decode_masks(self.decode_latents(torch.cat([x0 for _, _, x0 in recorded])),
-                                    encoded.original_sizes, threshold)
+                                    encoded.original_sizes, decoding)
         for r, (step, timestep, _) in enumerate(recorded):
             for k in range(encoded.batch_size):
                 mask = decoded[r * encoded.batch_size + k]
@@ -308,6 +311,7 @@ class ADDPPipeline(DiffusionPipeline):
         state: DenoiseState | None = None,
         encoded: EncodedBatch | None = None,
         threshold: float = DEFAULT_THRESHOLD,
+        decode_size: int | None = None,
         show_progress: bool | None = None,
     ) -> ADDPPipelineOutput | tuple:
         """Paint the referred objects red and decode masks.
@@ -317,7 +321,8 @@ class ADDPPipeline(DiffusionPipeline):
         ``correction_start_step``; ``trajectory_every=k`` records the decoded x̂₀ every k-th step (and the last);
         ``stop_after_step=k`` returns after k steps with ``output.state``; ``state=`` resumes such a state;
         ``encoded=`` reuses encodings from :meth:`encode`. ``generator`` may be a list, one per sample
-        (:func:`seeded_generators`).
+        (:func:`seeded_generators`). Masks are decoded at each input's size, or at ``decode_size``² (the paper's
+        evaluation: 512), keeping pixels within ``threshold`` of pure red (:class:`MaskDecoding`).
         """
         start = time.perf_counter()
         # 1. Resolve the settings (given, else a resumed state's steps and guidance scales, else the model's) and
@@ -325,6 +330,7 @@ class ADDPPipeline(DiffusionPipeline):
         settings = self.resolve_settings(num_inference_steps, guidance_scale, image_guidance_scale,
                                          correction_scale, correction_mode, resume=state)
         self.check_inputs(prompt, image, encoded, state, settings)
+        decoding = MaskDecoding(decode_size, threshold)
         steps = settings["num_inference_steps"]
 
         # 2. Encode the prompts and images (once per session: `encoded=` and `state=` bring them)
@@ -365,7 +371,7 @@ class ADDPPipeline(DiffusionPipeline):
 
         # 9. Decode: the recorded x̂₀ and the final sample → painted images → masks
         decode_start = time.perf_counter()
-        trajectories = self.decode_trajectories(recorded, encoded, threshold) if trajectory_every else None
+        trajectories = self.decode_trajectories(recorded, encoded, decoding) if trajectory_every else None
         resolved = {"prompts": encoded.prompts, "corrections": per_sample, "settings": settings}
         if output_type == "latent":
             if not return_dict:
@@ -373,7 +379,7 @@ class ADDPPipeline(DiffusionPipeline):
             return ADDPPipelineOutput(images=latents, masks=[], soft_masks=[], confidences=[],
                                       trajectories=trajectories, state=new_state, timings=timings, **resolved)
         images = self.decode_latents(latents)
-        masks = self.decode_masks(images, encoded.original_sizes, threshold)
+        masks = self.decode_masks(images, encoded.original_sizes, decoding)
         images = self.image_processor.postprocess(images, output_type=output_type)
         timings["decode_s"] = time.perf_counter() - decode_start
         timings["total_s"] = time.perf_counter() - start
