@@ -8,7 +8,7 @@ import torch
 from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
 
 from addp_agent.engine import ADDPPipeline, MaskDecoding
-from addp_agent.engine.sampling import EulerAncestralScheduler, scheduler_named, set_resolution, x0_capable
+from addp_agent.engine.sampling import EulerAncestralScheduler, set_resolution, switch_scheduler, x0_capable
 from addp_agent.errors import UserError
 
 SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
@@ -58,17 +58,19 @@ def test_an_x0_model_with_a_stock_euler_ancestral_folder_samples(tiny_latent, tm
     assert np.isfinite(output.images).all() and output.masks[0].shape == (24, 40)
 
 
-def test_scheduler_named_keeps_the_noise_schedule_and_prediction_type():
+def test_switch_scheduler_keeps_the_noise_schedule_and_prediction_type():
     base = DDIMScheduler(**SD_BETAS, prediction_type="sample", timestep_spacing="trailing")
-    euler = scheduler_named("euler_ancestral", base.config, timestep_spacing="linspace")
+    euler = switch_scheduler(base, "euler_ancestral", timestep_spacing="linspace")
     assert type(euler) is EulerAncestralDiscreteScheduler
     assert (euler.config.prediction_type, euler.config.timestep_spacing) == ("sample", "linspace")
     torch.testing.assert_close(euler.alphas_cumprod, base.alphas_cumprod)
     euler.set_timesteps(100)
     assert float(euler.timesteps[0]) == 999.0 and float(euler.timesteps[-1]) == 0.0  # k-diffusion's t grid
-    assert type(scheduler_named("ddim", euler.config)) is DDIMScheduler
+    assert type(switch_scheduler(euler, "ddim")) is DDIMScheduler
+    respaced = switch_scheduler(base, timestep_spacing="leading")
+    assert type(respaced) is DDIMScheduler and respaced.config.timestep_spacing == "leading"
     with pytest.raises(UserError, match="unknown scheduler 'dpm'"):
-        scheduler_named("dpm", base.config)
+        switch_scheduler(base, "dpm")
 
 
 def test_set_resolution_changes_the_working_size_and_refuses_misfits(tiny_latent):

@@ -49,13 +49,15 @@ class EulerAncestralScheduler(EulerAncestralDiscreteScheduler):
         return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
 
 
-def scheduler_named(name: str, config: Any, **overrides: Any) -> Any:
-    """A (stock) ``ddim`` or ``euler_ancestral`` scheduler with ``config``'s noise schedule and prediction type (``config``:
-    another scheduler's config), changed by ``overrides`` (e.g. ``timestep_spacing``)."""
+def switch_scheduler(scheduler: Any, name: str | None = None, **overrides: Any) -> Any:
+    """A (stock) ``ddim`` or ``euler_ancestral`` scheduler (``None``: the same kind as ``scheduler``) with
+    ``scheduler``'s noise schedule and prediction type, changed by ``overrides`` (e.g. ``timestep_spacing``)."""
+    if name is None:
+        return type(scheduler).from_config(scheduler.config, **overrides)
     if name not in SCHEDULER_NAMES:
         raise UserError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULER_NAMES)}")
     cls = DDIMScheduler if name == "ddim" else EulerAncestralDiscreteScheduler
-    return cls.from_config(config, **overrides)
+    return cls.from_config(scheduler.config, **overrides)
 
 
 def x0_capable(scheduler: Any) -> Any:

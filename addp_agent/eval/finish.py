@@ -11,6 +11,8 @@ from addp_agent.eval.records import EvalConfig, SampleRecord, read_records, writ
 from addp_agent.eval.shard import part_files, summary_path
 from addp_agent.eval.summary import EvalSummary
 
+PROTOCOL_FILE = "protocol.json"  # the protocol a run's settings came from, and what the command line changed
+
 
 def merge_summaries(out: Path, world: int) -> tuple[EvalSummary, dict[str, Any]]:
     """Sum the ``world`` shard states of the latest run; returns the merged summary and rank 0's stream info."""
@@ -34,14 +36,19 @@ def merge_summaries(out: Path, world: int) -> tuple[EvalSummary, dict[str, Any]]
     return merged, info
 
 
-def metrics_document(config: EvalConfig, summary: EvalSummary, loader_skipped: dict[str, int]) -> dict[str, Any]:
-    """``metrics.json``: the settings, then the summary (loader skips added to the skipped counts)."""
+def metrics_document(config: EvalConfig, summary: EvalSummary, loader_skipped: dict[str, int],
+                     protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``metrics.json``: the settings (and the protocol they came from), then the summary (loader skips added to the
+    skipped counts)."""
     body = summary.to_metrics()
     reasons = dict(body["skipped"]["reasons"])
     for reason, count in loader_skipped.items():
         reasons[reason] = reasons.get(reason, 0) + int(count)
     body["skipped"] = {"total": sum(reasons.values()), "reasons": dict(sorted(reasons.items()))}
-    return {"config": config.model_dump(), **body}
+    head: dict[str, Any] = {"config": config.model_dump()}
+    if protocol is not None:
+        head["protocol"] = protocol
+    return {**head, **body}
 
 
 def finalize(config: EvalConfig, out: Path, world: int, plots: bool = True) -> dict[str, Any]:
@@ -50,7 +57,9 @@ def finalize(config: EvalConfig, out: Path, world: int, plots: bool = True) -> d
     records = read_records(part_files(out))
     ordered: list[SampleRecord] = [records[i] for i in range(info["seen"])]
     write_records(out / "samples.jsonl", ordered)
-    document = metrics_document(config, summary, info["loader_skipped"])
+    saved = out / PROTOCOL_FILE
+    protocol = json.loads(saved.read_text()) if config.protocol and saved.is_file() else None
+    document = metrics_document(config, summary, info["loader_skipped"], protocol)
     (out / "metrics.json").write_text(json.dumps(document, indent=2))
     figures: dict[str, str] = {}
     if plots:
