@@ -2,10 +2,10 @@
 
 A :class:`Preset` fixes some fields of a pydantic config. :func:`resolve` starts from the values a command received
 (the config's defaults plus whatever the user typed), puts the preset's values over the defaults, and keeps every value
-the user gave explicitly: **an explicit flag overrides the preset**, and the override is reported (printed at the start
-of the run and recorded in its outputs), so a result that departs from a protocol says so. Some fields say one thing
-in two ways (``steps`` / ``epochs``): a field the user gives drops the preset's values of its alternatives, and giving
-two alternatives at once is an error.
+the user gave explicitly: **an explicit flag overrides the preset**. What a run changed from its preset is reported
+(:func:`describe` prints it at the start of the run, :func:`record` keeps it in the run's outputs), so a result that
+departs from a protocol says so. Some fields say one thing in two ways (``steps`` / ``epochs``): a field the user
+gives drops the preset's values of its alternatives, and giving two alternatives at once is an error.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from addp_agent.errors import UserError, validation_message
 Name = Callable[[str], str]  # renders a field name for messages (``--max-rounds`` on the command line)
 
 
+def as_flag(name: str) -> str:
+    """A field as its command-line flag: ``max_rounds`` → ``--max-rounds``."""
+    return "--" + name.replace(".", "-").replace("_", "-")
+
+
 class Preset(BaseModel):
     """Settings that together reproduce something (the paper's evaluation, its training), with their source."""
 
@@ -32,22 +37,6 @@ class Preset(BaseModel):
     settings: dict[str, Any]
     required: tuple[str, ...] = Field((), description="Fields the user must give (e.g. the data).")
     notes: dict[str, str] = Field({}, description="Why a setting has its value, per field.")
-
-
-class Resolved(BaseModel):
-    """A preset applied to a command's values: the values to build the config from, and what the user changed."""
-
-    preset: Preset | None
-    values: dict[str, Any]
-    overridden: dict[str, dict[str, Any]] = {}  # field -> {"preset": value, "given": value}
-    dropped: dict[str, str] = {}  # preset field -> the given field that replaced it
-
-    def record(self) -> dict[str, Any] | None:
-        """What a run's outputs keep about its preset (None without one)."""
-        if self.preset is None:
-            return None
-        return {"name": self.preset.name, "title": self.preset.title, "source": self.preset.source,
-                "settings": dict(self.preset.settings), "overridden": self.overridden, "replaced": self.dropped}
 
 
 def read_preset(path: Path, kind: str) -> Preset:
@@ -85,49 +74,51 @@ def find_preset(choice: str, presets: Mapping[str, Preset], kind: str, flag: str
 
 
 def resolve(preset: Preset | None, values: Mapping[str, Any], given: Collection[str],
-            alternatives: Sequence[Collection[str]] = (), name: Name = str) -> Resolved:
-    """``values`` (a command's, defaults included) with ``preset`` over the defaults and ``given`` fields kept."""
+            alternatives: Sequence[Collection[str]] = (), name: Name = str) -> dict[str, Any]:
+    """``values`` (a command's, defaults included) with ``preset`` over the defaults and ``given`` fields kept; a
+    given field drops the preset's values of its ``alternatives``."""
     given = set(given)
     for group in alternatives:
-        both = sorted(given & set(group))
+        both = [field for field in group if field in given]
         if len(both) > 1:
             raise UserError(f"{' and '.join(map(name, both))} say the same thing in two ways; give one")
+    out = dict(values)
     if preset is None:
-        return Resolved(preset=None, values=dict(values))
+        return out
     missing = [field for field in preset.required if field not in given]
     if missing:
         raise UserError(f"{preset.name} needs {', '.join(map(name, missing))}")
-    out, overridden, dropped = dict(values), {}, {}
     for field, value in preset.settings.items():
-        replaced_by = next((other for group in alternatives if field in group for other in group
-                            if other != field and other in given), None)
-        if replaced_by is not None:
-            dropped[field] = replaced_by
-        elif field in given:
-            if values[field] != value:
-                overridden[field] = {"preset": value, "given": values[field]}
-        else:
+        replaced = any(field in group and given & (set(group) - {field}) for group in alternatives)
+        if field not in given and not replaced:
             out[field] = value
-    return Resolved(preset=preset, values=out, overridden=overridden, dropped=dropped)
+    return out
 
 
-def describe(resolved: Resolved, kind: str, name: Name = str) -> list[str]:
-    """The preset in full, one setting a line, each override marked (what a run prints before it starts)."""
-    preset = resolved.preset
-    if preset is None:
-        return []
+def changes(preset: Preset, values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The preset's settings a run does not keep: ``{field: {"preset": value, "used": value}}``."""
+    return {field: {"preset": value, "used": values.get(field)} for field, value in preset.settings.items()
+            if values.get(field) != value}
+
+
+def record(preset: Preset, values: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's outputs keep about the preset it started from: the preset in full, and what the run changed."""
+    return {"name": preset.name, "title": preset.title, "source": preset.source, "settings": dict(preset.settings),
+            "changed": changes(preset, values)}
+
+
+def describe(preset: Preset, values: Mapping[str, Any], kind: str, name: Name = str) -> list[str]:
+    """The preset in full, one setting a line, each change marked (what a run prints before it starts)."""
+    changed = changes(preset, values)
     lines = [f"{kind} {preset.name}: {preset.title}", f"  source: {preset.source}"]
     width = max(len(name(field)) for field in preset.settings)
     for field, value in preset.settings.items():
         text = f"  {name(field):<{width}}  {_show(value)}"
-        if field in resolved.overridden:
-            text = f"  {name(field):<{width}}  {_show(resolved.overridden[field]['given'])}   (given; the {kind} " \
-                   f"says {_show(value)})"
-        elif field in resolved.dropped:
-            text += f"   (replaced by the given {name(resolved.dropped[field])})"
+        if field in changed:
+            text = f"  {name(field):<{width}}  {_show(changed[field]['used'])}   (changed; the {kind} says " \
+                   f"{_show(value)})"
         lines.append(text)
-    changed = len(resolved.overridden) + len(resolved.dropped)
-    lines.append(f"  {changed} setting(s) changed from the {kind}" if changed else f"  as the {kind} says")
+    lines.append(f"  {len(changed)} setting(s) changed from the {kind}" if changed else f"  as the {kind} says")
     return lines
 
 

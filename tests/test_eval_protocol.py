@@ -11,7 +11,7 @@ from addp_agent.cli.options import flag
 from addp_agent.data.sources import load_source
 from addp_agent.engine.decode import MaskDecoding
 from addp_agent.errors import UserError
-from addp_agent.eval.protocols import PAPER, PROTOCOLS, resolve_protocol
+from addp_agent.eval.protocols import PAPER, PROTOCOLS, protocol_record, resolve_protocol
 from addp_agent.eval.records import EvalConfig
 from addp_agent.masks import decode_rle
 from addp_agent.metrics import iou_counts
@@ -36,18 +36,18 @@ def test_the_paper_protocol_is_the_official_setting():
 
 def test_protocol_fills_defaults_and_given_flags_override_it():
     values = _defaults(protocol="paper", steps=4, seed=0, batch_size=2)
-    resolved = resolve_protocol(values, given={"protocol", "steps", "seed", "batch_size", "data"})
-    config = EvalConfig(**resolved.values)
+    config = EvalConfig(**resolve_protocol(values, given={"protocol", "steps", "seed", "batch_size", "data"}))
     assert config.steps == 4 and config.resolution == 256 and config.decode_size == 512 and config.batch_size == 2
-    assert resolved.overridden == {"steps": {"preset": 100, "given": 4}}  # seed 0 given: what the protocol says
-    assert resolved.record()["name"] == "paper" and resolved.record()["settings"]["steps"] == 100
-    plain = resolve_protocol(_defaults(steps=4), given={"steps", "data"})
-    assert plain.preset is None and plain.values == _defaults(steps=4) and plain.record() is None
+    record = protocol_record(config)
+    assert record["changed"] == {"steps": {"preset": 100, "used": 4}}  # seed 0 given: what the protocol says
+    assert record["name"] == "paper" and record["settings"] == PAPER.settings
+    assert resolve_protocol(_defaults(steps=4), given={"steps", "data"}) == _defaults(steps=4)
+    assert protocol_record(EvalConfig(**_defaults())) is None
 
 
 def test_the_protocol_is_printed_in_full_with_overrides_marked():
-    resolved = resolve_protocol(_defaults(protocol="paper", steps=4), given={"protocol", "steps", "data"}, name=flag)
-    lines = describe(resolved, "protocol", flag)
+    values = resolve_protocol(_defaults(protocol="paper", steps=4), given={"protocol", "steps", "data"}, name=flag)
+    lines = describe(PAPER, values, "protocol", flag)
     assert lines[0].startswith("protocol paper: ")
     for field, value in PAPER.settings.items():
         assert any(line.split()[:1] == [flag(field)] for line in lines), field
@@ -60,7 +60,8 @@ def test_the_protocol_is_printed_in_full_with_overrides_marked():
 def test_protocol_from_a_json_file_and_bad_presets(tmp_path):
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"name": "mine", "title": "t", "source": "s", "settings": {"steps": 7}}))
-    assert EvalConfig(**resolve_protocol(_defaults(protocol=str(mine)), {"protocol"}).values).steps == 7
+    config = EvalConfig(**resolve_protocol(_defaults(protocol=str(mine)), {"protocol"}))
+    assert config.steps == 7 and protocol_record(config)["name"] == "mine"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "bad", "title": "t", "source": "s", "settings": {"stepz": 7}}))
     with pytest.raises(UserError, match="unknown settings --stepz"):
@@ -101,8 +102,8 @@ def test_paper_protocol_run_scores_at_512_and_records_the_protocol(red_dir, tmp_
     printed = capsys.readouterr().out
     assert printed.startswith("protocol paper: ") and "--decode-size           512" in printed
     document = json.loads((out / "metrics.json").read_text())
-    assert document["protocol"]["overridden"] == {"steps": {"preset": 100, "given": 2},
-                                                  "resolution": {"preset": 256, "given": 32}}
+    assert document["protocol"]["changed"] == {"steps": {"preset": 100, "used": 2},
+                                               "resolution": {"preset": 256, "used": 32}}
     assert document["config"]["protocol"] == "paper" and document["config"]["scheduler"] == "euler_ancestral"
     records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     reference = MaskDecoding(size=512)

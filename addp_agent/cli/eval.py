@@ -39,15 +39,14 @@ def eval_command(
     from accelerate import PartialState
 
     from addp_agent.errors import UserError
-    from addp_agent.eval.protocols import resolve_protocol
+    from addp_agent.eval.protocols import find_protocol, resolve_protocol
     from addp_agent.eval.records import CRITICS
     from addp_agent.eval.runner import configure_pipeline, critic_factory, evaluate, prepare
     from addp_agent.eval.shard import open_stream
     from addp_agent.models.registry import load_pipeline
     from addp_agent.presets import describe
 
-    resolved = resolve_protocol(options, given_options(context, options), name=flag)
-    values = resolved.values
+    values = resolve_protocol(options, given_options(context, options), name=flag)
     if values["critic"] not in CRITICS:
         raise UserError(f"unknown critic {values['critic']!r}; use one of {', '.join(CRITICS)}")
     _check_limit(values["limit"])
@@ -59,14 +58,13 @@ def eval_command(
 
     # CPU hosts: `accelerate launch --multi_gpu --num_processes N` starts N processes that join over gloo
     state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
-    if state.is_main_process and resolved.preset is not None:
-        typer.echo("\n".join(describe(resolved, "protocol", flag)))
+    if state.is_main_process and config.protocol is not None:
+        typer.echo("\n".join(describe(find_protocol(config.protocol, flag), config.model_dump(), "protocol", flag)))
     pipe = load_pipeline(config.model, device=device or state.device, progress=not quiet)
     pipe.set_progress_bar_config(disable=True)
     configure_pipeline(pipe, config)
     document = evaluate(config, out, pipe, critic_for, state.process_index, state.num_processes,
-                        state.wait_for_everyone, progress=not quiet and state.is_main_process,
-                        protocol=resolved.record())
+                        state.wait_for_everyone, progress=not quiet and state.is_main_process)
     if document is not None and not quiet:
         rounds = ", ".join(f"r{r['round']} {100 * (r['mIoU'] or 0):.2f}" for r in document["rounds"])
         overall = f", oIoU {100 * (document['rounds'][-1]['oIoU'] or 0):.2f}" if config.max_rounds == 1 else ""

@@ -10,11 +10,11 @@ and recorded in ``metrics.json``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from addp_agent.eval.records import EvalConfig
-from addp_agent.presets import Preset, Resolved, check_preset, find_preset, resolve
+from addp_agent.presets import Name, Preset, check_preset, find_preset, record, resolve
 
 PAPER = Preset(
     name="paper",
@@ -31,13 +31,19 @@ PAPER = Preset(
 PROTOCOLS: dict[str, Preset] = {p.name: p for p in (PAPER,)}
 
 
-def resolve_protocol(values: Mapping[str, Any], given: set[str], name=str) -> Resolved:
-    """``values`` (an ``addp eval`` command's) with the protocol they name applied; ``given``: flags typed."""
-    choice = values.get("protocol")
-    if choice is None:
-        return resolve(None, values, given, name=name)
+def find_protocol(choice: str, name: Name = str) -> Preset:
+    """A protocol by name (``paper``) or from a ``.json`` file, checked against :class:`EvalConfig`."""
     preset = find_preset(choice, PROTOCOLS, "protocol", name("protocol"))
     check_preset(preset, EvalConfig, "protocol", name)
-    resolved = resolve(preset, values, given, name=name)
-    resolved.values["protocol"] = preset.name
-    return resolved
+    return preset
+
+
+def resolve_protocol(values: Mapping[str, Any], given: Collection[str], name: Name = str) -> dict[str, Any]:
+    """``values`` (an ``addp eval`` command's) with the protocol they name applied; ``given``: the flags typed."""
+    choice = values.get("protocol")
+    return resolve(None if choice is None else find_protocol(choice, name), values, given, name=name)
+
+
+def protocol_record(config: EvalConfig) -> dict[str, Any] | None:
+    """The protocol a run started from, in full, and what the run changed in it (None without one)."""
+    return None if config.protocol is None else record(find_protocol(config.protocol), config.model_dump())

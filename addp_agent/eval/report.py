@@ -19,10 +19,9 @@ def _protocol_lines(document: dict[str, Any]) -> list[str]:
     config, lines = document["config"], []
     protocol = document.get("protocol")
     if protocol:
-        changed = [f"`{k}` {v['given']} (protocol: {v['preset']})" for k, v in protocol["overridden"].items()]
-        changed += [f"`{k}` (replaced by `{v}`)" for k, v in protocol["replaced"].items()]
+        changed = [f"`{k}` {v['used']} (protocol: {v['preset']})" for k, v in protocol["changed"].items()]
         lines.append(f"Protocol `{protocol['name']}`: {protocol['title']}; "
-                     + (f"changed on the command line: {', '.join(changed)}." if changed else "as specified."))
+                     + (f"changed for this run: {', '.join(changed)}." if changed else "as specified."))
     size = f"{config['decode_size']}×{config['decode_size']} (ground truth resized NEAREST)" \
         if config.get("decode_size") else "each image's size"
     def given(key: str) -> Any:

@@ -13,6 +13,7 @@ from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import UserError
 from addp_agent.eval.batch import CriticFactory
 from addp_agent.eval.finish import PROTOCOL_FILE, finalize
+from addp_agent.eval.protocols import protocol_record
 from addp_agent.eval.records import CRITICS, EvalConfig, check_config
 from addp_agent.eval.shard import run_shard
 
@@ -60,18 +61,17 @@ def prepare(config: EvalConfig, out: Path) -> None:
 
 
 def evaluate(config: EvalConfig, out: Path, pipe: ADDPPipeline, critic_for: CriticFactory, rank: int = 0,
-             world: int = 1, wait: Callable[[], None] = lambda: None, progress: bool = False,
-             protocol: dict[str, Any] | None = None) -> dict[str, Any] | None:
+             world: int = 1, wait: Callable[[], None] = lambda: None, progress: bool = False) -> dict[str, Any] | None:
     """Run this process's shard; the main process (rank 0) then merges all shards. Returns metrics on rank 0.
 
-    ``protocol``: the protocol the settings came from and what the command line changed in it (kept in
-    ``protocol.json`` and ``metrics.json``).
+    A run started from a protocol keeps it, and what the run changed in it, in ``protocol.json`` and ``metrics.json``.
     """
     prepare(config, out)
     wait()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(config.model_dump_json(indent=2))
+        protocol = protocol_record(config)
         if protocol is not None:
             (out / PROTOCOL_FILE).write_text(json.dumps(protocol, indent=2))
     run_shard(pipe, config, out, critic_for, rank, world, progress)
