@@ -47,6 +47,7 @@ def test_committed_recipes_are_valid_and_paper_refcoco_is_the_official_setting()
         ("sample", "ris", True, 0.2)
     assert (config.cfg_dropout, config.resolution, config.train_text_encoder) == (0.05, 256, False)
     assert (config.ema_decay, config.ema_warmup, config.max_grad_norm) == (0.9999, "ldm", None)
+    assert config.gradient_checkpointing and config.mixed_precision == "no"
     assert config.init_from == "timbrooks/instruct-pix2pix" and config.recipe == "paper-refcoco"
 
 
@@ -171,6 +172,7 @@ def test_recipe_run_prints_and_records_the_recipe_and_its_plan(_train_only, tiny
     assert json.loads((out / "train_config.json").read_text())["recipe"] == "paper-refcoco"
     pipe = ADDPPipeline.from_pretrained(out / "model")
     assert pipe.resolution == 64 and pipe.scheduler.config.prediction_type == "sample"
+    assert not pipe.unet.is_gradient_checkpointing  # a training switch, not part of the exported model
 
 
 @pytest.mark.parametrize("extra, message", [

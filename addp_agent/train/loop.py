@@ -120,7 +120,8 @@ def _model(config: TrainConfig, pipe: ADDPPipeline | None = None) -> ADDPPipelin
     """The pipeline to train (fp32 master weights; ``pipe`` when given), its scheduler predicting what training
     targets, at the configured resolution."""
     if pipe is not None:
-        pipe.to(torch.float32)
+        if pipe.unet.dtype != torch.float32:
+            pipe.to(torch.float32)
     elif config.init_from:
         from addp_agent.models.registry import load_pipeline
 
@@ -157,6 +158,8 @@ def prepare_run(config: TrainConfig, accelerator, pipe: ADDPPipeline | None = No
         device_generator = torch.Generator(accelerator.device).manual_seed(
             config.seed * 1000 + accelerator.process_index + 7919)
     unet, text_encoder = pipe.unet, pipe.text_encoder
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     text_encoder.requires_grad_(config.train_text_encoder)
     if pipe.vae is not None:
         pipe.vae.requires_grad_(False)
