@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
-from addp_agent.engine.decode import MaskDecoding
+from addp_agent.engine.decode import DEFAULT_THRESHOLD, MaskDecoding
 from addp_agent.engine.outputs import SegmentationResult, TrajectoryPoint
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.engine.state import DenoiseState, EncodedBatch
@@ -46,13 +46,20 @@ class LoopConfig:
     critique_last_round: bool = True  # ask the critic about the final round too, to record its verdict
     guidance_scale: float | None = None  # text guidance (None: the model's default)
     image_guidance_scale: float | None = None  # image guidance (None: the model's default)
-    decoding: MaskDecoding = field(default_factory=MaskDecoding)  # paint → mask (default: at the input's size)
+    decode_size: int | None = None  # decode masks at this size² (None: the input's size), see MaskDecoding
+    threshold: float = DEFAULT_THRESHOLD  # RGB distance to pure red below which a pixel is mask
 
     def __post_init__(self) -> None:
         if self.max_rounds < 1:
             raise UserError(f"max_rounds must be ≥ 1, got {self.max_rounds}")
         if self.resume_step is not None and self.resume_step < 1:
             raise UserError(f"resume_step must be ≥ 1, got {self.resume_step}")
+        MaskDecoding(self.decode_size, self.threshold)  # a bad size or threshold fails here, as a UserError
+
+    @property
+    def decoding(self) -> MaskDecoding:
+        """The paint → mask rule of every round."""
+        return MaskDecoding(self.decode_size, self.threshold)
 
 
 @dataclass
@@ -138,7 +145,7 @@ class Session:
     @property
     def decoding(self) -> dict[str, Any]:
         """The pipeline arguments of this session's paint → mask rule."""
-        return {"decode_size": self.config.decoding.size, "threshold": self.config.decoding.threshold}
+        return {"decode_size": self.config.decode_size, "threshold": self.config.threshold}
 
     @property
     def num_steps(self) -> int:

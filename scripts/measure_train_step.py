@@ -107,7 +107,7 @@ def measure(args: argparse.Namespace) -> dict:
                                batch_size=args.batch_size, gradient_accumulation_steps=args.accumulation,
                                steps=args.warmup + args.repeats * args.steps, mixed_precision=args.mixed_precision,
                                gradient_checkpointing=not args.no_checkpointing, val_every=0)
-        accelerator = loop._accelerator(config)
+        accelerator = loop.make_accelerator(config)
         run = loop.prepare_run(config, accelerator, pipe=build(args.size))
         generator = torch.Generator().manual_seed(0)
         step_times = timed(lambda: loop.optimisation_step(run, generator, 0), args.steps, args.repeats, args.warmup)

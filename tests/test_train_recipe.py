@@ -126,7 +126,7 @@ def test_ldm_ema_warmup_is_the_official_decay():
 def test_accumulated_gradients_are_the_mean_of_the_micro_batch_gradients(tiny_train_config):
     """Two accumulated micro-batches give the gradient of their mean loss: the mean of each one's gradient."""
     config = tiny_train_config(batch_size=2, gradient_accumulation_steps=2, augment=True)
-    accelerator = loop._accelerator(config)
+    accelerator = loop.make_accelerator(config)
     run = loop.prepare_run(config, accelerator)
     assert run.plan.accumulation == 2 and accelerator.gradient_accumulation_steps == 2
     generator = torch.Generator().manual_seed(5)

@@ -65,7 +65,7 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
     """Evaluate one batch; a sample that cannot be run gets a record with ``error`` (raises with ``strict``)."""
     loop = LoopConfig(max_rounds=config.max_rounds, num_inference_steps=config.steps, seed=config.seed,
                       guidance_scale=config.guidance_scale, image_guidance_scale=config.image_guidance_scale,
-                      decoding=config.decoding)
+                      decode_size=config.decode_size, threshold=config.threshold)
     records: dict[int, SampleRecord] = {}
     sessions: list[tuple[int, RISSample, Session]] = []
     for index, sample in batch:

@@ -58,7 +58,7 @@ def training_progress(config: TrainConfig, step: int, elapsed_s: float, steps: i
 
 
 @dataclass
-class _Run:
+class TrainingRun:
     """What one training run works on: the model, its prepared modules, optimiser, schedules, EMA, data, samplers."""
 
     config: TrainConfig
@@ -100,7 +100,7 @@ class _Run:
         return seconds
 
 
-def _accelerator(config: TrainConfig):
+def make_accelerator(config: TrainConfig):
     """An Accelerator for this run; processes launched on a machine without a GPU train on the CPU (gloo)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -139,7 +139,7 @@ def _model(config: TrainConfig, pipe: ADDPPipeline | None = None) -> ADDPPipelin
     return pipe
 
 
-def prepare_run(config: TrainConfig, accelerator, pipe: ADDPPipeline | None = None) -> _Run:
+def prepare_run(config: TrainConfig, accelerator, pipe: ADDPPipeline | None = None) -> TrainingRun:
     """Model (``pipe``, or as the config says), data, samplers, optimiser, lr schedule and EMA, prepared for
     ``accelerator``, with the run's plan (its gradient accumulation is set on ``accelerator``)."""
     from diffusers import DDPMScheduler
@@ -178,11 +178,11 @@ def prepare_run(config: TrainConfig, accelerator, pipe: ADDPPipeline | None = No
     ema_unet = _ema(accelerator.unwrap_model(unet), config, foreach)
     ema_text = _ema(accelerator.unwrap_model(text_encoder), config, foreach)
     accelerator.register_for_checkpointing(ema_unet, ema_text)
-    return _Run(config, accelerator, pipe, unet, text_encoder, params, optimizer, lr_schedule, ema_unet, ema_text,
-                noise_scheduler, sampler, data, device_generator, plan, schedule_at)
+    return TrainingRun(config, accelerator, pipe, unet, text_encoder, params, optimizer, lr_schedule, ema_unet,
+                       ema_text, noise_scheduler, sampler, data, device_generator, plan, schedule_at)
 
 
-def _resume(run: _Run) -> int:
+def _resume(run: TrainingRun) -> int:
     """Load the newest checkpoint, if any; returns the step it reached (0 for a new run)."""
     latest = latest_checkpoint(run.checkpoints)
     if latest is None:
@@ -207,7 +207,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     if config.timesteps not in PRESETS:
         raise UserError(f"unknown --timesteps {config.timesteps!r}; use one of {', '.join(PRESETS)}")
     recipe = find_recipe(config.recipe) if config.recipe is not None else None
-    accelerator = _accelerator(config)
+    accelerator = make_accelerator(config)
     if recipe is not None:
         accelerator.print("\n".join(presets.describe(recipe, config.model_dump(mode="json"), "recipe",
                                                       presets.as_flag)))
@@ -245,7 +245,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             if step % config.log_every == 0:
                 now = time.perf_counter()
                 row = {"step": step, "loss": loss, "lr": run.lr_schedule.get_last_lr()[0],
-                          "steps_per_s": config.log_every / (now - last_log), "elapsed_s": round(run.elapsed(), 1)}
+                       "steps_per_s": config.log_every / (now - last_log), "elapsed_s": round(run.elapsed(), 1)}
                 last_log = now
             _end_of_step(run, step, row, bar, finished=step == steps)
     except KeyboardInterrupt:
@@ -257,7 +257,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     return run.out / "model"
 
 
-def accumulate_gradients(run: _Run, generator: torch.Generator) -> float:
+def accumulate_gradients(run: TrainingRun, generator: torch.Generator) -> float:
     """Forward and backward of ``plan.accumulation`` micro-batches under ``accelerator.accumulate`` (gradients of
     their mean loss, synchronised across processes on the last one); returns the mean loss."""
     accelerator = run.accelerator
@@ -271,7 +271,7 @@ def accumulate_gradients(run: _Run, generator: torch.Generator) -> float:
     return sum(losses) / len(losses)
 
 
-def optimisation_step(run: _Run, generator: torch.Generator, step: int, spent: float = 0.0) -> float:
+def optimisation_step(run: TrainingRun, generator: torch.Generator, step: int, spent: float = 0.0) -> float:
     """Accumulated forward and backward, clip, optimiser and lr steps, EMA update; returns the loss (raises on
     NaN/inf)."""
     config, accelerator = run.config, run.accelerator
@@ -291,7 +291,7 @@ def optimisation_step(run: _Run, generator: torch.Generator, step: int, spent: f
     return loss
 
 
-def _end_of_step(run: _Run, step: int, record: dict, bar, finished: bool, stopped_by: str = "steps") -> None:
+def _end_of_step(run: TrainingRun, step: int, record: dict, bar, finished: bool, stopped_by: str = "steps") -> None:
     """Validate, log, checkpoint and export when due: every ``val_every``/``checkpoint_every`` steps, and at the
     end of the run (the last step, or the step the time budget stopped at)."""
     config = run.config
