@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
+from addp_agent.engine.decode import DEFAULT_THRESHOLD, MaskDecoding
 from addp_agent.engine.outputs import SegmentationResult, TrajectoryPoint
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.engine.state import DenoiseState, EncodedBatch
 from addp_agent.errors import UserError
-from addp_agent.images import as_rgb_array
+from addp_agent.images import as_rgb_array, resized
 from addp_agent.masks import mask_iou
 from addp_agent.text import clean_corrections, clean_text
 
@@ -44,12 +45,22 @@ class LoopConfig:
     correction_scale: float | None = None
     correction_mode: Literal["additive", "replace"] | None = None
     critique_last_round: bool = True  # ask the critic about the final round too, to record its verdict
+    guidance_scale: float | None = None  # text guidance (None: the model's default)
+    image_guidance_scale: float | None = None  # image guidance (None: the model's default)
+    decode_size: int | None = None  # decode masks at this size² (None: the input's size), see MaskDecoding
+    threshold: float = DEFAULT_THRESHOLD  # RGB distance to pure red below which a pixel is mask
 
     def __post_init__(self) -> None:
         if self.max_rounds < 1:
             raise UserError(f"max_rounds must be ≥ 1, got {self.max_rounds}")
         if self.resume_step is not None and self.resume_step < 1:
             raise UserError(f"resume_step must be ≥ 1, got {self.resume_step}")
+        MaskDecoding(self.decode_size, self.threshold)  # a bad size or threshold fails here, as a UserError
+
+    @property
+    def decoding(self) -> MaskDecoding:
+        """The paint → mask rule of every round."""
+        return MaskDecoding(self.decode_size, self.threshold)
 
 
 @dataclass
@@ -142,7 +153,8 @@ class Session:
         self.image = as_rgb_array(image)
         self.input_size = (int(self.image.shape[0]), int(self.image.shape[1]))  # what callers get masks at
         self.expression = clean_text(expression, "expression")
-        self.settings = pipe.resolve_settings(self.config.num_inference_steps,
+        self.settings = pipe.resolve_settings(self.config.num_inference_steps, self.config.guidance_scale,
+                                              self.config.image_guidance_scale,
                                               correction_scale=self.config.correction_scale,
                                               correction_mode=self.config.correction_mode)
         self._encoded: EncodedBatch | None = None  # encoded on first use (a precomputed first round needs none)
@@ -150,6 +162,11 @@ class Session:
         self.state: DenoiseState | None = None
         self._prefix: tuple[np.ndarray, list[TrajectoryPoint]] | None = None
         self.lock = threading.RLock()
+
+    @property
+    def decoding(self) -> dict[str, Any]:
+        """The pipeline arguments of this session's paint → mask rule."""
+        return {"decode_size": self.config.decode_size, "threshold": self.config.threshold}
 
     @property
     def num_steps(self) -> int:
@@ -189,7 +206,7 @@ class Session:
             start = time.perf_counter()
             every = self.config.trajectory_every
             common = {"corrections": cleaned or None, "trajectory_every": every, "output_type": "np",
-                      "show_progress": False, **self.settings}
+                      "show_progress": False, **self.settings, **self.decoding}
             intermediate, prefix_points = None, []
             if self.resumable:
                 intermediate, prefix_points = self._ensure_prefix(self.config.resume_step)
@@ -212,7 +229,8 @@ class Session:
     def _check_precomputed(self, result: SegmentationResult, corrections: list[str]) -> None:
         if self.rounds or self.resumable:
             raise UserError("only the first round of a session that does not resume from step k can be precomputed")
-        expected = (self.expression, corrections, self.config.seed, dict(self.settings), self.image.shape[:2])
+        expected = (self.expression, corrections, self.config.seed, dict(self.settings),
+                    self.config.decoding.output_size(self.image.shape[:2]))
         got = (result.expression, result.corrections, result.seed, dict(result.settings), result.mask.shape)
         if got != expected:
             raise UserError(f"the precomputed round is not this session's: expected (expression, corrections, seed, "
@@ -224,7 +242,8 @@ class Session:
             every = self.config.trajectory_every
             record = math.gcd(k, every) if every else k
             output = self.pipe(encoded=self.encoded, generator=seeded_generators(self.config.seed), stop_after_step=k,
-                               trajectory_every=record, output_type="latent", show_progress=False, **self.settings)
+                               trajectory_every=record, output_type="latent", show_progress=False, **self.settings,
+                               **self.decoding)
             points = output.trajectories[0]
             at_k = next(p for p in points if p.step == k - 1)
             kept = [p for p in points if every and (p.step + 1) % every == 0]
@@ -238,7 +257,8 @@ class Session:
         history = [PriorRound(r.index, r.corrections, r.result.area_fraction, r.critique) for r in self.rounds
                    if r.index < round_.index]
         request = CritiqueRequest(
-            image=self.image, expression=self.expression, mask=round_.mask, round=round_.index,
+            image=resized(self.image, round_.mask.shape), expression=self.expression, mask=round_.mask,
+            round=round_.index,
             corrections=list(round_.corrections), history=history, intermediate_mask=round_.intermediate_mask,
             intermediate_step=self.config.resume_step if round_.intermediate_mask is not None else None)
         start = time.perf_counter()

@@ -123,3 +123,10 @@ def bounded_copy(image: np.ndarray, max_side: int = WORKING_MAX_SIDE) -> np.ndar
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (RGB uint8) at ``size`` = (height, width), LANCZOS; itself when it already is."""
+    if tuple(image.shape[:2]) == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((int(size[1]), int(size[0])), Image.Resampling.LANCZOS))

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from addp_agent.engine.decode import decode_paint, mask_confidence, red_distance, soft_score
+from addp_agent.engine.decode import MaskDecoding, decode_paint, mask_confidence, red_distance, soft_score
+from addp_agent.errors import UserError
 
 
 def test_red_distance_and_threshold_rule():
@@ -41,3 +42,33 @@ def test_mask_is_returned_at_the_requested_original_size():
     assert decoded.mask[:, :36].all() and not decoded.mask[:, 44:].any()
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         decode_paint(np.zeros((4, 4)))
+
+
+def test_paper_rule_decodes_at_512_style_fixed_size_with_strict_threshold():
+    """MaskDecoding(size, 50): LANCZOS to size² whatever the input's size, then RGB distance to red < 50.
+
+    Hand-computed: (230, 30, 20) is √(25² + 30² + 20²) ≈ 43.87 from red (mask), (215, 30, 0) exactly 50 (not mask);
+    LANCZOS keeps uniform regions exact more than 3 source pixels away from the edge (columns 0–10 and 21–31 at 2×).
+    """
+    painted = np.zeros((16, 16, 3), dtype=np.uint8)
+    painted[:, :8] = (230, 30, 20)
+    painted[:, 8:] = (215, 30, 0)
+    decoded = MaskDecoding(size=32, threshold=50).decode(painted, input_size=(48, 80))
+    assert decoded.mask.shape == (32, 32)
+    assert decoded.mask[:, :11].all() and not decoded.mask[:, 21:].any()
+    assert MaskDecoding(size=32, threshold=51).decode(painted, (48, 80)).mask[:, 21:].all()  # 50 < 51
+    assert MaskDecoding().decode(painted, (48, 80)).mask.shape == (48, 80)  # default: the input's size
+
+
+def test_reference_resizes_ground_truth_nearest_to_the_decode_size():
+    gt = np.array([[1, 0], [0, 0]], dtype=bool)
+    assert MaskDecoding(size=4).reference(gt).tolist() == [[True, True, False, False], [True, True, False, False],
+                                                           [False] * 4, [False] * 4]
+    assert MaskDecoding().reference(gt).tolist() == gt.tolist()  # decoding at the input's size: unchanged
+    assert MaskDecoding(size=512).reference(np.ones((3, 5), dtype=bool)).shape == (512, 512)
+
+
+@pytest.mark.parametrize("size, threshold", [(0, 50.0), (512, 0.0), (512, -1.0)])
+def test_bad_decoding_is_a_user_error(size, threshold):
+    with pytest.raises(UserError, match="decode"):
+        MaskDecoding(size=size, threshold=threshold)

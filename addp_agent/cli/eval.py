@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from addp_agent.cli.app import app
-from addp_agent.cli.options import build_config, config_options
+from addp_agent.cli.options import build_config, config_options, flag, given_options
 from addp_agent.cli.tasks import TaskDispatchCommand
 from addp_agent.eval.records import EvalConfig
 from addp_agent.limits import MAX_SEED, MAX_STEPS
@@ -24,6 +24,7 @@ def _check_limit(limit: int | None) -> None:
 @app.command("eval", cls=TaskDispatchCommand)
 @config_options(EvalConfig)
 def eval_command(
+    context: typer.Context,
     options: dict[str, Any],
     task: str = typer.Option("ris", "--task", help="ris | depth (depth has its own options: addp eval --task depth "
                                                    "--help)."),
@@ -40,15 +41,18 @@ def eval_command(
 
     from addp_agent.devices import check_device
     from addp_agent.errors import UserError
+    from addp_agent.eval.protocols import find_protocol, resolve_protocol
     from addp_agent.eval.records import CRITICS
-    from addp_agent.eval.runner import critic_factory, evaluate, prepare
+    from addp_agent.eval.runner import configure_pipeline, critic_factory, evaluate, prepare
     from addp_agent.eval.shard import open_stream
     from addp_agent.models.registry import load_pipeline
+    from addp_agent.presets import describe
 
-    if options["critic"] not in CRITICS:
-        raise UserError(f"unknown critic {options['critic']!r}; use one of {', '.join(CRITICS)}")
-    _check_limit(options["limit"])
-    config = build_config(EvalConfig, options)
+    values = resolve_protocol(options, given_options(context, options), name=flag)
+    if values["critic"] not in CRITICS:
+        raise UserError(f"unknown critic {values['critic']!r}; use one of {', '.join(CRITICS)}")
+    _check_limit(values["limit"])
+    config = build_config(EvalConfig, values)
     check_device(device)
     prepare(config, out)
     open_stream(config)  # bad specs and missing folders fail here, before the model loads
@@ -57,13 +61,17 @@ def eval_command(
 
     # CPU hosts: `accelerate launch --multi_gpu --num_processes N` starts N processes that join over gloo
     state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
+    if state.is_main_process and config.protocol is not None:
+        typer.echo("\n".join(describe(find_protocol(config.protocol, flag), config.model_dump(), "protocol", flag)))
     pipe = load_pipeline(config.model, device=device or state.device, progress=not quiet)
     pipe.set_progress_bar_config(disable=True)
+    configure_pipeline(pipe, config)
     document = evaluate(config, out, pipe, critic_for, state.process_index, state.num_processes,
                         state.wait_for_everyone, progress=not quiet and state.is_main_process)
     if document is not None and not quiet:
         rounds = ", ".join(f"r{r['round']} {100 * (r['mIoU'] or 0):.2f}" for r in document["rounds"])
-        typer.echo(f"{document['n']} samples ({document['skipped']['total']} skipped), mIoU {rounds} → {out}")
+        overall = f", oIoU {100 * (document['rounds'][-1]['oIoU'] or 0):.2f}" if config.max_rounds == 1 else ""
+        typer.echo(f"{document['n']} samples ({document['skipped']['total']} skipped), mIoU {rounds}{overall} → {out}")
 
 
 @app.command("analyze-timesteps")

@@ -69,6 +69,12 @@ def build_config(model: type[Config], values: Mapping[str, Any]) -> Config:
         raise config_error(error) from None
 
 
+def given_options(context: typer.Context, names: Collection[str]) -> set[str]:
+    """Which of ``names`` (a command's parameters) the user typed or set through the environment, not defaults."""
+    typed = {"COMMANDLINE", "ENVIRONMENT"}
+    return {name for name in names if getattr(context.get_parameter_source(name), "name", None) in typed}
+
+
 def config_options(model: type[BaseModel], *, into: str = "options", only: Collection[str] | None = None,
                    exclude: Collection[str] = ()) -> Callable[[Command], Command]:
     """Give a typer command one option per field of ``model`` (``only`` those, or all but ``exclude`` and the

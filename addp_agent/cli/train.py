@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from addp_agent.cli.app import app
-from addp_agent.cli.options import build_config, config_options
+from addp_agent.cli.options import build_config, config_options, flag, given_options
 from addp_agent.cli.tasks import TaskDispatchCommand
 from addp_agent.train.config import TrainConfig
 
@@ -16,20 +16,26 @@ from addp_agent.train.config import TrainConfig
 @app.command("train", cls=TaskDispatchCommand)
 @config_options(TrainConfig, exclude=("model",))
 def train_command(
+    context: typer.Context,
     options: dict[str, Any],
     task: str = typer.Option("ris", "--task", help="ris | depth (depth has its own options: addp train --task depth "
                                                    "--help)."),
     model_config: Path = typer.Option(None, help="JSON of a new pixel model's PixelModelConfig (default: built-in)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Train or fine-tune an InstructPix2Pix-format model with the ADDP recipe (resumes from --out)."""
+    """Train or fine-tune an InstructPix2Pix-format model with the ADDP recipe (resumes from --out).
+
+    --recipe paper-refcoco starts from the paper's RefCOCO settings; flags given override them.
+    """
     from addp_agent.extras import require_extra
     from addp_agent.outputs_io import check_output_folder
     from addp_agent.train.loop import train
+    from addp_agent.train.recipe import resolve_recipe
 
     require_extra("train", "accelerate")
+    values = resolve_recipe(options, given_options(context, options), name=flag)
     model = _model_config(model_config) if model_config else {}
-    config = build_config(TrainConfig, {**options, **model})
+    config = build_config(TrainConfig, {**values, **model})
     check_output_folder(config.out)  # before any data or model work
     folder = train(config, progress=not quiet)
     typer.echo(f"model saved to {folder}")

@@ -28,6 +28,36 @@ def default_image_dir(root: Path, dataset: str) -> Path:
     return own if own.is_dir() else root / "images" / "train2014"
 
 
+LAYOUT = "anns/<dataset>/<split>.json, masks/<dataset>/<segment_id>.png and images/train2014/ (or images/<dataset>/)"
+
+
+def check_annotations(root: Path, dataset: str, split: str) -> None:
+    """One :class:`DataError` naming the annotation file a CRIS layout needs and ``root`` lacks."""
+    ann_dir = root / "anns" / dataset
+    ann_path = ann_dir / f"{split}.json"
+    if not root.is_dir():
+        raise DataError(f"{root}: data root not found; a CRIS layout there holds {ann_path} and {LAYOUT}")
+    if not ann_dir.is_dir():
+        refer = sorted(p.name for p in (root / dataset).glob("refs(*).p")) if (root / dataset).is_dir() else []
+        hint = f"; {root / dataset} holds {refer[0]}: use refer:{root}:{dataset}:<splitBy>" if refer else ""
+        present = sorted(p.name for p in (root / "anns").iterdir()) if (root / "anns").is_dir() else []
+        also = f" (anns/ holds {present})" if present else ""
+        raise DataError(f"{ann_path}: not found: {root} is not a CRIS layout of {dataset}{also} (expected "
+                        f"{LAYOUT}){hint}")
+    if not ann_path.is_file():
+        present = sorted(p.stem for p in ann_dir.glob("*.json"))
+        raise SplitError(f"{ann_path}: unknown split {split!r} for {dataset} (splits present: {present})")
+
+
+def check_folders(root: Path, dataset: str, image_dir: Path) -> None:
+    """One :class:`DataError` naming the mask or image folder a CRIS layout needs and ``root`` lacks."""
+    if not (root / "masks" / dataset).is_dir():
+        raise DataError(f"{root / 'masks' / dataset}: not found: a CRIS layout keeps masks/{dataset}/<segment_id>.png")
+    if not image_dir.is_dir():
+        raise DataError(f"{image_dir}: image folder not found (a CRIS layout keeps images in images/train2014/ or "
+                        f"images/{dataset}/)")
+
+
 class CrisDataset(RefSamples):
     """Iterable of samples of one split file; ``skip_bad`` counts unreadable samples in ``skipped``."""
 
@@ -36,16 +66,14 @@ class CrisDataset(RefSamples):
         self.root, self.dataset, self.split = Path(root), dataset, split
         ann_dir = self.root / "anns" / dataset
         self.ann_path = ann_dir / f"{split}.json"
-        if not self.ann_path.is_file():
-            present = sorted(p.stem for p in ann_dir.glob("*.json")) if ann_dir.is_dir() else []
-            raise SplitError(f"{self.ann_path}: unknown split {split!r} for {dataset} "
-                            f"(splits present: {present})")
         self.mask_dir = self.root / "masks" / dataset
         self.image_dir = Path(image_dir) if image_dir else default_image_dir(self.root, dataset)
+        check_annotations(self.root, dataset, split)
         self.skipped: Counter | None = Counter() if skip_bad else None
         refs = read_json(self.ann_path)
         if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
             raise DataError(f"{self.ann_path}: expected a JSON list of ref objects")
+        check_folders(self.root, dataset, self.image_dir)
         self.refs: list[dict[str, Any]] = refs
 
     def _ref_samples(self, ref: dict[str, Any]) -> Iterator[RISSample]:

@@ -129,6 +129,7 @@ class ReferDataset(RefSamples):
                             f"(use one of {list(SPLIT_BYS[dataset])})")
         self.image_dir = Path(image_dir) if image_dir else default_image_dir(self.root, dataset)
         self.skipped: Counter | None = Counter() if skip_bad else None
+        self._check_layout()
         refs = load_plain(self.refs_path)
         if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
             raise DataError(f"{self.refs_path}: expected a list of ref dicts, got {type(refs).__name__}")
@@ -139,7 +140,18 @@ class ReferDataset(RefSamples):
         self.refs = [r for r in refs if in_split(str(r.get("split", "")), split)]
         if not self.refs:
             raise SplitError(f"{self.refs_path}: no refs in split {split!r} (splits present: {present})")
+        if not self.image_dir.is_dir():
+            raise DataError(f"{self.image_dir}: image folder not found (REFER reads the {dataset} images there)")
         self._index(read_json(self.instances_path))
+
+    def _check_layout(self) -> None:
+        """One :class:`DataError` naming what a REFER layout needs when ``root`` is missing or holds another layout."""
+        expected = f"{self.refs_path}, {self.instances_path} and images in {self.image_dir}"
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: data root not found; a REFER layout there holds {expected}")
+        if not self.refs_path.is_file() and (self.root / "anns" / self.dataset).is_dir():
+            raise DataError(f"{self.refs_path}: cannot read (not found): {self.root} holds the CRIS layout of "
+                            f"{self.dataset}; use cris:{self.root}:{self.dataset}")
 
     def _index(self, instances: Any) -> None:
         src = self.instances_path

@@ -1,4 +1,10 @@
-"""Decode the red paint into a mask: the official ADDP rule plus a soft map and a confidence."""
+"""Decode the red paint into a mask: the official ADDP rule plus a soft map and a confidence.
+
+:class:`MaskDecoding` is the rule as one value: the size the painted image is resized to before thresholding (the
+input image's own size by default; the paper's evaluation uses 512 × 512) and the RGB distance to pure red below which
+a pixel is mask (50 in the paper). Scoring at a fixed size resizes the ground truth to it with NEAREST, as the
+official ``evaluate.py`` does (:meth:`MaskDecoding.reference`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from addp_agent.errors import UserError
 from addp_agent.limits import DEFAULT_THRESHOLD
 
 PAINT_RGB = np.array([255.0, 0.0, 0.0], dtype=np.float32)
@@ -60,3 +67,39 @@ def decode_paint(painted: np.ndarray, size: tuple[int, int] | None = None,
     soft = soft_score(distance, threshold)
     mask = distance < threshold
     return DecodedMask(mask=mask, soft=soft, confidence=mask_confidence(soft))
+
+
+@dataclass(frozen=True)
+class MaskDecoding:
+    """How paint becomes a mask: resize the painted image (LANCZOS) to ``size`` × ``size`` (``None``: to the input
+    image's own size), then keep the pixels whose RGB distance to (255, 0, 0) is below ``threshold``.
+
+    The paper's evaluation (official ``evaluate.py``): ``MaskDecoding(size=512, threshold=50)``.
+    """
+
+    size: int | None = None
+    threshold: float = DEFAULT_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.size < 1:
+            raise UserError(f"decode size must be ≥ 1 pixel, got {self.size}")
+        if not self.threshold > 0:
+            raise UserError(f"decode threshold must be > 0, got {self.threshold}")
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) of the decoded mask for an input image of ``input_size``."""
+        return (self.size, self.size) if self.size is not None else (int(input_size[0]), int(input_size[1]))
+
+    def decode(self, painted: np.ndarray, input_size: tuple[int, int]) -> DecodedMask:
+        """The mask of a painted (h, w, 3) uint8 image whose input image was ``input_size``."""
+        return decode_paint(painted, size=self.output_size(input_size), threshold=self.threshold)
+
+    def reference(self, mask: np.ndarray) -> np.ndarray:
+        """A ground-truth mask at the size this rule decodes at (NEAREST, as ``evaluate.py``); unchanged when the rule
+        decodes at the input's size."""
+        mask = np.asarray(mask, dtype=bool)
+        if self.size is None or mask.shape == (self.size, self.size):
+            return mask
+        resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.size, self.size),
+                                                                       Image.Resampling.NEAREST)
+        return np.asarray(resized) > 127

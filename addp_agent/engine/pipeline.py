@@ -38,11 +38,12 @@ from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPV
 
 from addp_agent.engine.branches import GuidanceBranches
 from addp_agent.engine.callbacks import StepEnd, step_end_hook
-from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, decode_paint
+from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, MaskDecoding
 from addp_agent.engine.guidance import CorrectionMode, guidance_branches
 from addp_agent.engine.inputs import Size, prepare_images
 from addp_agent.engine.ip_adapter import embeds_from_images, embeds_from_rows
 from addp_agent.engine.outputs import ADDPPipelineOutput, SegmentationResult, TrajectoryPoint
+from addp_agent.engine.sampling import x0_capable
 from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch, Generator, IPAdapterEmbeds
 from addp_agent.errors import UserError
 from addp_agent.limits import MAX_STEPS, check_sampler_settings, check_threshold
@@ -403,8 +404,9 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         return [clean_corrections(sample) for sample in per_sample]
 
     def prepare_scheduler(self, num_inference_steps: int) -> Any:
-        """A copy of the scheduler set to ``num_inference_steps`` (the pipeline's own is never advanced)."""
-        scheduler = copy.deepcopy(self.scheduler)
+        """A copy of the scheduler set to ``num_inference_steps`` (the pipeline's own is never advanced); an x₀ model's
+        Euler-ancestral scheduler steps with :class:`~addp_agent.engine.sampling.EulerAncestralScheduler`."""
+        scheduler = copy.deepcopy(x0_capable(self.scheduler))
         scheduler.set_timesteps(num_inference_steps, device=self.execution_device)
         return scheduler
 
@@ -504,24 +506,26 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         images, nsfw = self.safety_checker(images=images, clip_input=clip_input.to(images.device, images.dtype))
         return images, [bool(flag) for flag in nsfw]
 
-    def masks_from_images(self, array: np.ndarray, sizes: list[Size], threshold: float) -> list[DecodedMask]:
-        """Painted images (B, H, W, 3) in [0, 1] → the red paint's mask of each, at ``sizes`` (cycled over rows)."""
+    def masks_from_images(self, array: np.ndarray, sizes: list[Size],
+                          decoding: MaskDecoding) -> list[DecodedMask]:
+        """Painted images (B, H, W, 3) in [0, 1] → the red paint's mask of each, by ``decoding`` for inputs of
+        ``sizes`` (cycled over rows)."""
         painted = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return [decode_paint(p, size=sizes[r % len(sizes)], threshold=threshold) for r, p in enumerate(painted)]
+        return [decoding.decode(p, sizes[r % len(sizes)]) for r, p in enumerate(painted)]
 
-    def decode_masks(self, images: torch.Tensor, sizes: list[Size], threshold: float) -> list[DecodedMask]:
-        """Decoded images in [-1, 1] → the red paint's mask of each, at ``sizes`` (cycled over the rows)."""
+    def decode_masks(self, images: torch.Tensor, sizes: list[Size], decoding: MaskDecoding) -> list[DecodedMask]:
+        """Decoded images in [-1, 1] → the red paint's mask of each, by ``decoding`` (sizes cycled over the rows)."""
         return self.masks_from_images(self.image_processor.postprocess(images.float(), output_type="np"), sizes,
-                                      threshold)
+                                      decoding)
 
     def decode_trajectories(self, recorded: list[RawX0], encoded: EncodedBatch,
-                            threshold: float) -> list[list[TrajectoryPoint]]:
-        """Decode every recorded x̂₀ in one batch and threshold it at each input's original size."""
+                            decoding: MaskDecoding) -> list[list[TrajectoryPoint]]:
+        """Decode every recorded x̂₀ in one batch and threshold it like the final sample."""
         trajectories: list[list[TrajectoryPoint]] = [[] for _ in range(encoded.batch_size)]
         if not recorded:
             return trajectories
         decoded = self.decode_masks(self.decode_latents(torch.cat([x0 for _, _, x0 in recorded])),
-                                    encoded.original_sizes, threshold)
+                                    encoded.original_sizes, decoding)
         for r, (step, timestep, _) in enumerate(recorded):
             for k in range(encoded.batch_size):
                 mask = decoded[r * encoded.batch_size + k]
@@ -564,6 +568,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         encoded: EncodedBatch | None = None,
         resolution: Resolution = None,
         threshold: float = DEFAULT_THRESHOLD,
+        decode_size: int | None = None,
         show_progress: bool | None = None,
         **kwargs: Any,
     ) -> ADDPPipelineOutput | tuple:
@@ -582,7 +587,8 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         ``correction_scale``/``correction_mode``, switched on from ``correction_start_step``; ``trajectory_every=k``
         records the decoded x̂₀ every k-th step (and the last); ``stop_after_step=k`` returns after k steps with
         ``output.state``; ``state=`` resumes such a state; ``encoded=`` reuses :meth:`encode`'s encodings;
-        ``threshold`` decodes the masks.
+        ``threshold`` and ``decode_size`` decode the masks: at each input's size, or at ``decode_size``² (the
+        paper's evaluation: 512), keeping pixels within ``threshold`` of pure red (:class:`MaskDecoding`).
 
         Sizes: with ``resolution=None`` (default) the painted output follows the stock rule: each input keeps its
         size floored to a multiple of the VAE factor, aspect ratio kept. ``resolution="working"`` (what
@@ -610,6 +616,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
                           negative_prompt_embeds, ip_adapter_image, ip_adapter_image_embeds, repeats,
                           callback_on_step_end_tensor_inputs, callback_steps)
         check_threshold(threshold)
+        decoding = MaskDecoding(decode_size, threshold)
         steps = settings["num_inference_steps"]
         self._guidance_scale, self._image_guidance_scale = settings["guidance_scale"], settings["image_guidance_scale"]
 
@@ -662,7 +669,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         # 9. Decode: the recorded x̂₀ and the final sample → painted images (NSFW-checked when a checker is loaded)
         #    → masks
         decode_start = time.perf_counter()
-        trajectories = self.decode_trajectories(recorded, encoded, threshold) if trajectory_every else None
+        trajectories = self.decode_trajectories(recorded, encoded, decoding) if trajectory_every else None
         resolved = {"prompts": encoded.prompts, "corrections": per_sample, "settings": branches.settings}
         if output_type == "latent":
             self.maybe_free_model_hooks()
@@ -673,7 +680,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         decoded, nsfw = self.run_safety_checker(self.decode_latents(latents))
         denormalize = None if nsfw is None else [not flagged for flagged in nsfw]
         array = self.image_processor.postprocess(decoded, output_type="np", do_denormalize=denormalize)
-        masks = self.masks_from_images(array, encoded.original_sizes, threshold)
+        masks = self.masks_from_images(array, encoded.original_sizes, decoding)
         if output_type == "pil":
             images = self.image_processor.numpy_to_pil(array)
         elif output_type == "np" or output_type is None:

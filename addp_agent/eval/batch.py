@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from addp_agent.agent import LoopConfig, Round, Session
 from addp_agent.critic.base import Critic
-from addp_agent.data.sample import RISSample
+from addp_agent.data.sample import Instance, RISSample
+from addp_agent.engine.decode import MaskDecoding
 from addp_agent.engine.outputs import SegmentationResult
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.engine.state import EncodedBatch
 from addp_agent.errors import UserError
 from addp_agent.eval.records import EvalConfig, RoundRecord, SampleRecord
+from addp_agent.images import resized
 from addp_agent.masks import encode_rle
 from addp_agent.metrics import iou_counts
 
@@ -25,8 +28,20 @@ def first_rounds(pipe: ADDPPipeline, sessions: list[Session]) -> list[Segmentati
     seed = sessions[0].config.seed
     output = pipe(encoded=EncodedBatch.concat([s.encoded for s in sessions]),
                   generator=seeded_generators([seed] * len(sessions)), output_type="np", show_progress=False,
-                  **sessions[0].settings)
+                  **sessions[0].settings, **sessions[0].decoding)
     return output.results(seed)
+
+
+def scored_view(sample: RISSample, decoding: MaskDecoding) -> RISSample:
+    """The sample as masks are scored: at the decode size when the rule decodes at a fixed size (ground truths
+    NEAREST, the image LANCZOS for critics and figures, as the official ``evaluate.py``), else the sample itself."""
+    if decoding.size is None:
+        return sample
+    size = decoding.output_size(sample.mask.shape)
+    return dataclasses.replace(
+        sample, image=resized(sample.image, size), mask=decoding.reference(sample.mask),
+        others=[Instance(decoding.reference(o.mask), o.name, o.instance_id) for o in sample.others],
+        target_masks=[decoding.reference(m) for m in sample.target_masks])
 
 
 def _record(index: int, sample: RISSample, **fields: Any) -> SampleRecord:
@@ -48,7 +63,9 @@ def _round_record(round_: Round, gt: Any) -> RoundRecord:
 def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: EvalConfig,
               critic_for: CriticFactory) -> list[SampleRecord]:
     """Evaluate one batch; a sample that cannot be run gets a record with ``error`` (raises with ``strict``)."""
-    loop = LoopConfig(max_rounds=config.max_rounds, num_inference_steps=config.steps, seed=config.seed)
+    loop = LoopConfig(max_rounds=config.max_rounds, num_inference_steps=config.steps, seed=config.seed,
+                      guidance_scale=config.guidance_scale, image_guidance_scale=config.image_guidance_scale,
+                      decode_size=config.decode_size, threshold=config.threshold)
     records: dict[int, SampleRecord] = {}
     sessions: list[tuple[int, RISSample, Session]] = []
     for index, sample in batch:
@@ -62,8 +79,9 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
             records[index] = _record(index, sample, error=f"unreadable sample: {error}")
     firsts = first_rounds(pipe, [s for _, _, s in sessions]) if sessions else []
     for (index, sample, session), first in zip(sessions, firsts, strict=True):
+        scored = scored_view(sample, loop.decoding)
         try:
-            result = session.run(critic_for(sample), first=first)
+            result = session.run(critic_for(scored), first=first)
         except UserError as error:  # e.g. a critic that cannot read this sample
             if config.strict:
                 raise UserError(f"sample {sample.sample_id}: {error}") from None
@@ -71,5 +89,5 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
             continue
         records[index] = _record(index, sample, stop_reason=result.stop_reason, stop_detail=result.stop_detail[:300],
                                  best_round=result.best.index,
-                                 rounds=[_round_record(r, sample.mask) for r in result.rounds])
+                                 rounds=[_round_record(r, scored.mask) for r in result.rounds])
     return [records[index] for index, _ in batch]

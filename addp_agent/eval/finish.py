@@ -14,6 +14,8 @@ from addp_agent.outputs_io import output_set, write_file
 
 FINAL_FILES = ("samples.jsonl", "metrics.json", "metrics_per_round.png", "gallery.png", "report.md")
 
+PROTOCOL_FILE = "protocol.json"  # the protocol a run's settings came from, and what the command line changed
+
 
 def merge_summaries(out: Path, world: int) -> tuple[EvalSummary, dict[str, Any]]:
     """Sum the ``world`` shard states of the latest run; returns the merged summary and rank 0's stream info."""
@@ -37,14 +39,19 @@ def merge_summaries(out: Path, world: int) -> tuple[EvalSummary, dict[str, Any]]
     return merged, info
 
 
-def metrics_document(config: EvalConfig, summary: EvalSummary, loader_skipped: dict[str, int]) -> dict[str, Any]:
-    """``metrics.json``: the settings, then the summary (loader skips added to the skipped counts)."""
+def metrics_document(config: EvalConfig, summary: EvalSummary, loader_skipped: dict[str, int],
+                     protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``metrics.json``: the settings (and the protocol they came from), then the summary (loader skips added to the
+    skipped counts)."""
     body = summary.to_metrics()
     reasons = dict(body["skipped"]["reasons"])
     for reason, count in loader_skipped.items():
         reasons[reason] = reasons.get(reason, 0) + int(count)
     body["skipped"] = {"total": sum(reasons.values()), "reasons": dict(sorted(reasons.items()))}
-    return {"config": config.model_dump(), **body}
+    head: dict[str, Any] = {"config": config.model_dump()}
+    if protocol is not None:
+        head["protocol"] = protocol
+    return {**head, **body}
 
 
 def finalize(config: EvalConfig, out: Path, world: int, plots: bool = True) -> dict[str, Any]:
@@ -59,7 +66,9 @@ def finalize(config: EvalConfig, out: Path, world: int, plots: bool = True) -> d
     summary, info = merge_summaries(out, world)
     records = read_records(part_files(out))
     ordered: list[SampleRecord] = [records[i] for i in range(info["seen"])]
-    document = metrics_document(config, summary, info["loader_skipped"])
+    saved = out / PROTOCOL_FILE
+    protocol = json.loads(saved.read_text()) if config.protocol and saved.is_file() else None
+    document = metrics_document(config, summary, info["loader_skipped"], protocol)
     with output_set(out, keep=True, owns=FINAL_FILES) as staging:
         write_records(staging / "samples.jsonl", ordered)
         write_file(staging / "metrics.json", json.dumps(document, indent=2))

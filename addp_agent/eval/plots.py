@@ -47,6 +47,7 @@ def gains(records: list[SampleRecord]) -> list[tuple[float, SampleRecord]]:
 
 def gallery(config: EvalConfig, records: list[SampleRecord], path: Path, size: int = 4) -> Path | None:
     """Rows of (ground truth, round 1, last round) overlays for the ``size`` biggest gains and losses."""
+    from addp_agent.eval.batch import scored_view
     from addp_agent.eval.shard import open_stream
 
     ranked = gains(records)
@@ -58,7 +59,8 @@ def gallery(config: EvalConfig, records: list[SampleRecord], path: Path, size: i
     _, stream = open_stream(config)
     for index, sample in stream:
         if index in wanted:
-            images[index] = (sample.image, sample.mask)
+            scored = scored_view(sample, config.decoding)  # the size the masks were scored at
+            images[index] = (scored.image, scored.mask)
         if len(images) == len(wanted) or index > max(wanted):
             break
     fig, axes = plt.subplots(len(picked), 3, figsize=(7.5, 2.6 * len(picked)), dpi=100, squeeze=False)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from addp_agent.errors import UserError
 from addp_agent.limits import Seed, Steps
+from addp_agent.models.config import SchedulerName
+
+if TYPE_CHECKING:
+    from addp_agent.engine.decode import MaskDecoding
 
 CriticName = Literal["simulated", "vlm", "paper", "none"]
 CRITICS: tuple[str, ...] = ("simulated", "vlm", "paper", "none")
@@ -40,6 +44,24 @@ class EvalConfig(BaseModel):
     seed: Seed = 0
     accept_iou: float = Field(0.9, gt=0.0, le=1.0, description="The simulated critic accepts masks with IoU ≥ this.")
     strict: bool = Field(False, description="Fail on the first unreadable sample instead of skipping it.")
+    protocol: str | None = Field(None, description="Start from a named protocol's settings (paper: the ADDP paper's "
+                                                   "RIS evaluation) or a .json preset; flags given override it.")
+    resolution: int | None = Field(None, ge=8, description="Working resolution in px (default: the model's).")
+    scheduler: SchedulerName | None = Field(None, description="Sampler (default: the model's).")
+    timestep_spacing: Literal["linspace", "leading", "trailing"] | None = Field(
+        None, description="Timestep spacing of the sampler (default: the model's).")
+    guidance_scale: float | None = Field(None, ge=0.0, description="Text guidance (default: the model's).")
+    image_guidance_scale: float | None = Field(None, ge=0.0, description="Image guidance (default: the model's).")
+    decode_size: int | None = Field(None, ge=1, description="Decode masks and score them at this size² (the paper: "
+                                                            "512; default: each image's own size).")
+    threshold: float = Field(50.0, gt=0.0, description="RGB distance to pure red below which a pixel is mask.")
+
+    @property
+    def decoding(self) -> MaskDecoding:
+        """The paint → mask rule of this run."""
+        from addp_agent.engine.decode import MaskDecoding  # torch-free config module: the engine loads on use
+
+        return MaskDecoding(self.decode_size, self.threshold)
 
     def identity(self) -> dict[str, Any]:
         """What must not change between an interrupted run and its resume (``limit`` may grow)."""

@@ -14,6 +14,25 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
+def _protocol_lines(document: dict[str, Any]) -> list[str]:
+    """Where the settings came from: the protocol and what the command line changed in it; the decoding rule."""
+    config, lines = document["config"], []
+    protocol = document.get("protocol")
+    if protocol:
+        changed = [f"`{k}` {v['used']} (protocol: {v['preset']})" for k, v in protocol["changed"].items()]
+        lines.append(f"Protocol `{protocol['name']}`: {protocol['title']}; "
+                     + (f"changed for this run: {', '.join(changed)}." if changed else "as specified."))
+    size = f"{config['decode_size']}×{config['decode_size']} (ground truth resized NEAREST)" \
+        if config.get("decode_size") else "each image's size"
+    def given(key: str) -> Any:
+        return "model default" if config.get(key) is None else config[key]
+
+    lines.append(f"Masks: RGB distance to pure red < {config.get('threshold', 50.0):g}, decoded and scored at {size}; "
+                 f"working resolution {given('resolution')}, sampler {given('scheduler')}, guidance text "
+                 f"{given('guidance_scale')} / image {given('image_guidance_scale')}.")
+    return [*lines, ""]
+
+
 def metrics_table(block: dict[str, Any]) -> list[str]:
     """Markdown rows: one per round and one for the loop's answer (percent)."""
     lines = ["| round | n | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
@@ -29,6 +48,7 @@ def write_report(path: Path, document: dict[str, Any], records: list[SampleRecor
              f"Data `{config['data']}` split `{config['split']}`, model `{config['model'] or 'bundled default'}`, "
              f"critic `{config['critic']}`, up to {config['max_rounds']} rounds, steps "
              f"{config['steps'] or 'model default'}, seed {config['seed']}, batch {config['batch_size']}.", "",
+             *_protocol_lines(document),
              f"{document['n']} samples evaluated; {document['skipped']['total']} skipped"
              + "".join(f", {n} {reason}" for reason, n in document["skipped"]["reasons"].items()) + ".", "",
              "Values in %. Every round covers all samples: a sample that stopped early (accepted, converged, critic "

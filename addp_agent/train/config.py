@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,13 +21,22 @@ class TrainConfig(BaseModel):
                                             "refer:ROOT:DATASET:SPLITBY, shapes:DIR, scenes:DIR")
     split: str = Field("train", description="Split of the source to train on.")
     val_split: str = Field("val", description="Split of the source to validate on.")
-    n_train: int = Field(50_000, ge=1, description="Training samples (generated, or the first N of a source).")
+    n_train: int = Field(50_000, ge=0, description="Training samples (generated, or the first N expressions of a "
+                                                   "source; 0: all of a source).")
     data_seed: Seed = Field(0, description="Shapes-Ref seed (val/test are disjoint seed streams).")
     model: PixelModelConfig = PixelModelConfig()
     init_from: str | None = Field(None, description="Fine-tune this pipeline (path or hub id) instead of a new model.")
+    resolution: int | None = Field(None, ge=8, description="Working resolution in px: images and targets are resized "
+                                                           "to it (default: the model's).")
     train_text_encoder: bool = Field(True, description="Train the text encoder with the UNet.")
     steps: int = Field(10_000, ge=1, description="Optimisation steps.")
-    batch_size: int = Field(32, ge=1)
+    epochs: float | None = Field(None, gt=0, description="Run length in epochs instead of --steps: passes over the "
+                                                         "referred objects, one random expression each.")
+    batch_size: int = Field(32, ge=1, description="Samples per micro-batch on each process.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimisation step.")
+    effective_batch_size: int | None = Field(None, ge=1, description="Samples per optimisation step over all "
+                                                                     "processes; sets the gradient accumulation to "
+                                                                     "this / (batch size × processes).")
     lr: float = Field(3e-4, gt=0.0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(1e-2, ge=0.0)
     warmup_steps: int = Field(200, ge=0, description="Linear lr warm-up steps.")
@@ -46,8 +55,13 @@ class TrainConfig(BaseModel):
     data_device: Literal["auto", "cpu"] = Field("auto", description="auto: keep the training set, its augmentation "
                                                                      "and the noise on the GPU when it fits (< 8 GiB) "
                                                                      "| cpu: batches are built on the CPU.")
-    max_grad_norm: float = Field(1.0, gt=0.0)
+    gradient_checkpointing: bool = Field(False, description="Recompute UNet activations in the backward pass: far "
+                                                            "less memory, about a third more UNet compute.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping (none in the recipe file: "
+                                                               "no clipping).")
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    ema_warmup: Literal["power", "ldm"] = Field("power", description="EMA decay warm-up: power (1 − (1 + n)^−¾) | "
+                                                                     "ldm ((1 + n)/(10 + n), the official code's).")
     timesteps: str = Field("ris", description="Timestep sampler: uniform | ris | depth | analytic | estimated.")
     timesteps_file: Path | None = Field(None, description="c_t file for --timesteps estimated "
                                                           "(addp analyze-timesteps).")
@@ -65,3 +79,8 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(1000, ge=1)
     log_every: int = Field(50, ge=1, description="Steps between log.jsonl rows (loss, lr, steps/s).")
     seed: Seed = 0
+    recipe: str | None = Field(None, description="Start from a named recipe (paper-refcoco: the ADDP paper's RefCOCO "
+                                                 "training) or a .json preset; flags given override it.")
+
+    ALTERNATIVES: ClassVar[tuple[tuple[str, ...], ...]] = (("steps", "epochs"),
+                                                            ("gradient_accumulation_steps", "effective_batch_size"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,25 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrainingData:
-    images: torch.Tensor  # uint8 (N, H, W, 3)
+    """Training set at the model's resolution, one row per referred object (its mask), each with its image and
+    expressions.
+
+    ``len(data)`` (the referred objects) is an epoch. Images shared by several objects are stored once
+    (``image_of[row]``); the expressions of row r are ``input_ids[first_expression[r] : + expression_count[r]]``
+    and a batch takes one of them at random, as the official ``refseg_dataset`` does. Without the optional
+    fields, row r has image r and expression r (generated data).
+    """
+
+    images: torch.Tensor  # uint8 (I, H, W, 3)
     masks: torch.Tensor  # bool (N, H, W)
-    input_ids: torch.Tensor  # long (N, L)
+    input_ids: torch.Tensor  # long (S, L)
     null_ids: torch.Tensor  # long (1, L): the empty prompt
+    image_of: torch.Tensor | None = None  # long (N,): row → image, on the data's device
+    first_expression: torch.Tensor | None = None  # long (N,), on the CPU
+    expression_count: torch.Tensor | None = None  # long (N,), on the CPU
 
     def __len__(self) -> int:
-        return int(self.images.shape[0])
+        return int(self.masks.shape[0])
 
     @property
     def nbytes(self) -> int:
@@ -35,13 +48,21 @@ class TrainingData:
 
     def to(self, device: torch.device | str) -> TrainingData:
         return TrainingData(self.images.to(device), self.masks.to(device), self.input_ids.to(device),
-                            self.null_ids.to(device))
+                            self.null_ids.to(device), None if self.image_of is None else self.image_of.to(device),
+                            self.first_expression, self.expression_count)
 
-    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images as float (B, 3, H, W) in [0, 1], masks (B, H, W), token ids (B, L), on the data's device."""
-        index = index.to(self.images.device)
-        images = self.images[index].permute(0, 3, 1, 2).float() / 255.0
-        return images, self.masks[index], self.input_ids[index]
+    def batch(self, index: torch.Tensor, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows ``index`` (drawn on the CPU) as images float (B, 3, H, W) in [0, 1], masks (B, H, W) and the token
+        ids (B, L) of one expression each (drawn from ``generator`` when a row has several), on the data's device."""
+        expressions = index
+        if self.expression_count is not None and self.first_expression is not None:
+            pick = torch.rand(len(index), generator=generator) * self.expression_count[index.cpu()]
+            expressions = self.first_expression[index.cpu()] + pick.long()
+        index = index.to(self.masks.device)
+        rows = index if self.image_of is None else self.image_of[index]
+        images = self.images[rows].permute(0, 3, 1, 2).float() / 255.0
+        return images, self.masks[index], self.input_ids[expressions.to(self.input_ids.device)]
 
 
 def _resized(sample: RISSample, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,30 +74,58 @@ def _resized(sample: RISSample, size: int) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-def from_arrays(images: np.ndarray, masks: np.ndarray, texts: list[str], tokenizer) -> TrainingData:
-    """Training tensors from stacked images (N, H, W, 3) uint8, masks (N, H, W) bool and expressions."""
-    if not texts:
-        raise DataError("the training data set is empty")
-    unique = list(dict.fromkeys(texts))  # generated expressions repeat a lot: tokenise each once
+def _tokens(texts: list[str], tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of ``texts`` (each distinct text tokenised once) and of the empty prompt."""
+    unique = list(dict.fromkeys(texts))  # generated expressions repeat a lot
     row = {text: i for i, text in enumerate(unique)}
     tokens = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                        return_tensors="pt").input_ids[torch.tensor([row[text] for text in texts])]
     null = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
-    return TrainingData(images=torch.as_tensor(images), masks=torch.as_tensor(masks), input_ids=tokens,
-                        null_ids=null)
+    return tokens, null
+
+
+def from_arrays(images: np.ndarray, masks: np.ndarray, texts: list[str], tokenizer) -> TrainingData:
+    """Training tensors from stacked images (N, H, W, 3) uint8, masks (N, H, W) bool and one expression each."""
+    if not texts:
+        raise DataError("the training data set is empty")
+    tokens, null = _tokens(texts, tokenizer)
+    return TrainingData(images=torch.as_tensor(images), masks=torch.as_tensor(masks), input_ids=tokens, null_ids=null)
 
 
 def from_samples(samples, tokenizer, size: int) -> TrainingData:
-    """Stack RIS samples (resized to ``size``², as the paper does) and tokenise their expressions."""
-    images, masks, texts = [], [], []
+    """RIS samples resized to ``size``² (as the paper does), grouped: one row per referred object (same image and
+    mask), each image stored once, the object's expressions listed together."""
+    images: dict[bytes, int] = {}
+    image_rows: list[np.ndarray] = []
+    objects: dict[tuple[int, bytes], int] = {}
+    object_image: list[int] = []
+    object_masks: list[np.ndarray] = []
+    texts: list[list[str]] = []
+    last: tuple[object, object, int] | None = None  # (image, mask, object) of the previous sample
     for sample in samples:
+        if last is not None and sample.image is last[0] and sample.mask is last[1]:
+            texts[last[2]].append(sample.expression)  # the next expression of the same object (one resize)
+            continue
         image, mask = _resized(sample, size)
-        images.append(image)
-        masks.append(mask)
-        texts.append(sample.expression)
-    if not texts:
+        image_key = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+        if image_key not in images:
+            images[image_key] = len(image_rows)
+            image_rows.append(image)
+        object_key = (images[image_key], hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest())
+        if object_key not in objects:
+            objects[object_key] = len(object_masks)
+            object_image.append(images[image_key])
+            object_masks.append(mask)
+            texts.append([])
+        texts[objects[object_key]].append(sample.expression)
+        last = (sample.image, sample.mask, objects[object_key])
+    if not object_masks:
         raise DataError("the training data set is empty")
-    return from_arrays(np.stack(images), np.stack(masks), texts, tokenizer)
+    counts = torch.tensor([len(t) for t in texts])
+    tokens, null = _tokens([text for group in texts for text in group], tokenizer)
+    return TrainingData(images=torch.from_numpy(np.stack(image_rows)), masks=torch.from_numpy(np.stack(object_masks)),
+                        input_ids=tokens, null_ids=null, image_of=torch.tensor(object_image),
+                        first_expression=torch.cumsum(counts, 0) - counts, expression_count=counts)
 
 
 def _shapes_chunk(split: str, start: int, stop: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -150,6 +199,18 @@ def cached_scenes(spec: str, split: str, n_train: int, size: int, cache: Path | 
     meta = {"dataset": "scenes3d", "split": split, "n": n, "seed": seed, "size": size,
             "config": config.model_dump(mode="json")}
     return _cached(meta, lambda: generate_arrays(split, n, seed, config, size, workers), cache)
+
+
+def check_sources(config: TrainConfig) -> None:
+    """Open the training (and validation) split of a loader spec: a missing root or a wrong layout fails here, in one
+    line naming the file it expected, before a model loads. Generated data need no check."""
+    if config.data == "shapes" or config.data.startswith("scenes-gen:"):
+        return
+    from addp_agent.data.sources import load_source
+
+    load_source(config.data, split=config.split)
+    if config.val_every:
+        load_source(config.data, split=config.val_split)
 
 
 def load_training_data(config: TrainConfig, pipe: ADDPPipeline) -> TrainingData:

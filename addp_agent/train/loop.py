@@ -16,12 +16,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from addp_agent import presets
 from addp_agent.engine.pipeline import ADDPPipeline
+from addp_agent.engine.sampling import set_resolution
 from addp_agent.errors import UserError
 from addp_agent.train.augment import augment_ris_targets, paint
 from addp_agent.train.checkpoints import export_ema, latest_checkpoint, save_checkpoint
 from addp_agent.train.config import TrainConfig
-from addp_agent.train.data import TrainingData, load_training_data
+from addp_agent.train.data import TrainingData, check_sources, load_training_data
+from addp_agent.train.plan import RunPlan, accumulation_steps, plan_run
+from addp_agent.train.recipe import find_recipe
 from addp_agent.train.timesteps import PRESETS, TimestepSampler
 
 
@@ -29,11 +33,12 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
 
 
-def _ema(model: torch.nn.Module, decay: float, foreach: bool = False):
+def _ema(model: torch.nn.Module, config: TrainConfig, foreach: bool = False):
+    """EMA of ``model``; warm-up ``power``: decay 1 − (1 + n)^−¾, ``ldm``: (1 + n)/(10 + n), capped at ``ema_decay``."""
     from diffusers.training_utils import EMAModel
 
-    return EMAModel(model.parameters(), decay=decay, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4,
-                    foreach=foreach)
+    return EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup == "power",
+                    inv_gamma=1.0, power=3 / 4, foreach=foreach)
 
 
 def lr_factor(config: TrainConfig, step_index: int, progress: float) -> float:
@@ -45,14 +50,15 @@ def lr_factor(config: TrainConfig, step_index: int, progress: float) -> float:
     return warm * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
 
 
-def training_progress(config: TrainConfig, step: int, elapsed_s: float) -> float:
-    """How far training is: steps done, or time used when ``max_minutes`` runs out first."""
-    by_steps = step / max(1, config.steps)
+def training_progress(config: TrainConfig, step: int, elapsed_s: float, steps: int | None = None) -> float:
+    """How far training is: steps done (of ``steps``, default ``config.steps``), or time used when ``max_minutes``
+    runs out first."""
+    by_steps = step / max(1, steps or config.steps)
     return max(by_steps, elapsed_s / (60 * config.max_minutes)) if config.max_minutes else by_steps
 
 
 @dataclass
-class _Run:
+class TrainingRun:
     """What one training run works on: the model, its prepared modules, optimiser, schedules, EMA, data, samplers."""
 
     config: TrainConfig
@@ -69,6 +75,7 @@ class _Run:
     sampler: TimestepSampler
     data: TrainingData
     device_generator: torch.Generator | None  # None: every draw comes from the CPU generator
+    plan: RunPlan
     schedule_at: dict[str, float] = field(default_factory=lambda: {"progress": 0.0})  # read by the lr schedule
     elapsed_before: float = 0.0  # training time of the runs this one resumes
     started: float = field(default_factory=time.perf_counter)
@@ -93,7 +100,7 @@ class _Run:
         return seconds
 
 
-def _accelerator(config: TrainConfig):
+def make_accelerator(config: TrainConfig):
     """An Accelerator for this run; processes launched on a machine without a GPU train on the CPU (gloo)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -109,9 +116,13 @@ def _accelerator(config: TrainConfig):
     return accelerator
 
 
-def _model(config: TrainConfig) -> ADDPPipeline:
-    """The pipeline to train (fp32 master weights), its scheduler predicting what training targets."""
-    if config.init_from:
+def _model(config: TrainConfig, pipe: ADDPPipeline | None = None) -> ADDPPipeline:
+    """The pipeline to train (fp32 master weights; ``pipe`` when given), its scheduler predicting what training
+    targets, at the configured resolution."""
+    if pipe is not None:
+        if pipe.unet.dtype != torch.float32:
+            pipe.to(torch.float32)
+    elif config.init_from:
         from addp_agent.models.registry import load_pipeline
 
         pipe = load_pipeline(config.init_from, device="cpu", dtype=torch.float32)
@@ -120,28 +131,35 @@ def _model(config: TrainConfig) -> ADDPPipeline:
 
         pipe = build_pixel_pipeline(config.model, seed=config.seed)
     pipe.set_progress_bar_config(disable=True)
+    if config.resolution is not None:
+        set_resolution(pipe, config.resolution)
     if pipe.scheduler.config.get("prediction_type") != config.parameterization:  # inference must match training
         pipe.register_modules(scheduler=type(pipe.scheduler).from_config(
             pipe.scheduler.config, prediction_type=config.parameterization))
     return pipe
 
 
-def _prepare(config: TrainConfig, accelerator) -> _Run:
-    """Model, data, samplers, optimiser, lr schedule and EMA, prepared for ``accelerator``."""
+def prepare_run(config: TrainConfig, accelerator, pipe: ADDPPipeline | None = None) -> TrainingRun:
+    """Model (``pipe``, or as the config says), data, samplers, optimiser, lr schedule and EMA, prepared for
+    ``accelerator``, with the run's plan (its gradient accumulation is set on ``accelerator``)."""
     from diffusers import DDPMScheduler
 
     torch.manual_seed(config.seed + accelerator.process_index)
-    pipe = _model(config)
+    pipe = _model(config, pipe)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     sampler = TimestepSampler.from_preset(config.timesteps, int(noise_scheduler.config.num_train_timesteps),
                                           config.timesteps_file, noise_scheduler.betas.double().numpy())
     data = load_training_data(config, pipe)
+    plan = plan_run(config, accelerator.num_processes, len(data))
+    accelerator.gradient_accumulation_steps = plan.accumulation
     device_generator = None
     if config.data_device == "auto" and accelerator.device.type == "cuda" and data.nbytes < 8 * 2**30:
         data = data.to(accelerator.device)  # batches, augmentation and noise never leave the GPU
         device_generator = torch.Generator(accelerator.device).manual_seed(
             config.seed * 1000 + accelerator.process_index + 7919)
     unet, text_encoder = pipe.unet, pipe.text_encoder
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     text_encoder.requires_grad_(config.train_text_encoder)
     if pipe.vae is not None:
         pipe.vae.requires_grad_(False)
@@ -157,14 +175,14 @@ def _prepare(config: TrainConfig, accelerator) -> _Run:
         unet, optimizer, lr_schedule = accelerator.prepare(unet, optimizer, lr_schedule)
         text_encoder.to(accelerator.device)
     foreach = accelerator.device.type == "cuda"
-    ema_unet = _ema(accelerator.unwrap_model(unet), config.ema_decay, foreach)
-    ema_text = _ema(accelerator.unwrap_model(text_encoder), config.ema_decay, foreach)
+    ema_unet = _ema(accelerator.unwrap_model(unet), config, foreach)
+    ema_text = _ema(accelerator.unwrap_model(text_encoder), config, foreach)
     accelerator.register_for_checkpointing(ema_unet, ema_text)
-    return _Run(config, accelerator, pipe, unet, text_encoder, params, optimizer, lr_schedule, ema_unet, ema_text,
-                noise_scheduler, sampler, data, device_generator, schedule_at)
+    return TrainingRun(config, accelerator, pipe, unet, text_encoder, params, optimizer, lr_schedule, ema_unet,
+                       ema_text, noise_scheduler, sampler, data, device_generator, plan, schedule_at)
 
 
-def _resume(run: _Run) -> int:
+def _resume(run: TrainingRun) -> int:
     """Load the newest checkpoint, if any; returns the step it reached (0 for a new run)."""
     latest = latest_checkpoint(run.checkpoints)
     if latest is None:
@@ -188,37 +206,48 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
     if config.timesteps not in PRESETS:
         raise UserError(f"unknown --timesteps {config.timesteps!r}; use one of {', '.join(PRESETS)}")
-    accelerator = _accelerator(config)
-    run = _prepare(config, accelerator)
+    recipe = find_recipe(config.recipe) if config.recipe is not None else None
+    accelerator = make_accelerator(config)
+    if recipe is not None:
+        accelerator.print("\n".join(presets.describe(recipe, config.model_dump(mode="json"), "recipe",
+                                                      presets.as_flag)))
+    accumulation_steps(config, accelerator.num_processes)  # bad sizes and data fail before the model loads
+    check_sources(config)
+    run = prepare_run(config, accelerator)
+    steps = run.plan.steps
     start_step = step = _resume(run)
+    accelerator.print(run.plan.describe())
     accelerator.print(f"training on {accelerator.num_processes} process(es), device {accelerator.device}")
     if accelerator.is_main_process:
         run.out.mkdir(parents=True, exist_ok=True)
         (run.out / "train_config.json").write_text(config.model_dump_json(indent=2))
+        (run.out / "recipe.json").write_text(json.dumps(
+            {"recipe": presets.record(recipe, config.model_dump(mode="json")) if recipe else None,
+             "plan": run.plan.model_dump()}, indent=2))
     generator = torch.Generator().manual_seed(config.seed * 1000 + accelerator.process_index + start_step)
-    bar = tqdm(total=config.steps, initial=start_step, disable=not (progress and accelerator.is_main_process),
+    bar = tqdm(total=steps, initial=start_step, disable=not (progress and accelerator.is_main_process),
                desc="train", dynamic_ncols=True)
     run.started = last_log = time.perf_counter()
-    run.schedule_at["progress"] = training_progress(config, step, run.elapsed())
+    run.schedule_at["progress"] = training_progress(config, step, run.elapsed(), run.plan.steps)
     try:
-        while step < config.steps:
+        while step < steps:
             spent = run.elapsed()
             if config.max_minutes is not None and spent >= 60 * config.max_minutes:
                 if step > start_step:  # the time budget ends the run: finish it like the last step
                     _end_of_step(run, step, {"step": step, "elapsed_s": round(run.elapsed(), 1),
                                              "stopped_by": "time"}, bar, finished=True, stopped_by="time")
                 break
-            loss = _optimisation_step(run, generator, step, spent)
+            loss = optimisation_step(run, generator, step, spent)
             step += 1
             bar.update()
             bar.set_postfix(loss=f"{loss:.4f}")
-            record: dict[str, float | int] = {}
+            row: dict[str, float | int] = {}
             if step % config.log_every == 0:
                 now = time.perf_counter()
-                record = {"step": step, "loss": loss, "lr": run.lr_schedule.get_last_lr()[0],
-                          "steps_per_s": config.log_every / (now - last_log), "elapsed_s": round(run.elapsed(), 1)}
+                row = {"step": step, "loss": loss, "lr": run.lr_schedule.get_last_lr()[0],
+                       "steps_per_s": config.log_every / (now - last_log), "elapsed_s": round(run.elapsed(), 1)}
                 last_log = now
-            _end_of_step(run, step, record, bar, finished=step == config.steps)
+            _end_of_step(run, step, row, bar, finished=step == steps)
     except KeyboardInterrupt:
         save_checkpoint(accelerator, run.checkpoints, step, run.elapsed(shared=False))
         accelerator.print(f"\ninterrupted: checkpoint at step {step} saved in {run.checkpoints}; rerun to resume")
@@ -228,18 +257,32 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     return run.out / "model"
 
 
-def _optimisation_step(run: _Run, generator: torch.Generator, step: int, spent: float) -> float:
-    """Forward, backward, clip, optimiser and lr steps, EMA update; returns the loss (raises on NaN/inf)."""
+def accumulate_gradients(run: TrainingRun, generator: torch.Generator) -> float:
+    """Forward and backward of ``plan.accumulation`` micro-batches under ``accelerator.accumulate`` (gradients of
+    their mean loss, synchronised across processes on the last one); returns the mean loss."""
+    accelerator = run.accelerator
+    models = (run.unet, run.text_encoder) if run.config.train_text_encoder else (run.unet,)
+    losses = []
+    for _ in range(run.plan.accumulation):
+        with accelerator.accumulate(*models):
+            losses.append(_train_step(run.config, run.pipe, run.unet, run.text_encoder, run.data, run.sampler,
+                                      run.noise_scheduler, generator, accelerator,
+                                      int(run.noise_scheduler.config.num_train_timesteps), run.device_generator))
+    return sum(losses) / len(losses)
+
+
+def optimisation_step(run: TrainingRun, generator: torch.Generator, step: int, spent: float = 0.0) -> float:
+    """Accumulated forward and backward, clip, optimiser and lr steps, EMA update; returns the loss (raises on
+    NaN/inf)."""
     config, accelerator = run.config, run.accelerator
-    loss = _train_step(config, run.pipe, run.unet, run.text_encoder, run.data, run.sampler, run.noise_scheduler,
-                       generator, accelerator, int(run.noise_scheduler.config.num_train_timesteps),
-                       run.device_generator)
+    loss = accumulate_gradients(run, generator)
     if not math.isfinite(loss):
         raise TrainingDiverged(f"loss became {loss} at step {step + 1}; the last good checkpoint is "
                                f"{latest_checkpoint(run.checkpoints) or 'none'} (lower --lr and resume)")
-    accelerator.clip_grad_norm_(run.params, config.max_grad_norm)
+    if config.max_grad_norm is not None:
+        accelerator.clip_grad_norm_(run.params, config.max_grad_norm)
     run.optimizer.step()
-    run.schedule_at["progress"] = training_progress(config, step + 1, spent)
+    run.schedule_at["progress"] = training_progress(config, step + 1, spent, run.plan.steps)
     run.lr_schedule.step()
     run.optimizer.zero_grad(set_to_none=True)
     run.ema_unet.step(accelerator.unwrap_model(run.unet).parameters())
@@ -248,7 +291,7 @@ def _optimisation_step(run: _Run, generator: torch.Generator, step: int, spent: 
     return loss
 
 
-def _end_of_step(run: _Run, step: int, record: dict, bar, finished: bool, stopped_by: str = "steps") -> None:
+def _end_of_step(run: TrainingRun, step: int, record: dict, bar, finished: bool, stopped_by: str = "steps") -> None:
     """Validate, log, checkpoint and export when due: every ``val_every``/``checkpoint_every`` steps, and at the
     end of the run (the last step, or the step the time budget stopped at)."""
     config = run.config
@@ -280,7 +323,7 @@ def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingDat
     """
     draws = device_generator or generator
     index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
-    images, masks, input_ids = data.batch(index)
+    images, masks, input_ids = data.batch(index, generator)
     device = accelerator.device
     batch = images.shape[0]
     t = sampler.sample(batch, generator)
