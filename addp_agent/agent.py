@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
+from addp_agent.engine.guidance import CorrectionMode
 from addp_agent.engine.outputs import SegmentationResult, TrajectoryPoint
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.engine.state import DenoiseState, EncodedBatch
@@ -41,7 +42,7 @@ class LoopConfig:
     convergence_iou: float = 0.98
     trajectory_every: int = 0  # record x̂₀ masks every k-th step (0: none)
     correction_scale: float | None = None
-    correction_mode: Literal["additive", "replace"] | None = None
+    correction_mode: CorrectionMode | None = None  # additive | replace | paper (None: the model's)
     critique_last_round: bool = True  # ask the critic about the final round too, to record its verdict
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ def segment_command(
     model: str = typer.Option(None, "--model", help="Model folder or hub id (default: the bundled model)."),
     correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt D⁻ (repeatable)."),
     correction_scale: float = typer.Option(None, help="Weight w of each correction (default: the model's)."),
-    correction_mode: str = typer.Option(None, help="additive | replace (default: the model's)."),
+    correction_mode: str = typer.Option(None, help="additive | replace | paper (default: the model's)."),
     steps: int = typer.Option(None, "--steps", help="Denoising steps (default: the model's)."),
     guidance_scale: float = typer.Option(None, help="Text guidance s_T (default: the model's)."),
     image_guidance_scale: float = typer.Option(None, help="Image guidance s_I (default: the model's)."),
@@ -34,14 +34,15 @@ def segment_command(
     """Segment the object an expression refers to; writes mask.png, overlay.png, painted.png and result.json."""
     import torch
 
+    from addp_agent.engine.guidance import CORRECTION_MODES
     from addp_agent.errors import UserError
     from addp_agent.images import load_image
     from addp_agent.models.registry import load_pipeline
 
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be ≥ 1, got {steps}")
-    if correction_mode is not None and correction_mode not in ("additive", "replace"):
-        raise UserError(f"--correction-mode must be 'additive' or 'replace', got {correction_mode!r}")
+    if correction_mode is not None and correction_mode not in CORRECTION_MODES:
+        raise UserError(f"--correction-mode must be one of {', '.join(CORRECTION_MODES)}, got {correction_mode!r}")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
     dtypes = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -1,7 +1,7 @@
 """ADDPPipeline: an InstructPix2Pix-format diffusion pipeline for referring segmentation by painting.
 
 One readable denoising loop with: dual (text, image) guidance as in diffusers, ADDP correctional guidance
-(additive or replace, see ``guidance.py``), x̂₀ trajectories decoded to masks, and stop/resume at any step.
+(additive, replace or the paper's form, see ``guidance.py``), x̂₀ trajectories decoded to masks, and stop/resume at any step.
 Latent models (with a VAE) and pixel-space models (``vae=None``) share the loop.
 """
 
@@ -24,14 +24,13 @@ from tqdm.auto import tqdm
 
 from addp_agent.engine.branches import GuidanceBranches
 from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, decode_paint
-from addp_agent.engine.guidance import CorrectionMode
+from addp_agent.engine.guidance import CORRECTION_MODES, CorrectionMode
 from addp_agent.engine.outputs import ADDPPipelineOutput, SegmentationResult, TrajectoryPoint
 from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch, Generator
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
 from addp_agent.text import clean_corrections, clean_text
 
-CORRECTION_MODES: tuple[str, ...] = ("additive", "replace")
 RawX0 = tuple[int, int, torch.Tensor]  # (step index, timestep, x̂₀) recorded during the loop
 
 
@@ -152,7 +151,8 @@ class ADDPPipeline(DiffusionPipeline):
         if settings["num_inference_steps"] < 1:
             raise UserError(f"num_inference_steps must be ≥ 1, got {settings['num_inference_steps']}")
         if settings["correction_mode"] not in CORRECTION_MODES:
-            raise UserError(f"correction_mode must be 'additive' or 'replace', got {settings['correction_mode']!r}")
+            raise UserError(f"correction_mode must be one of {', '.join(CORRECTION_MODES)}, got "
+                            f"{settings['correction_mode']!r}")
 
     def resolve_settings(self, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                          image_guidance_scale: float | None = None, correction_scale: float | None = None,
