@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "addp_agent"
 # Bottom to top. A unit imports only from its own unit and from lower layers; units of one layer are independent.
 LAYERS: list[set[str]] = [
     {"errors", "masks", "strict_schema"},  # plain helpers, no addp_agent imports but errors
-    {"text", "images", "metrics", "depth_metrics", "extras"},  # user text, images, mask and depth scores, extras
+    {"text", "images", "metrics", "generalized_metrics", "depth_metrics", "extras"},  # text, images, scores, extras
     {"data"},  # data sets and the sample types
     {"engine"},  # the diffusion pipeline and what it returns
     {"models"},  # building, loading and bundling pipelines

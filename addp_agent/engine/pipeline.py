@@ -1,7 +1,8 @@
 """ADDPPipeline: an InstructPix2Pix-format diffusion pipeline for referring segmentation by painting.
 
 One readable denoising loop with: dual (text, image) guidance as in diffusers, ADDP correctional guidance
-(additive, replace or the paper's form, see ``guidance.py``), x̂₀ trajectories decoded to masks, and stop/resume at any step.
+(additive, replace or the paper's form, see ``guidance.py``), x̂₀ trajectories decoded to masks, and stop/resume at
+any step.
 Latent models (with a VAE) and pixel-space models (``vae=None``) share the loop.
 """
 
@@ -23,7 +24,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from addp_agent.engine.branches import GuidanceBranches
-from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, decode_paint
+from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, FoundRule, decode_paint
 from addp_agent.engine.guidance import CORRECTION_MODES, CorrectionMode
 from addp_agent.engine.outputs import ADDPPipelineOutput, SegmentationResult, TrajectoryPoint
 from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch, Generator
@@ -65,6 +66,7 @@ class ADDPPipeline(DiffusionPipeline):
         )
         self.vae_scale_factor = (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None
                                  else int(pixel_patch_size))
+        self.found_rule: FoundRule | None = None  # a calibrated model's rule (set by models.registry.load_pipeline)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
     # ----------------------------------------------------------------------------------------- properties
@@ -264,10 +266,12 @@ class ADDPPipeline(DiffusionPipeline):
 
     def decode_masks(self, images: torch.Tensor, sizes: list[tuple[int, int]],
                      threshold: float) -> list[DecodedMask]:
-        """Decoded images in [-1, 1] → the red paint's mask of each, at ``sizes`` (cycled over the rows)."""
+        """Decoded images in [-1, 1] → the red paint's mask of each, at ``sizes`` (cycled over the rows); a target is
+        found as :attr:`found_rule` says (``None``: found = something is painted)."""
         array = self.image_processor.postprocess(images.float(), output_type="np")
         painted = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return [decode_paint(p, size=sizes[r % len(sizes)], threshold=threshold) for r, p in enumerate(painted)]
+        return [decode_paint(p, size=sizes[r % len(sizes)], threshold=threshold, rule=self.found_rule)
+                for r, p in enumerate(painted)]
 
     def decode_trajectories(self, recorded: list[RawX0], encoded: EncodedBatch,
                             threshold: float) -> list[list[TrajectoryPoint]]:
@@ -382,7 +386,8 @@ class ADDPPipeline(DiffusionPipeline):
             return (images,)
         return ADDPPipelineOutput(images=images, masks=[m.mask for m in masks], soft_masks=[m.soft for m in masks],
                                   confidences=[m.confidence for m in masks], trajectories=trajectories,
-                                  state=new_state, timings=timings, **resolved)
+                                  state=new_state, timings=timings, found=[m.found for m in masks],
+                                  paint=[m.paint for m in masks], **resolved)
 
     def segment(self, image: Any, expression: str, corrections: Any = None, num_inference_steps: int | None = None,
                 seed: int | None = 0, trajectory_every: int = 0, **kwargs: Any) -> SegmentationResult:
