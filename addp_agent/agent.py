@@ -74,6 +74,11 @@ class Round:
         return self.result.confidence
 
     @property
+    def found(self) -> bool:
+        """Whether the round found a target (its mask is empty when not)."""
+        return self.result.found
+
+    @property
     def corrections(self) -> list[str]:
         return self.result.corrections
 

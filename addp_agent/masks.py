@@ -109,7 +109,8 @@ def min_instance_area(shape: tuple[int, ...]) -> int:
 
 def connected_instances(mask: np.ndarray, min_area: int | None = None) -> list[np.ndarray]:
     """The 8-connected components of ``mask`` with at least ``min_area`` pixels (default
-    :func:`min_instance_area`), largest first (ties: top-most, then left-most)."""
+    :func:`min_instance_area`), largest first (ties: top-most, then left-most). A non-empty mask has at least one
+    instance: its largest component, even when that is smaller."""
     from scipy import ndimage
 
     m = as_bool_mask(mask)
@@ -118,8 +119,8 @@ def connected_instances(mask: np.ndarray, min_area: int | None = None) -> list[n
         return []
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     smallest = min_instance_area(m.shape) if min_area is None else min_area
-    kept = [k for k in range(1, count + 1) if sizes[k] >= smallest]
-    firsts = ndimage.minimum_position(labels, labels, kept) if kept else []  # (row, col) of each component's first
+    kept = [k for k in range(1, count + 1) if sizes[k] >= smallest] or [int(np.argmax(sizes[1:])) + 1]
+    firsts = ndimage.minimum_position(labels, labels, kept)  # (row, col) of each component's first pixel
     order = sorted(range(len(kept)), key=lambda i: (-int(sizes[kept[i]]), firsts[i]))
     return [labels == kept[i] for i in order]
 

@@ -76,6 +76,7 @@ def test_instances_are_8_connected_components_above_the_minimum_size():
     assert [int(m.sum()) for m in instances] == [20, 9, 4]
     assert instances[2][10, 10] and instances[2][13, 13]
     assert [int(m.sum()) for m in connected_instances(mask, min_area=10)] == [20]
+    assert [int(m.sum()) for m in connected_instances(mask, min_area=100)] == [20]  # found: at least the largest
     assert connected_instances(np.zeros((5, 5), dtype=bool)) == []
 
 

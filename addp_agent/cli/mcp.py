@@ -32,6 +32,8 @@ def mcp(
                                   help="concurrent one-round segment calls batched together (1: no batching)"),
     batch_wait_ms: float = typer.Option(10.0, "--batch-wait-ms", min=0.0,
                                         help="how long the first call of a batch waits for others"),
+    correction_mode: str = typer.Option(None, "--correction-mode",
+                                        help="additive | replace | paper (default: the model's)"),
 ) -> None:
     """Serve segment / refine / get_mask / trajectory to MCP clients; the model is loaded once, at start."""
     from addp_agent.tools.functions import SegmentationTools
@@ -52,7 +54,8 @@ def mcp(
         factory = lambda: VLMCritic(settings)  # noqa: E731
     tools = SegmentationTools(model, store=SessionStore(max_sessions, ttl),
                               policy=ImagePolicy.create(allow_dir, allow_urls), critic_factory=factory,
-                              batch_max=batch_max, batch_wait_ms=batch_wait_ms)
+                              batch_max=batch_max, batch_wait_ms=batch_wait_ms,
+                              correction_mode=correction_mode)  # type: ignore[arg-type]
     tools.pipeline  # noqa: B018 (load once, before serving, so a bad --model fails here)
     try:
         if address is None:

@@ -63,12 +63,22 @@ def segment_command(
     staging = Path(tempfile.mkdtemp(prefix=".addp-", dir=out))
     try:
         result.save(staging, rgb)
-        record = {"image": str(image), "model": model or "bundled-default", **result.to_json()}
+        rule = pipe.found_rule
+        record = {"image": str(image), "model": model or "bundled-default", **result.to_json(),
+                  "found_rule": None if rule is None else {"statistic": rule.statistic, "threshold": rule.threshold}}
         (staging / "result.json").write_text(json.dumps(record, indent=2))
         for file in staging.iterdir():
             file.replace(out / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if not quiet:
-        typer.echo(f"mask: {result.area} px ({100 * result.area_fraction:.1f} %), bbox {result.bbox}, "
-                   f"confidence {result.confidence:.2f} → {out}/mask.png, overlay.png, result.json")
+    if quiet:
+        return
+    files = f"{out}/mask.png, overlay.png, result.json"
+    if not result.found:
+        threshold = "" if pipe.found_rule is None else " above the model's calibrated threshold"
+        typer.echo(f"not found: nothing painted{threshold}; the mask is empty → {files}")
+        return
+    count = len(result.instances)
+    typer.echo(f"found: {count} instance{'s' if count != 1 else ''}, {result.area} px "
+               f"({100 * result.area_fraction:.1f} %), bbox {result.bbox}, confidence {result.confidence:.2f} "
+               f"→ {files}")
