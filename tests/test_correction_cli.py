@@ -40,3 +40,12 @@ def test_unknown_correction_mode_is_one_line(command, tmp_path, red_dir, capsys)
     code, _, err = run([*argv, "--correction-mode", "sideways", "--model", str(red_dir), *extra], capsys)
     assert code == 2 and err.strip().endswith("must be one of additive, replace, paper, got 'sideways'"), err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_the_eval_config_offers_the_engines_correction_modes():
+    from typing import get_args
+
+    from addp_agent.engine.guidance import CORRECTION_MODES, CorrectionMode
+    from addp_agent.eval.records import CorrectionModeName
+
+    assert get_args(CorrectionModeName) == get_args(CorrectionMode) == CORRECTION_MODES

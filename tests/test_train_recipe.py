@@ -144,3 +144,16 @@ def test_generalized_training_arrays_match_the_samples(tmp_path):
             assert not mask.any()
         assert len(sample.target_masks) == sample.n_targets
         assert all((mask & target).sum() == target.sum() > 0 for target in sample.target_masks)
+
+
+def test_validation_on_generalized_data_reports_gres_metrics(tiny_train_config):
+    import json
+
+    from addp_agent.train.loop import train
+
+    config = tiny_train_config(data="scenes-gen:8:0:64:default:generalized:empty_rate=0.5", steps=1, val_every=1,
+                               val_n=6, checkpoint_every=1)
+    train(config, progress=False)
+    row = [json.loads(line) for line in (config.out / "log.jsonl").read_text().splitlines()][-1]
+    assert {"val_mIoU", "val_oIoU", "val_gIoU", "val_N-acc", "val_T-acc"} <= set(row)
+    assert 0 <= row["val_N-acc"] <= 1 and 0 <= row["val_gIoU"] <= 1

@@ -14,10 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from addp_agent.engine.guidance import CorrectionMode
 from addp_agent.errors import UserError
 
 CriticName = Literal["simulated", "vlm", "paper", "none"]
+# engine.guidance.CorrectionMode, spelled out so that registering `addp eval` imports neither torch nor diffusers
+# (tests/test_correction_cli.py checks that the two agree)
+CorrectionModeName = Literal["additive", "replace", "paper"]
 CRITICS: tuple[str, ...] = ("simulated", "vlm", "paper", "none")
 
 
@@ -35,7 +37,7 @@ class EvalConfig(BaseModel):
     critic: CriticName = Field("simulated", description="simulated | vlm | paper | none.")
     max_rounds: int = Field(3, ge=1)
     steps: int | None = Field(None, ge=1, description="Denoising steps (default: the model's).")
-    correction_mode: CorrectionMode | None = Field(None, description="How corrections guide: additive | replace | "
+    correction_mode: CorrectionModeName | None = Field(None, description="How corrections guide: additive | replace | "
                                                                      "paper (default: the model's).")
     limit: int | None = Field(None, ge=1, description="Evaluate the first K samples.")
     batch_size: int = Field(8, ge=1, description="Samples per round-1 pipeline call.")

@@ -370,8 +370,10 @@ def _paint_weights(pipe, masks: torch.Tensor, paint_weight: float, like: torch.T
 
 @torch.no_grad()
 def validate(config: TrainConfig, pipe, ema_unet, ema_text, accelerator) -> dict[str, float]:
-    """mIoU/oIoU of the EMA weights on the validation split (main process only)."""
-    from addp_agent.metrics import RISMetrics
+    """mIoU/oIoU of the EMA weights on the validation split (main process only); with no-target samples there
+    also gIoU, N-acc and T-acc (found = something painted: the model is not calibrated yet)."""
+    from addp_agent.generalized_metrics import GeneralizedMetrics
+    from addp_agent.metrics import RISMetrics, iou_counts
     from addp_agent.train.data import validation_samples
 
     if not accelerator.is_main_process or config.val_n <= 0:
@@ -385,17 +387,22 @@ def validate(config: TrainConfig, pipe, ema_unet, ema_text, accelerator) -> dict
     text.eval()
     try:
         samples = validation_samples(config, pipe.resolution)
-        metrics = RISMetrics()
+        metrics, generalized = RISMetrics(), GeneralizedMetrics()
         for start in range(0, len(samples), 32):
             chunk = [samples[i] for i in range(start, min(start + 32, len(samples)))]
             out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=config.val_steps,
                        generator=torch.Generator().manual_seed(0), output_type="np", show_progress=False)
             for sample, mask in zip(chunk, out.masks, strict=True):
-                metrics.update(mask, sample.mask)
-        result = metrics.to_dict()
+                counts = iou_counts(mask, sample.mask)
+                metrics.add(*counts)
+                generalized.add(*counts, sample.n_targets, bool(mask.any()))
+        result, extra = metrics.to_dict(), generalized.to_dict()
     finally:
         ema_unet.restore(unet.parameters())
         ema_text.restore(text.parameters())
         unet.train()
         text.train()
-    return {"val_mIoU": result["mIoU"], "val_oIoU": result["oIoU"]}
+    record = {"val_mIoU": result["mIoU"], "val_oIoU": result["oIoU"]}
+    if extra["n_no_target"]:
+        record |= {"val_gIoU": extra["gIoU"], "val_N-acc": extra["N-acc"], "val_T-acc": extra["T-acc"]}
+    return record
