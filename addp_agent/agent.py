@@ -20,6 +20,7 @@ import torch
 
 from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
 from addp_agent.engine.decode import DEFAULT_THRESHOLD, MaskDecoding
+from addp_agent.engine.guidance import CorrectionMode
 from addp_agent.engine.outputs import SegmentationResult, TrajectoryPoint
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.engine.state import DenoiseState, EncodedBatch
@@ -43,7 +44,7 @@ class LoopConfig:
     convergence_iou: float = 0.98
     trajectory_every: int = 0  # record x̂₀ masks every k-th step (0: none)
     correction_scale: float | None = None
-    correction_mode: Literal["additive", "replace"] | None = None
+    correction_mode: CorrectionMode | None = None  # additive | replace | paper (None: the model's)
     critique_last_round: bool = True  # ask the critic about the final round too, to record its verdict
     guidance_scale: float | None = None  # text guidance (None: the model's default)
     image_guidance_scale: float | None = None  # image guidance (None: the model's default)
@@ -83,6 +84,11 @@ class Round:
     @property
     def confidence(self) -> float:
         return self.result.confidence
+
+    @property
+    def found(self) -> bool:
+        """Whether the round found a target (its mask is empty when not)."""
+        return self.result.found
 
     @property
     def corrections(self) -> list[str]:

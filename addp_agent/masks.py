@@ -1,4 +1,4 @@
-"""Mask codecs and geometry: COCO RLE (pycocotools), PNG, polygons, bbox, area, IoU."""
+"""Mask codecs and geometry: COCO RLE (pycocotools), PNG, polygons, bbox, area, IoU, connected instances."""
 
 from __future__ import annotations
 
@@ -96,6 +96,33 @@ def bbox_xywh(mask: np.ndarray) -> list[int]:
     if rows.size == 0:
         return [0, 0, 0, 0]
     return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+
+
+MIN_INSTANCE_FRACTION = 0.001  # an instance covers at least 0.1 % of the image …
+MIN_INSTANCE_PIXELS = 4  # … and at least 4 pixels
+
+
+def min_instance_area(shape: tuple[int, ...]) -> int:
+    """The smallest connected component counted as an instance in a mask of ``shape`` (H, W)."""
+    return max(MIN_INSTANCE_PIXELS, round(MIN_INSTANCE_FRACTION * shape[0] * shape[1]))
+
+
+def connected_instances(mask: np.ndarray, min_area: int | None = None) -> list[np.ndarray]:
+    """The 8-connected components of ``mask`` with at least ``min_area`` pixels (default
+    :func:`min_instance_area`), largest first (ties: top-most, then left-most). A non-empty mask has at least one
+    instance: its largest component, even when that is smaller."""
+    from scipy import ndimage
+
+    m = as_bool_mask(mask)
+    labels, count = ndimage.label(m, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return []
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    smallest = min_instance_area(m.shape) if min_area is None else min_area
+    kept = [k for k in range(1, count + 1) if sizes[k] >= smallest] or [int(np.argmax(sizes[1:])) + 1]
+    firsts = ndimage.minimum_position(labels, labels, kept)  # (row, col) of each component's first pixel
+    order = sorted(range(len(kept)), key=lambda i: (-int(sizes[kept[i]]), firsts[i]))
+    return [labels == kept[i] for i in order]
 
 
 def area(mask: np.ndarray) -> int:

@@ -134,3 +134,35 @@ def test_real_process_exit_code_and_no_traceback(tmp_path, tiny_pixel_dir):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().endswith("no such file") and "Traceback" not in result.stderr
+
+
+def test_found_instances_and_not_found_in_result_json_and_the_printed_line(image_path, tmp_path, red_dir, capsys):
+    from test_tools_generalized import strict_copy
+
+    out = tmp_path / "found"
+    args = ["segment", str(image_path), "the cube", "--steps", "1", "--out", str(out), "--correction", "the sphere",
+            "--correction-mode", "paper"]
+    code, printed, err = run([*args, "--model", str(red_dir)], capsys)
+    assert code == 0, err
+    record = json.loads((out / "result.json").read_text())
+    assert record["found"] is True and record["found_rule"] is None and record["settings"]["correction_mode"] == "paper"
+    count = len(record["instances"])
+    assert count >= 1 and all(set(i) == {"bbox", "area", "area_fraction"} for i in record["instances"])
+    assert printed.startswith(f"found: {count} instance") and f"{record['area']} px" in printed
+
+    strict = strict_copy(red_dir, tmp_path / "strict")
+    code, printed, err = run([*args, "--model", str(strict), "--out", str(tmp_path / "missing")], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "missing" / "result.json").read_text())
+    assert record["found"] is False and record["instances"] == [] and record["area"] == 0
+    assert record["found_rule"] == {"statistic": "area_fraction", "threshold": 2.0}
+    assert printed.startswith("not found: nothing painted above the model's calibrated threshold; the mask is empty")
+    assert not (np.asarray(Image.open(tmp_path / "missing" / "mask.png")) > 0).any()
+
+
+def test_unknown_correction_mode_is_one_line(image_path, tmp_path, tiny_pixel_dir, capsys):
+    code, _, err = run(segment_args(image_path, tmp_path / "o", tiny_pixel_dir, "--correction-mode", "sideways"),
+                       capsys)
+    assert code == 2 and err.strip() == "error: --correction-mode must be one of additive, replace, paper, got " \
+                                        "'sideways'"
+    assert not (tmp_path / "o").exists()

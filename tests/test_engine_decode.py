@@ -72,3 +72,60 @@ def test_reference_resizes_ground_truth_nearest_to_the_decode_size():
 def test_bad_decoding_is_a_user_error(size, threshold):
     with pytest.raises(UserError, match="decode"):
         MaskDecoding(size=size, threshold=threshold)
+
+
+def test_paint_statistics_and_found_by_hand():
+    from addp_agent.engine.decode import FoundRule
+
+    painted = np.zeros((10, 10, 3), dtype=np.uint8)
+    painted[0, :4] = (255, 0, 0)  # soft 1.0
+    painted[1, :2] = (230, 0, 0)  # distance 25: soft 0.75
+    decoded = decode_paint(painted)
+    assert decoded.found and decoded.mask.sum() == 6
+    assert decoded.paint == pytest.approx({"area_fraction": 0.06, "mean_redness": (4 * 1.0 + 2 * 0.75) / 6})
+    kept = decode_paint(painted, rule=FoundRule("area_fraction", 0.06))
+    assert kept.found and kept.mask.sum() == 6  # at the threshold counts as found
+    dropped = decode_paint(painted, rule=FoundRule("mean_redness", 0.95))
+    assert not dropped.found and not dropped.mask.any()  # not found: the mask is empty …
+    assert np.array_equal(dropped.soft, decoded.soft) and dropped.paint == decoded.paint  # … the paint evidence stays
+    nothing = decode_paint(np.zeros((4, 4, 3), dtype=np.uint8), rule=FoundRule("area_fraction", 0.0))
+    assert not nothing.found and nothing.paint == {"area_fraction": 0.0, "mean_redness": 0.0}
+    with pytest.raises(ValueError, match="unknown paint statistic"):
+        FoundRule("redness", 0.5)  # type: ignore[arg-type]
+
+
+def test_instances_are_8_connected_components_above_the_minimum_size():
+    from addp_agent.masks import connected_instances, min_instance_area
+
+    mask = np.zeros((40, 40), dtype=bool)
+    mask[2:5, 2:5] = True  # 9 px
+    mask[20:30, 30:32] = True  # 20 px
+    mask[10, 10] = mask[11, 11] = mask[12, 12] = mask[13, 13] = True  # diagonal: one 8-connected 4-px component
+    mask[0, 39] = True  # 1 px: below the minimum
+    assert min_instance_area((40, 40)) == 4 and min_instance_area((1000, 1000)) == 1000
+    instances = connected_instances(mask)
+    assert [int(m.sum()) for m in instances] == [20, 9, 4]
+    assert instances[2][10, 10] and instances[2][13, 13]
+    assert [int(m.sum()) for m in connected_instances(mask, min_area=10)] == [20]
+    assert [int(m.sum()) for m in connected_instances(mask, min_area=100)] == [20]  # found: at least the largest
+    assert connected_instances(np.zeros((5, 5), dtype=bool)) == []
+
+
+def test_a_result_carries_found_and_its_instances():
+    from addp_agent.engine.outputs import SegmentationResult
+
+    mask = np.zeros((16, 20), dtype=bool)
+    mask[1:4, 1:5] = True
+    mask[10:14, 12:20] = True
+    settings = {"num_inference_steps": 1, "guidance_scale": 1.0, "image_guidance_scale": 1.0,
+                "correction_scale": 1.0, "correction_mode": "additive"}
+    result = SegmentationResult("the cubes", mask, np.zeros((8, 8, 3), np.uint8), mask.astype(np.float32), 1.0,
+                                settings, paint={"area_fraction": 0.14375, "mean_redness": 1.0})
+    exported = result.to_json()
+    assert exported["found"] is True
+    assert exported["instances"] == [{"bbox": [12, 10, 8, 4], "area": 32, "area_fraction": 0.1},
+                                     {"bbox": [1, 1, 4, 3], "area": 12, "area_fraction": 0.0375}]
+    assert exported["paint"] == {"area_fraction": 0.14375, "mean_redness": 1.0}
+    missing = SegmentationResult("the cone", np.zeros((16, 20), bool), result.painted, result.soft, 0.0, settings,
+                                 found=False)
+    assert missing.to_json()["found"] is False and missing.instances == [] and missing.to_json()["area"] == 0

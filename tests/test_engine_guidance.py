@@ -36,12 +36,52 @@ def test_replace_puts_the_weighted_mean_correction_in_the_null_prompts_place():
     assert out.flatten().tolist() == pytest.approx([-0.625, 4.25])
 
 
-def test_replace_with_one_correction_is_the_papers_formula_without_image_term():
-    # With s_I = 1 and ε_u cancelling: ε = ε_i + s_T(ε_t − ε_c) ; paper: (1+w)ε_t − wε_c when ε_i = ε_c, w = s_T − 1
-    eps_t, eps_c = const(2.0), const(0.8)
-    out = correctional_guidance(eps_t, eps_c, const(0.1), [eps_c], torch.ones(1, 1, dtype=torch.float64), 3.0, 1.0,
+def test_replace_is_the_papers_formula_only_when_the_image_branch_equals_the_correction():
+    # s_I = 1: replace = ε_i + s_T(ε_t − ε_c); paper's (1+w)ε_t − wε_c with w = s_T − 1 differs by ε_i − ε_c
+    eps_t, eps_i, eps_c = const(2.0), const(1.1), const(0.8)
+    out = correctional_guidance(eps_t, eps_i, const(0.1), [eps_c], torch.ones(1, 1, dtype=torch.float64), 3.0, 1.0,
                                 "replace")
-    assert out.item() == pytest.approx((1 + 2.0) * 2.0 - 2.0 * 0.8)
+    assert out.item() == pytest.approx(1.1 + 3.0 * (2.0 - 0.8))  # 4.7
+    paper_with_w = (1 + 2.0) * 2.0 - 2.0 * 0.8  # 4.4
+    assert out.item() - paper_with_w == pytest.approx(1.1 - 0.8)
+
+
+def test_paper_form_by_hand_with_distinct_branches():
+    eps_t, eps_i, eps_u = const(2.0, 2.0), const(1.0, 1.0), const(0.5, 0.5)
+    corrections = [const(1.5, 7.0), const(3.0, 7.0)]
+    weights = torch.tensor([[1.0, 0.25], [0.0, 0.0]], dtype=torch.float64)
+    out = correctional_guidance(eps_t, eps_i, eps_u, corrections, weights, 3.0, 1.5, "paper")
+    # ε̂(D) = 4.25; ε̂(D⁻_1) = 0.5 + 1.5·0.5 + 3(1.5 − 1) = 2.75; ε̂(D⁻_2) = 0.5 + 0.75 + 3(3 − 1) = 7.25
+    # sample 0: (1 + 1.25)·4.25 − 1·2.75 − 0.25·7.25 = 5.0 ; sample 1 has no correction: 4.25
+    assert out.flatten().tolist() == pytest.approx([5.0, 4.25])
+    one = correctional_guidance(eps_t[:1], eps_i[:1], eps_u[:1], [corrections[0][:1]],
+                                torch.ones(1, 1, dtype=torch.float64), 3.0, 1.5, "paper")
+    assert one.item() == pytest.approx(2 * 4.25 - 2.75)  # 5.75 = 4.25 + s_T·w·(2 − 1.5)
+
+
+def test_paper_form_is_the_papers_formula_at_unit_scales():
+    # s_T = s_I = 1: ε̂(D) = ε_t, so ε = (1 + w)ε_t − wε_c, whatever ε_i and ε_u are
+    eps_t, eps_i, eps_u, eps_c = const(2.0), const(1.3), const(-0.4), const(0.8)
+    out = correctional_guidance(eps_t, eps_i, eps_u, [eps_c], torch.full((1, 1), 0.7, dtype=torch.float64), 1.0, 1.0,
+                                "paper")
+    assert out.item() == pytest.approx(1.7 * 2.0 - 0.7 * 0.8)
+
+
+def test_paper_form_is_the_extrapolation_of_dual_guided_predictions():
+    torch.manual_seed(0)
+    eps_t, eps_i, eps_u, c1, c2 = (torch.randn(3, 4, 5, 5, dtype=torch.float64) for _ in range(5))
+    weights = torch.tensor([[1.0, 0.5], [2.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    out = correctional_guidance(eps_t, eps_i, eps_u, [c1, c2], weights, 2.5, 1.3, "paper")
+    w = weights.view(3, 2, 1, 1, 1)
+
+    def guided(text):
+        return dual_guidance(text, eps_i, eps_u, 2.5, 1.3)
+
+    expected = (1 + w.sum(1)) * guided(eps_t) - w[:, 0] * guided(c1) - w[:, 1] * guided(c2)
+    torch.testing.assert_close(out, expected)
+    additive = correctional_guidance(eps_t, eps_i, eps_u, [c1, c2], 2.5 * weights, 2.5, 1.3, "additive")
+    torch.testing.assert_close(out, additive)  # paper = additive with every weight scaled by s_T
+    assert (out - correctional_guidance(eps_t, eps_i, eps_u, [c1, c2], weights, 2.5, 1.3, "additive")).abs().max() > 0.1
 
 
 def test_no_corrections_is_dual_guidance_and_bad_mode_is_refused():

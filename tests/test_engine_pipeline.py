@@ -56,7 +56,7 @@ def test_all_branches_run_as_one_batched_unet_call(tiny_pixel):
     assert sizes == [2 * (3 + 2)] * 3  # one call per step: text, image, uncond + 2 correction branches
 
 
-@pytest.mark.parametrize("mode", ["additive", "replace"])
+@pytest.mark.parametrize("mode", ["additive", "replace", "paper"])
 def test_image_guidance_one_skips_the_unconditional_branch_with_the_same_result(tiny_pixel, mode):
     sizes = count_unet_batches(tiny_pixel)
     kwargs = dict(num_inference_steps=3, guidance_scale=3.0, corrections=["the blue square"], correction_mode=mode,
@@ -80,6 +80,18 @@ def test_corrections_change_the_prediction_and_zero_weight_does_not(tiny_pixel):
     assert np.abs(run(corrections=["the blue square"], correction_scale=0.0) - plain).max() < 1e-5
     assert np.abs(run(corrections=["the blue square"], correction_scale=2.0) - plain).max() > 1e-4
     assert np.abs(run(corrections=["the blue square"], correction_mode="replace") - plain).max() > 1e-4
+    assert np.abs(run(corrections=["the blue square"], correction_mode="paper") - plain).max() > 1e-4
+
+
+def test_paper_form_is_additive_with_the_weight_times_text_scale(tiny_pixel):
+    """On a real UNet (ε_i ≠ ε_c): (1+w)·ε̂(D) − w·ε̂(D⁻) = ε̂(D) + s_T·w·(ε_t − ε_c), and not plain additive."""
+    def run(**kwargs):
+        return tiny_pixel(PROMPT, rgb(), num_inference_steps=3, guidance_scale=2.5, image_guidance_scale=1.5,
+                          corrections=["the blue square"], generator=torch.Generator().manual_seed(0),
+                          output_type="latent", **kwargs).images
+    paper = run(correction_mode="paper", correction_scale=0.8)
+    torch.testing.assert_close(paper, run(correction_mode="additive", correction_scale=2.5 * 0.8), atol=1e-5, rtol=0)
+    assert (paper - run(correction_mode="additive", correction_scale=0.8)).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("fixture", ["tiny_latent", "tiny_pixel"])

@@ -14,6 +14,7 @@ from addp_agent.eval.finish import finalize
 from addp_agent.eval.records import EvalConfig, read_records
 from addp_agent.eval.runner import critic_factory, evaluate
 from addp_agent.eval.shard import part_files, run_shard
+from addp_agent.generalized_metrics import GeneralizedMetrics
 from addp_agent.masks import decode_rle
 from addp_agent.metrics import RISMetrics, iou_counts
 
@@ -60,24 +61,68 @@ def test_samples_jsonl_reproduces_metrics(single) -> None:
     records = [json.loads(line) for line in (single / "samples.jsonl").read_text().splitlines()]
     samples = list(load_source(DATA, "val"))
     assert [r["sample_id"] for r in records] == [s.sample_id for s in samples]
-    per_round = [RISMetrics() for _ in range(3)]
-    confusable = [RISMetrics() for _ in range(3)]
-    for record, sample in zip(records, samples, strict=True):
-        rounds = record["rounds"]
-        for r in rounds:  # the stored counts are those of the stored mask against the ground truth
-            assert iou_counts(decode_rle(r["mask_rle"]), sample.mask) == (r["intersection"], r["union"])
-        for k in range(3):
-            last = rounds[min(k, len(rounds) - 1)]
-            per_round[k].add(last["intersection"], last["union"])
-            if record["confusable"]:
-                confusable[k].add(last["intersection"], last["union"])
-    assert [{"round": k + 1, **m.to_dict()} for k, m in enumerate(per_round)] == document["rounds"]
-    assert [{"round": k + 1, **m.to_dict()} for k, m in enumerate(confusable)] == \
-        document["subsets"]["confusable"]["rounds"]
+    assert_records_reproduce_metrics(records, samples, document, 3)
     assert 0.0 < document["rounds"][0]["mIoU"] < 1.0
     for name in ("report.md", "metrics_per_round.png", "gallery.png"):
         assert (single / name).stat().st_size > 0
     assert "| 1 | 8 |" in (single / "report.md").read_text()
+
+
+def assert_records_reproduce_metrics(records: list[dict], samples: list, document: dict, max_rounds: int) -> None:
+    """Every round's stored counts, found flag and IoU match its mask; the metrics follow from the records."""
+    per_round = [(RISMetrics(), GeneralizedMetrics()) for _ in range(max_rounds)]
+    confusable = [(RISMetrics(), GeneralizedMetrics()) for _ in range(max_rounds)]
+    for record, sample in zip(records, samples, strict=True):
+        rounds = record["rounds"]
+        assert record["targets"] == sample.n_targets
+        for r in rounds:  # the stored counts are those of the stored mask against the ground truth
+            mask = decode_rle(r["mask_rle"])
+            assert iou_counts(mask, sample.mask) == (r["intersection"], r["union"])
+            assert r["found"] == bool(mask.any())  # not found: an empty mask
+            assert r["iou"] == (1.0 if not mask.any() and not sample.mask.any() else r["intersection"] / r["union"])
+        for k in range(max_rounds):
+            last = rounds[min(k, len(rounds) - 1)]
+            for blocks in ([per_round] + ([confusable] if record["confusable"] else [])):
+                blocks[k][0].add(last["intersection"], last["union"])
+                blocks[k][1].add(last["intersection"], last["union"], record["targets"], last["found"])
+    assert [{"round": k + 1, **m.to_dict(), **g.to_dict()} for k, (m, g) in enumerate(per_round)] == \
+        document["rounds"]
+    if any(r["confusable"] for r in records):
+        assert [{"round": k + 1, **m.to_dict(), **g.to_dict()} for k, (m, g) in enumerate(confusable)] == \
+            document["subsets"]["confusable"]["rounds"]
+
+
+GENERALIZED = "scenes-gen:8:1:64:default:generalized:empty_rate=0.4:multi_rate=0.3"
+
+
+def test_generalized_run_shards_merge_and_records_reproduce_gres_metrics(red_dir, tmp_path) -> None:
+    """A calibrated model on generalized data: some rounds answer "not found"; 1 or 2 processes agree exactly."""
+    import shutil
+
+    from addp_agent.eval.calibrate import fit_found_rule, write_found_rule
+    from addp_agent.models.registry import load_pipeline
+
+    model = tmp_path / "calibrated"
+    shutil.copytree(red_dir, model)
+    write_found_rule(model, fit_found_rule(load_pipeline(str(model), device="cpu", progress=False), GENERALIZED,
+                                           steps=1))
+    pipe = load_pipeline(str(model), device="cpu", progress=False)
+    config = _config(model, data=GENERALIZED, max_rounds=2, correction_mode="paper")
+    one = evaluate(config, tmp_path / "one", pipe, critic_factory(config))
+    for rank in (1, 0):
+        run_shard(pipe, config, tmp_path / "two", critic_factory(config), rank=rank, world=2)
+    assert finalize(config, tmp_path / "two", world=2, plots=False) == one
+    assert _untimed(tmp_path / "two" / "samples.jsonl") == _untimed(tmp_path / "one" / "samples.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "one" / "samples.jsonl").read_text().splitlines()]
+    assert_records_reproduce_metrics(records, list(load_source(GENERALIZED, "val")), one, 2)
+    assert sorted({r["targets"] for r in records}) == [0, 1, 2, 3]
+    assert {r["rounds"][0]["found"] for r in records} == {True, False}
+    first, no_target = one["rounds"][0], sum(r["targets"] == 0 for r in records)
+    assert first["n_no_target"] == no_target >= 1 and first["N-acc"] is not None and first["T-acc"] is not None
+    assert one["subsets"]["one_target"]["rounds"][0]["n"] == sum(r["targets"] == 1 for r in records)
+    report = (tmp_path / "one" / "report.md").read_text()
+    assert f"{no_target} without a target" in report and "| gIoU | cIoU | N-acc | T-acc |" in report
+    assert "## One target subset" in report
 
 
 def test_resume_skips_finished_batches(single, red_pipe, red_dir, tmp_path, monkeypatch) -> None:
@@ -137,6 +182,8 @@ def test_cli_writes_outputs(red_dir, tmp_path, capsys) -> None:
     (["--data", "shapes-gen:4", "--limit", "0"], "--limit must be ≥ 1, got 0"),
     (["--data", "shapes-gen:4", "--critic", "oracle"], "unknown critic 'oracle'; use one of simulated, vlm, paper"),
     (["--data", "shapes-gen:4", "--max-rounds", "0"], "--max-rounds: Input should be greater than or equal to 1"),
+    (["--data", "shapes-gen:4", "--correction-mode", "sideways"],
+     "--correction-mode: Input should be 'additive', 'replace' or 'paper'"),
 ])
 def test_bad_inputs_give_one_line(args, message, tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -97,6 +97,8 @@ def agent_command(
                               "(default: the bundled model)."),
     steps: int = typer.Option(None, "--steps", min=1, max=MAX_STEPS, help="Denoising steps (default: the model's)."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    correction_mode: str = typer.Option(None, "--correction-mode",
+                                        help="additive | replace | paper (default: the model's)."),
     resume_step: int = typer.Option(None, "--resume-step", min=1,
                                     help="k: the critic also sees the mask at step k; later rounds resume there."),
     correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt for round 1 (repeatable)."),
@@ -124,6 +126,10 @@ def agent_command(
 
     if critic not in CRITICS:
         raise UserError(f"--critic must be one of {', '.join(CRITICS)}, got {critic!r}")
+    from addp_agent.engine.guidance import CORRECTION_MODES
+
+    if correction_mode is not None and correction_mode not in CORRECTION_MODES:
+        raise UserError(f"--correction-mode must be one of {', '.join(CORRECTION_MODES)}, got {correction_mode!r}")
     if resume_step is not None and steps is not None and resume_step >= steps:
         raise UserError(f"--resume-step must be below --steps ({steps}), got {resume_step}")
     correction = check_value(Corrections, [clean_text(c, "--correction") for c in correction or []], "--correction")
@@ -145,7 +151,7 @@ def agent_command(
     pipe = load_pipeline(model, device=device)
     pipe.set_progress_bar_config(disable=True)
     config = LoopConfig(max_rounds=max_rounds, num_inference_steps=steps, seed=seed, resume_step=resume_step,
-                        convergence_iou=convergence_iou)
+                        convergence_iou=convergence_iou, correction_mode=correction_mode)  # type: ignore[arg-type]
     session = Session(pipe, rgb, expression, config)
     result = session.run(judge, list(correction or []))
     _write(out, session, result, truth, {"critic": critic, "model": model or "bundled default",
@@ -186,7 +192,8 @@ def _print_table(result: Any, truth: np.ndarray | None) -> None:
     for r in result.rounds:
         verdict = r.critique.verdict if r.critique else ("error" if r.critic_error else "-")
         problem = (r.critique.problem if r.critique else r.critic_error) or ""
-        row = [str(r.index), "; ".join(r.corrections) or "-", f"{100 * r.result.area_fraction:.2f}",
+        area = f"{100 * r.result.area_fraction:.2f}" if r.result.found else "not found"
+        row = [str(r.index), "; ".join(r.corrections) or "-", area,
                f"{r.confidence:.2f}", "-" if r.iou_with_previous is None else f"{r.iou_with_previous:.3f}"]
         if truth is not None:
             row.append(f"{mask_iou(r.mask, truth):.3f}")

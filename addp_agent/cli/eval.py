@@ -70,8 +70,13 @@ def eval_command(
                         state.wait_for_everyone, progress=not quiet and state.is_main_process)
     if document is not None and not quiet:
         rounds = ", ".join(f"r{r['round']} {100 * (r['mIoU'] or 0):.2f}" for r in document["rounds"])
+        generalized = ""
+        if document["rounds"][0]["n_no_target"]:
+            generalized = "; gIoU " + ", ".join(f"r{r['round']} {100 * r['gIoU']:.2f}" for r in document["rounds"]) \
+                + ", N-acc " + ", ".join(f"r{r['round']} {r['N-acc']:.3f}" for r in document["rounds"])
         overall = f", oIoU {100 * (document['rounds'][-1]['oIoU'] or 0):.2f}" if config.max_rounds == 1 else ""
-        typer.echo(f"{document['n']} samples ({document['skipped']['total']} skipped), mIoU {rounds}{overall} → {out}")
+        typer.echo(f"{document['n']} samples ({document['skipped']['total']} skipped), mIoU {rounds}{overall}"
+                   f"{generalized} → {out}")
 
 
 @app.command("analyze-timesteps")

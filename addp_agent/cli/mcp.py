@@ -40,6 +40,8 @@ def mcp(
     batch_wait_ms: float = typer.Option(10.0, "--batch-wait-ms", min=0.0,
                                         help="how long the first call of a batch waits for others"),
     device: str = typer.Option(None, help="cpu | cuda | cuda:1 (default: cuda if available)."),
+    correction_mode: str = typer.Option(None, "--correction-mode",
+                                        help="additive | replace | paper (default: the model's)"),
 ) -> None:
     """Serve segment / refine / get_mask / trajectory to MCP clients; the model is loaded once, at start."""
     from addp_agent.devices import check_device
@@ -67,7 +69,8 @@ def mcp(
     store = SessionStore(max_sessions, ttl, client_bytes=client_memory_mb * MiB, total_bytes=total_memory_mb * MiB,
                          max_clients=max_clients)
     tools = SegmentationTools(model, store=store, policy=ImagePolicy.create(allow_dir, allow_urls),
-                              critic_factory=factory, batch_max=batch_max, batch_wait_ms=batch_wait_ms, device=device)
+                              critic_factory=factory, batch_max=batch_max, batch_wait_ms=batch_wait_ms, device=device,
+                              correction_mode=correction_mode)  # type: ignore[arg-type]
     tools.pipeline  # noqa: B018 (load once, before serving, so a bad --model fails here)
     try:
         if address is None:

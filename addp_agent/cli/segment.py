@@ -87,7 +87,17 @@ def segment_command(
     record = {"image": str(image), "model": model or "bundled-default", **result.to_json()}
     with output_set(out, owns=SEGMENT_FILES, command="addp segment") as staging:
         result.save(staging, rgb)
+        rule = pipe.found_rule
+        record["found_rule"] = None if rule is None else {"statistic": rule.statistic, "threshold": rule.threshold}
         write_file(staging / "result.json", json.dumps(record, indent=2))
-    if not quiet:
-        typer.echo(f"mask: {result.area} px ({100 * result.area_fraction:.1f} %), bbox {result.bbox}, "
-                   f"confidence {result.confidence:.2f} → {out}/mask.png, overlay.png, result.json")
+    if quiet:
+        return
+    files = f"{out}/mask.png, overlay.png, result.json"
+    if not result.found:
+        threshold = "" if pipe.found_rule is None else " above the model's calibrated threshold"
+        typer.echo(f"not found: nothing painted{threshold}; the mask is empty → {files}")
+        return
+    count = len(result.instances)
+    typer.echo(f"found: {count} instance{'s' if count != 1 else ''}, {result.area} px "
+               f"({100 * result.area_fraction:.1f} %), bbox {result.bbox}, confidence {result.confidence:.2f} "
+               f"→ {files}")

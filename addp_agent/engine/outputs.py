@@ -2,13 +2,16 @@
 
 :class:`ADDPPipelineOutput` carries everything the call resolved (cleaned prompts, each sample's corrections, the
 settings with every default filled in), so a caller never recomputes them; :meth:`ADDPPipelineOutput.results`
-splits it into one :class:`SegmentationResult` per sample (PNG, COCO RLE, bbox, area, JSON).
+splits it into one :class:`SegmentationResult` per sample (PNG, COCO RLE, bbox, area, JSON). A result says whether
+the target was found (generalized RIS: a no-target expression is answered with ``found=False`` and an empty mask) and
+splits its mask into instances (connected components, several targets).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from diffusers.utils import BaseOutput
 from PIL import Image
 
 from addp_agent.engine.state import DenoiseSettings, DenoiseState
-from addp_agent.masks import area, bbox_xywh, encode_rle, mask_to_png_bytes, overlay
+from addp_agent.masks import area, bbox_xywh, connected_instances, encode_rle, mask_to_png_bytes, overlay
 
 
 @dataclass
@@ -28,6 +31,24 @@ class TrajectoryPoint:
     timestep: int
     mask: np.ndarray  # bool, at the input image's size
     confidence: float
+
+
+@dataclass
+class MaskInstance:
+    """One connected component of a result's mask (one target of several)."""
+
+    mask: np.ndarray  # bool (H, W), at the input's size
+
+    @cached_property
+    def bbox(self) -> list[int]:
+        return bbox_xywh(self.mask)
+
+    @cached_property
+    def area(self) -> int:
+        return area(self.mask)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bbox": self.bbox, "area": self.area, "area_fraction": round(self.area / max(1, self.mask.size), 6)}
 
 
 @dataclass
@@ -44,6 +65,14 @@ class SegmentationResult:
     seed: int | None = None
     timings: dict[str, float] = field(default_factory=dict)  # this sample's share of the call's time
     trajectory: list[TrajectoryPoint] | None = None
+    found: bool = True  # False: nothing (or, for a calibrated model, too little) was painted; ``mask`` is empty
+    paint: dict[str, float] = field(default_factory=dict)  # the paint statistics the found rule read (decode.py)
+
+    @cached_property
+    def instances(self) -> list[MaskInstance]:
+        """The mask's connected components above the minimum instance size (``masks.min_instance_area``), at the
+        input's size, largest first; empty when not found."""
+        return [MaskInstance(m) for m in connected_instances(self.mask)] if self.found else []
 
     @property
     def bbox(self) -> list[int]:
@@ -67,9 +96,11 @@ class SegmentationResult:
         return overlay(image, self.mask)
 
     def mask_json(self) -> dict[str, Any]:
-        """The mask and what it says: COCO RLE, bbox, area, area fraction, decoder confidence."""
-        return {"mask_rle": self.rle(), "bbox": self.bbox, "area": self.area,
-                "area_fraction": round(self.area_fraction, 6), "confidence": round(self.confidence, 4)}
+        """The mask and what it says: found, COCO RLE, bbox, area, area fraction, decoder confidence, instances."""
+        return {"found": self.found, "mask_rle": self.rle(), "bbox": self.bbox, "area": self.area,
+                "area_fraction": round(self.area_fraction, 6), "confidence": round(self.confidence, 4),
+                "instances": [instance.to_json() for instance in self.instances],
+                "paint": {k: round(v, 6) for k, v in self.paint.items()}}
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the pixel arrays (the mask travels as RLE)."""
@@ -107,6 +138,8 @@ class ADDPPipelineOutput(BaseOutput):
     corrections: list[list[str]]
     settings: DenoiseSettings
     nsfw_content_detected: list[bool] | None = None  # only when a safety checker is loaded
+    found: list[bool] = field(default_factory=list)  # per sample: was the target found (its mask is empty if not)
+    paint: list[dict[str, float]] = field(default_factory=list)  # per sample: the paint statistics (decode.py)
 
     def results(self, seeds: int | Sequence[int | None] | None = None) -> list[SegmentationResult]:
         """One result per sample of an ``output_type='np'`` call; ``seeds`` (one, or one per sample) is recorded as
@@ -119,5 +152,7 @@ class ADDPPipelineOutput(BaseOutput):
             expression=prompt, mask=self.masks[k], painted=painted[k], soft=self.soft_masks[k],
             confidence=self.confidences[k], corrections=list(self.corrections[k]), seed=per_sample[k],
             settings=DenoiseSettings(**self.settings), timings=dict(share),
-            trajectory=self.trajectories[k] if self.trajectories is not None else None)
+            trajectory=self.trajectories[k] if self.trajectories is not None else None,
+            found=self.found[k] if self.found else bool(self.masks[k].any()),
+            paint=dict(self.paint[k]) if self.paint else {})
             for k, prompt in enumerate(self.prompts)]

@@ -2,7 +2,8 @@
 
 A drop-in for diffusers' ``StableDiffusionInstructPix2PixPipeline``: the same components, ``__call__`` arguments (in
 the same order, with the same meaning), inputs, sizes, outputs, loaders and helpers. On top of it, one readable
-denoising loop adds ADDP correctional guidance (additive or replace, see ``guidance.py``), masks decoded from the red
+denoising loop adds ADDP correctional guidance (additive, replace or the paper's form, see
+``guidance.py``), masks decoded from the red
 paint, x̂₀ trajectories, and stop/resume at any step. Latent models (with a VAE) and pixel-space models
 (``vae=None``) share the loop.
 """
@@ -38,7 +39,7 @@ from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPV
 
 from addp_agent.engine.branches import GuidanceBranches
 from addp_agent.engine.callbacks import StepEnd, step_end_hook
-from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, MaskDecoding
+from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, FoundRule, MaskDecoding
 from addp_agent.engine.guidance import CorrectionMode, guidance_branches
 from addp_agent.engine.inputs import Size, prepare_images
 from addp_agent.engine.ip_adapter import embeds_from_images, embeds_from_rows
@@ -51,7 +52,6 @@ from addp_agent.text import clean_corrections, clean_text
 
 logger = logging.get_logger(__name__)
 
-CORRECTION_MODES: tuple[str, ...] = ("additive", "replace")
 # diffusers' InstructPix2Pix defaults: what a model folder that names none of its own runs with
 STOCK_DEFAULTS: dict[str, float] = {"num_inference_steps": 100, "guidance_scale": 7.5, "image_guidance_scale": 1.5}
 WORKING = "working"  # ``resolution="working"``: the model's square working resolution (the segmentation path)
@@ -121,6 +121,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         )
         self.vae_scale_factor = (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None
                                  else int(pixel_patch_size))
+        self.found_rule: FoundRule | None = None  # a calibrated model's rule (set by models.registry.load_pipeline)
         # a tensor input with these channels is image latents (pixel models of patch 1 have none: 3 = RGB)
         latent_channels = self.num_channels_out if self.num_channels_out != 3 else 0
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor,
@@ -509,9 +510,10 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
     def masks_from_images(self, array: np.ndarray, sizes: list[Size],
                           decoding: MaskDecoding) -> list[DecodedMask]:
         """Painted images (B, H, W, 3) in [0, 1] → the red paint's mask of each, by ``decoding`` for inputs of
-        ``sizes`` (cycled over rows)."""
+        ``sizes`` (cycled over rows); a target is found as :attr:`found_rule` says (``None``: found = something is
+        painted)."""
         painted = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return [decoding.decode(p, sizes[r % len(sizes)]) for r, p in enumerate(painted)]
+        return [decoding.decode(p, sizes[r % len(sizes)], self.found_rule) for r, p in enumerate(painted)]
 
     def decode_masks(self, images: torch.Tensor, sizes: list[Size], decoding: MaskDecoding) -> list[DecodedMask]:
         """Decoded images in [-1, 1] → the red paint's mask of each, by ``decoding`` (sizes cycled over the rows)."""
@@ -694,7 +696,8 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
             return images, nsfw
         return ADDPPipelineOutput(images=images, masks=[m.mask for m in masks], soft_masks=[m.soft for m in masks],
                                   confidences=[m.confidence for m in masks], trajectories=trajectories,
-                                  state=new_state, timings=timings, nsfw_content_detected=nsfw, **resolved)
+                                  state=new_state, timings=timings, nsfw_content_detected=nsfw,
+                                  found=[m.found for m in masks], paint=[m.paint for m in masks], **resolved)
 
     def segment(self, image: Any, expression: str, corrections: Any = None, num_inference_steps: int | None = None,
                 seed: int | None = 0, trajectory_every: int = 0, **kwargs: Any) -> SegmentationResult:

@@ -46,13 +46,15 @@ def scored_view(sample: RISSample, decoding: MaskDecoding) -> RISSample:
 
 def _record(index: int, sample: RISSample, **fields: Any) -> SampleRecord:
     return SampleRecord(index=index, sample_id=sample.sample_id, image_id=sample.image_id, ref_id=sample.ref_id,
-                        expression=sample.expression, family=sample.family, confusable=sample.confusable, **fields)
+                        expression=sample.expression, targets=sample.n_targets, family=sample.family,
+                        confusable=sample.confusable, **fields)
 
 
 def _round_record(round_: Round, gt: Any) -> RoundRecord:
     intersection, union = iou_counts(round_.mask, gt)
     return RoundRecord(round=round_.index, intersection=intersection, union=union,
-                       iou=1.0 if union == 0 else intersection / union, confidence=round(round_.confidence, 6),
+                       iou=1.0 if union == 0 else intersection / union, found=round_.result.found,
+                       confidence=round(round_.confidence, 6),
                        corrections=list(round_.corrections),
                        critique=round_.critique.model_dump() if round_.critique else None,
                        critic_error=round_.critic_error, mask_rle=encode_rle(round_.mask),
@@ -65,7 +67,8 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
     """Evaluate one batch; a sample that cannot be run gets a record with ``error`` (raises with ``strict``)."""
     loop = LoopConfig(max_rounds=config.max_rounds, num_inference_steps=config.steps, seed=config.seed,
                       guidance_scale=config.guidance_scale, image_guidance_scale=config.image_guidance_scale,
-                      decode_size=config.decode_size, threshold=config.threshold)
+                      decode_size=config.decode_size, threshold=config.threshold,
+                      correction_mode=config.correction_mode)
     records: dict[int, SampleRecord] = {}
     sessions: list[tuple[int, RISSample, Session]] = []
     for index, sample in batch:

@@ -21,7 +21,8 @@ def metrics_plot(document: dict[str, Any], path: Path) -> Path:
     """mIoU, oIoU and P@k (%) against the round (later rounds include carried-forward masks)."""
     rounds = [r["round"] for r in document["rounds"]]
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
-    for key in KEYS:
+    generalized = ("gIoU", "N-acc") if document["rounds"][0].get("n_no_target") else ()
+    for key in (*KEYS, *generalized):
         values = [100 * (r[key] or 0.0) for r in document["rounds"]]
         ax.plot(rounds, values, marker="o", label=key)
     if "confusable" in document.get("subsets", {}):
@@ -67,8 +68,10 @@ def gallery(config: EvalConfig, records: list[SampleRecord], path: Path, size: i
     for row, (gain, record) in zip(axes, picked, strict=True):
         image, gt = images[record.index]
         first, last = record.rounds[0], record.rounds[-1]
-        panels = [(gt, f"GT: {record.expression[:40]}"), (decode_rle(first.mask_rle), f"round 1: IoU {first.iou:.3f}"),
-                  (decode_rle(last.mask_rle), f"round {last.round}: IoU {last.iou:.3f} ({gain:+.3f})\n"
+        panels = [(gt, f"GT ({record.targets} targets): {record.expression[:40]}"),
+                  (decode_rle(first.mask_rle), f"round 1: IoU {first.iou:.3f}{'' if first.found else ', not found'}"),
+                  (decode_rle(last.mask_rle), f"round {last.round}: IoU {last.iou:.3f} ({gain:+.3f})"
+                                              f"{'' if last.found else ', not found'}\n"
                                               f"D⁻: {', '.join(last.corrections)[:40] or 'none'}")]
         for ax, (mask, title) in zip(row, panels, strict=True):
             ax.imshow(overlay(image, mask))

@@ -1,7 +1,8 @@
 """Per-sample evaluation records (one JSON line each) and the run settings they belong to.
 
-Every round keeps its exact pixel counts (``intersection``, ``union``), so all metrics can be recomputed from the
-records alone, bit for bit.
+Every round keeps its exact pixel counts (``intersection``, ``union``) and whether it found a target, and every sample
+its number of ground-truth targets, so all metrics (classic and generalized) can be recomputed from the records
+alone, bit for bit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from addp_agent.engine.decode import MaskDecoding
 
 CriticName = Literal["simulated", "vlm", "paper", "none"]
+# engine.guidance.CorrectionMode, spelled out so that registering `addp eval` imports neither torch nor diffusers
+# (tests/test_correction_cli.py checks that the two agree)
+CorrectionModeName = Literal["additive", "replace", "paper"]
 CRITICS: tuple[str, ...] = ("simulated", "vlm", "paper", "none")
 
 
@@ -39,6 +43,8 @@ class EvalConfig(BaseModel):
     critic: CriticName = Field("simulated", description="simulated | vlm | paper | none.")
     max_rounds: int = Field(3, ge=1)
     steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")
+    correction_mode: CorrectionModeName | None = Field(None, description="How corrections guide: additive | replace | "
+                                                                     "paper (default: the model's).")
     limit: int | None = Field(None, ge=1, description="Evaluate the first K samples.")
     batch_size: int = Field(8, ge=1, description="Samples per round-1 pipeline call.")
     seed: Seed = 0
@@ -69,12 +75,14 @@ class EvalConfig(BaseModel):
 
 
 class RoundRecord(BaseModel):
-    """One round of one sample: exact counts against the ground truth, plus what the critic said."""
+    """One round of one sample: exact counts against the ground truth, whether a target was found (its mask is empty
+    when not), plus what the critic said. ``iou`` is 1 when the truth and the prediction are both empty."""
 
     round: int
     intersection: int
     union: int
     iou: float
+    found: bool
     confidence: float
     corrections: list[str]
     critique: dict[str, Any] | None = None
@@ -92,6 +100,7 @@ class SampleRecord(BaseModel):
     image_id: str = ""
     ref_id: str = ""
     expression: str
+    targets: int = Field(ge=0, description="ground-truth targets: 0 (no target), 1, or more")
     family: str = ""
     confusable: bool = False
     error: str | None = None

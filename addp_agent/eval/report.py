@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from addp_agent.eval.records import SampleRecord
 
-COLUMNS = ("mIoU", "oIoU", "P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9")
+COLUMNS = ("mIoU", "oIoU", "P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "gIoU", "cIoU", "N-acc", "T-acc")
 
 
 def _pct(value: float | None) -> str:
@@ -41,6 +42,12 @@ def metrics_table(block: dict[str, Any]) -> list[str]:
     return lines
 
 
+def target_counts(records: list[SampleRecord]) -> str:
+    """``"3 without a target, 40 with one, 7 with several"`` over the evaluated records."""
+    counts = Counter(min(r.targets, 2) for r in records if r.rounds)
+    return f"{counts[0]} without a target, {counts[1]} with one, {counts[2]} with several"
+
+
 def write_report(path: Path, document: dict[str, Any], records: list[SampleRecord], figures: dict[str, str]) -> Path:
     """Write the markdown report next to ``metrics.json``."""
     config = document["config"]
@@ -49,13 +56,17 @@ def write_report(path: Path, document: dict[str, Any], records: list[SampleRecor
              f"critic `{config['critic']}`, up to {config['max_rounds']} rounds, steps "
              f"{config['steps'] or 'model default'}, seed {config['seed']}, batch {config['batch_size']}.", "",
              *_protocol_lines(document),
-             f"{document['n']} samples evaluated; {document['skipped']['total']} skipped"
+             f"{document['n']} samples evaluated ({target_counts(records)}); {document['skipped']['total']} skipped"
              + "".join(f", {n} {reason}" for reason, n in document["skipped"]["reasons"].items()) + ".", "",
              "Values in %. Every round covers all samples: a sample that stopped early (accepted, converged, critic "
              "failure, no usable correction) carries its last mask forward. *answer* scores the round the loop "
-             "picked (the accepted one, else the most confident).", "", "## All samples", "",
-             *metrics_table(document)]
+             "picked (the accepted one, else the most confident). mIoU, oIoU and P@X count an empty prediction of "
+             "an empty truth as IoU 1; gIoU, cIoU, N-acc and T-acc follow gRefCOCO (ReLA): N-acc is the share of "
+             "no-target samples answered *not found*, T-acc the share of samples with targets answered *found*.",
+             "", "## All samples", "", *metrics_table(document)]
     for name, block in document.get("subsets", {}).items():
+        if name == "one_target" and block["rounds"][0]["n"] == document["n"]:
+            continue  # every sample has one target: the table would repeat the one above
         lines += ["", f"## {name.replace('_', ' ').capitalize()} subset", "", *metrics_table(block)]
     lines += ["", "## Between rounds", "", "| rounds | improved | worsened | unchanged | ran the later round |",
               "|---|---|---|---|---|"]

@@ -3,7 +3,9 @@
 Round r covers every evaluated sample: a sample whose loop stopped before round r (accepted, converged, critic
 failure, no correction) carries its last mask forward. ``answer`` scores the round the loop picked (the accepted
 one, else the most confident). Transitions compare each sample's IoU between consecutive rounds exactly
-(``I₁·U₀`` vs ``I₀·U₁``). The same metrics are kept for the confusable and non-confusable subsets.
+(``I₁·U₀`` vs ``I₀·U₁``). Every round and answer has the classic metrics (mIoU, oIoU, P@X: ``metrics.RISMetrics``)
+and the generalized ones (gIoU, cIoU, N-acc, T-acc: ``generalized_metrics``). The same metrics are kept for the
+confusable and non-confusable subsets and for the samples with exactly one target (``one_target``).
 """
 
 from __future__ import annotations
@@ -13,19 +15,26 @@ from fractions import Fraction
 from typing import Any
 
 from addp_agent.eval.records import SampleRecord
+from addp_agent.generalized_metrics import GeneralizedMetrics
 from addp_agent.metrics import RISMetrics
 
-SUBSETS = ("all", "confusable", "not_confusable")
+SUBSETS = ("all", "confusable", "not_confusable", "one_target")
 
 
 def _iou(intersection: int, union: int) -> Fraction:
     return Fraction(1) if union == 0 else Fraction(intersection, union)
 
 
-def round_counts(record: SampleRecord, max_rounds: int) -> list[tuple[int, int]]:
-    """``(I, U)`` for rounds 1..max_rounds, the last round carried forward."""
-    counts = [(r.intersection, r.union) for r in record.rounds[:max_rounds]]
+def round_counts(record: SampleRecord, max_rounds: int) -> list[tuple[int, int, bool]]:
+    """``(I, U, found)`` for rounds 1..max_rounds, the last round carried forward."""
+    counts = [(r.intersection, r.union, r.found) for r in record.rounds[:max_rounds]]
     return counts + [counts[-1]] * (max_rounds - len(counts))
+
+
+def subsets_of(record: SampleRecord) -> tuple[str, ...]:
+    """The subsets a record counts in."""
+    return ("all", "confusable" if record.confusable else "not_confusable",
+            *(("one_target",) if record.targets == 1 else ()))
 
 
 class EvalSummary:
@@ -35,6 +44,8 @@ class EvalSummary:
         self.max_rounds = max_rounds
         self.rounds = {s: [RISMetrics() for _ in range(max_rounds)] for s in SUBSETS}
         self.answer = {s: RISMetrics() for s in SUBSETS}
+        self.generalized = {s: [GeneralizedMetrics() for _ in range(max_rounds)] for s in SUBSETS}
+        self.answer_generalized = {s: GeneralizedMetrics() for s in SUBSETS}
         self.transitions = [Counter() for _ in range(max_rounds - 1)]  # improved / worsened / unchanged
         self.ran = [0] * max_rounds  # samples that actually ran round r
         self.critic_failures = [0] * max_rounds
@@ -48,13 +59,15 @@ class EvalSummary:
             return
         counts = round_counts(record, self.max_rounds)
         best = record.rounds[max(0, min(record.best_round, len(record.rounds)) - 1)]
-        subsets = ("all", "confusable" if record.confusable else "not_confusable")
-        for subset in subsets:
-            for metrics, (i, u) in zip(self.rounds[subset], counts, strict=True):
+        for subset in subsets_of(record):
+            for metrics, generalized, (i, u, found) in zip(self.rounds[subset], self.generalized[subset], counts,
+                                                            strict=True):
                 metrics.add(i, u)
+                generalized.add(i, u, record.targets, found)
             self.answer[subset].add(best.intersection, best.union)
+            self.answer_generalized[subset].add(best.intersection, best.union, record.targets, best.found)
         for k in range(1, self.max_rounds):
-            before, after = _iou(*counts[k - 1]), _iou(*counts[k])
+            before, after = _iou(*counts[k - 1][:2]), _iou(*counts[k][:2])
             self.transitions[k - 1]["improved" if after > before else "worsened" if after < before
                                     else "unchanged"] += 1
         for r in record.rounds[: self.max_rounds]:
@@ -69,7 +82,10 @@ class EvalSummary:
         for s in SUBSETS:
             for mine, theirs in zip(self.rounds[s], other.rounds[s], strict=True):
                 mine.merge(theirs)
+            for gmine, gtheirs in zip(self.generalized[s], other.generalized[s], strict=True):
+                gmine.merge(gtheirs)
             self.answer[s].merge(other.answer[s])
+            self.answer_generalized[s].merge(other.answer_generalized[s])
         for mine, theirs in zip(self.transitions, other.transitions, strict=True):
             mine.update(theirs)
         self.ran = [a + b for a, b in zip(self.ran, other.ran, strict=True)]
@@ -83,6 +99,8 @@ class EvalSummary:
         return {"max_rounds": self.max_rounds,
                 "rounds": {s: [m.state() for m in self.rounds[s]] for s in SUBSETS},
                 "answer": {s: self.answer[s].state() for s in SUBSETS},
+                "generalized": {s: [m.state() for m in self.generalized[s]] for s in SUBSETS},
+                "answer_generalized": {s: self.answer_generalized[s].state() for s in SUBSETS},
                 "transitions": [dict(t) for t in self.transitions], "ran": self.ran,
                 "critic_failures": self.critic_failures, "stop_reasons": dict(self.stop_reasons),
                 "skipped": dict(self.skipped)}
@@ -92,6 +110,10 @@ class EvalSummary:
         summary = cls(int(state["max_rounds"]))
         summary.rounds = {s: [RISMetrics.from_state(m) for m in state["rounds"][s]] for s in SUBSETS}
         summary.answer = {s: RISMetrics.from_state(state["answer"][s]) for s in SUBSETS}
+        summary.generalized = {s: [GeneralizedMetrics.from_state(m) for m in state["generalized"][s]]
+                               for s in SUBSETS}
+        summary.answer_generalized = {s: GeneralizedMetrics.from_state(state["answer_generalized"][s])
+                                      for s in SUBSETS}
         summary.transitions = [Counter(t) for t in state["transitions"]]
         summary.ran, summary.critic_failures = list(state["ran"]), list(state["critic_failures"])
         summary.stop_reasons, summary.skipped = Counter(state["stop_reasons"]), Counter(state["skipped"])
@@ -107,8 +129,9 @@ class EvalSummary:
     def to_metrics(self) -> dict[str, Any]:
         """The ``metrics.json`` body (fractions in [0, 1])."""
         def block(subset: str) -> dict[str, Any]:
-            return {"rounds": [{"round": k + 1, **m.to_dict()} for k, m in enumerate(self.rounds[subset])],
-                    "answer": self.answer[subset].to_dict()}
+            rounds = zip(self.rounds[subset], self.generalized[subset], strict=True)
+            return {"rounds": [{"round": k + 1, **m.to_dict(), **g.to_dict()} for k, (m, g) in enumerate(rounds)],
+                    "answer": {**self.answer[subset].to_dict(), **self.answer_generalized[subset].to_dict()}}
 
         out: dict[str, Any] = {"n": self.rounds["all"][0].n, **block("all")}
         out["transitions"] = [{"from": k + 1, "to": k + 2, **{key: t.get(key, 0) for key in

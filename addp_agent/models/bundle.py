@@ -56,8 +56,9 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
         for extra in ("README.md",):
             if (target / extra).exists():
                 shutil.copy2(target / extra, staging / extra)
-        if (source / "training.json").exists():
-            shutil.copy2(source / "training.json", staging / "training.json")
+        for kept in ("training.json", "calibration.json"):
+            if (source / kept).exists():
+                shutil.copy2(source / kept, staging / kept)
         size = folder_bytes(staging)
         if size > MAX_BYTES:
             raise UserError(f"bundled model would be {size / 2**20:.1f} MiB, over the 30 MiB limit")

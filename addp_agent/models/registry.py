@@ -72,7 +72,8 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
 
     Default device: CUDA when available else CPU; default dtype: fp32 on CPU, fp16 on CUDA.
     ``progress=False`` silences the libraries' loading bars. A stock folder's NSFW safety checker is not loaded: the
-    engine paints masks, not pictures to publish (``ADDPPipeline.from_pretrained`` keeps it).
+    engine paints masks, not pictures to publish (``ADDPPipeline.from_pretrained`` keeps it). A folder's
+    ``calibration.json`` (:mod:`addp_agent.models.calibration`) sets the decoder's found rule.
     """
     from addp_agent.engine.pipeline import ADDPPipeline
     from addp_agent.models.single_file import SINGLE_FILE_SUFFIXES, is_single_file, load_single_file
@@ -110,6 +111,11 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
             hint = f"; hub ids need the model in the local cache or network access (known: {known})"
         raise ModelLoadError(f"{source}: cannot load as an InstructPix2Pix-format model ({message}){hint}") from None
     pipe.check_unet_channels()
+    if not hub_id:
+        from addp_agent.models.calibration import Calibration
+
+        calibration = Calibration.load(path)
+        pipe.found_rule = calibration.found_rule() if calibration is not None else None
     return pipe.to(device)
 
 

@@ -19,15 +19,25 @@ from pydantic import BaseModel, ValidationError
 from addp_agent.agent import LoopConfig, Round, Session
 from addp_agent.critic.base import Critic
 from addp_agent.engine.batcher import DynamicBatcher
+from addp_agent.engine.guidance import CORRECTION_MODES, CorrectionMode
 from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import UserError, validation_message
 from addp_agent.images import bounded_copy
 from addp_agent.limits import MAX_CORRECTIONS
-from addp_agent.masks import bbox_xywh, encode_rle, mask_to_png_base64, mask_to_polygons, overlay, resize_mask
+from addp_agent.masks import (
+    bbox_xywh,
+    connected_instances,
+    encode_rle,
+    mask_to_png_base64,
+    mask_to_polygons,
+    overlay,
+    resize_mask,
+)
 from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image, printable
 from addp_agent.tools.payload import MAX_SIDE, bounded_png
 from addp_agent.tools.schemas import (
     GetMaskArgs,
+    InstanceSummary,
     MaskResult,
     RefineArgs,
     RoundSummary,
@@ -89,10 +99,17 @@ class ToolOutput:
             return f"error ({r.error}): {r.message}"
         if isinstance(r, SegmentResult):
             fixes = ", ".join(f"'{c}'" for c in r.corrections) or "none"
-            return (f"mask_id {r.mask_id}: '{r.expression}' covers {r.area_percent:.2f}% of the {r.width}x{r.height} "
-                    f"image, bbox [x, y, w, h] = {r.bbox}, confidence {r.confidence:.2f}; round {r.rounds} "
-                    f"(corrections: {fixes}; stop: {r.stop_reason}). If the overlay shows a wrongly covered object, "
-                    "call refine with mask_id and a correction naming it.")
+            rounds = f"round {r.rounds} (corrections: {fixes}; stop: {r.stop_reason})"
+            if not r.found:
+                return (f"mask_id {r.mask_id}: '{r.expression}' was not found in the {r.width}x{r.height} image: "
+                        f"nothing was painted and the mask is empty; {rounds}. If it should be there, call segment "
+                        "with another wording.")
+            regions = "" if r.instance_count == 1 else f" in {r.instance_count} separate regions (" + "; ".join(
+                f"bbox {i.bbox}, {i.area_percent:.2f}%" for i in r.instances) + ")"
+            return (f"mask_id {r.mask_id}: '{r.expression}' found: covers {r.area_percent:.2f}% of the "
+                    f"{r.width}x{r.height} image{regions}, bbox [x, y, w, h] = {r.bbox}, confidence "
+                    f"{r.confidence:.2f}; {rounds}. If the overlay shows a wrongly covered object, call refine with "
+                    "mask_id and a correction naming it.")
         if isinstance(r, TrajectoryResult):
             steps = ", ".join(f"step {p.step + 1}: {p.area_percent:.1f}%" for p in r.points)
             return f"mask_id {r.mask_id}: intermediate mask areas ({r.num_inference_steps} steps): {steps}"
@@ -106,10 +123,11 @@ class SegmentationTools:
                  policy: ImagePolicy | None = None, critic_factory: Callable[[], Critic] | None = None,
                  trajectory_points: int = 5, max_rounds_limit: int = 5, max_session_rounds: int = 20,
                  convergence_iou: float = 0.98, batch_max: int = 1, batch_wait_ms: float = 10.0,
-                 device: str | None = None) -> None:
+                 device: str | None = None, correction_mode: CorrectionMode | None = None) -> None:
         """``batch_max > 1`` puts a :class:`DynamicBatcher` (``batch_max`` requests, ``batch_wait_ms`` window) in
         front of the model for one-round ``segment`` calls without a critic: concurrent calls share one UNet batch
-        per step. Everything else runs one call at a time on the model."""
+        per step. Everything else runs one call at a time on the model. ``correction_mode``: how corrections guide
+        (additive | replace | paper; default: the model's)."""
         self._model, self._pipeline, self._device = model, pipeline, device
         self.store = store if store is not None else SessionStore()  # an empty store is falsy (len 0)
         self.policy = policy or ImagePolicy()
@@ -121,6 +139,9 @@ class SegmentationTools:
         if batch_max < 1 or batch_wait_ms < 0:
             raise UserError(f"batch_max must be ≥ 1 and batch_wait_ms ≥ 0, got {batch_max} and {batch_wait_ms}")
         self.batch_max, self.batch_wait_ms = int(batch_max), float(batch_wait_ms)
+        if correction_mode is not None and correction_mode not in CORRECTION_MODES:
+            raise UserError(f"correction_mode must be one of {', '.join(CORRECTION_MODES)}, got {correction_mode!r}")
+        self.correction_mode = correction_mode
         self._batcher: DynamicBatcher | None = None
         self._load_lock = threading.Lock()
         self._model_lock = threading.Lock()  # one denoising call at a time on the shared model (the batcher too)
@@ -199,13 +220,14 @@ class SegmentationTools:
         config = LoopConfig(max_rounds=min(args.max_rounds or 1, self.max_rounds_limit), num_inference_steps=steps,
                             seed=args.seed if args.seed is not None else 0,
                             trajectory_every=max(1, steps // self.trajectory_points), critique_last_round=False,
-                            convergence_iou=self.convergence_iou)
+                            convergence_iou=self.convergence_iou, correction_mode=self.correction_mode)
         session = Session(pipe, bounded_copy(image), args.expression, config)  # masks come back at the input size
         session.input_size = (int(image.shape[0]), int(image.shape[1]))
         first = None
         if self._batchable(args):  # round 1 shares a UNet batch with concurrent calls
             first = self.batcher.submit(session.image, session.expression, args.corrections, steps=steps,
-                                        seed=config.seed, trajectory_every=config.trajectory_every).result()
+                                        seed=config.seed, trajectory_every=config.trajectory_every,
+                                        correction_mode=session.settings["correction_mode"]).result()
         result = session.run(critic, args.corrections, first=first)
         session_id = self.store.add(session, status=result.stop_reason, client=client)
         return self._round_output("segment", session_id, session, result.best, client)
@@ -253,14 +275,17 @@ class SegmentationTools:
     def _round_output(self, name: str, session_id: str, session: Session, round_: Round,
                       client: str = LOCAL) -> ToolOutput:
         mask = resize_mask(round_.mask, session.input_size)
-        history = [RoundSummary(round=r.index, corrections=r.corrections, area_percent=_percent(r.mask),
+        instances = [InstanceSummary(bbox=bbox_xywh(m), area_percent=_percent(m)) for m in connected_instances(mask)]
+        history = [RoundSummary(round=r.index, corrections=r.corrections, found=r.result.found,
+                                area_percent=_percent(r.mask),
                                 confidence=round(r.confidence, 4),
                                 verdict=r.critique.verdict if r.critique else None,
                                 problem=r.critique.problem if r.critique else r.critic_error)
                    for r in session.rounds]
         result = SegmentResult(
             mask_id=mask_id(session_id, round_.index), expression=session.expression,
-            width=mask.shape[1], height=mask.shape[0], area_percent=_percent(mask), bbox=bbox_xywh(mask),
+            width=mask.shape[1], height=mask.shape[0], found=round_.result.found, area_percent=_percent(mask),
+            bbox=bbox_xywh(mask), instance_count=len(instances), instances=instances,
             confidence=round(round_.confidence, 4), rounds=round_.index, corrections=round_.corrections,
             stop_reason=self.store.status(session_id, client), history=history)
         png = overlay_png(session.image, round_.mask)  # both at the session's working size

@@ -24,7 +24,8 @@ class SegmentArgs(_Args):
         "The image: a file path under a folder the server allows, a data URL (data:image/png;base64,...), plain "
         "base64 image bytes, or an http(s) URL if the server allows URLs."))
     expression: Expression = Field(description=(
-        "Referring expression naming exactly one object, e.g. 'the red square left of the circle'."))
+        "Referring expression naming the object to segment, e.g. 'the red square left of the circle' (or several "
+        "objects, e.g. 'the two cubes'); the result says when nothing in the image matches."))
     corrections: Corrections | None = Field(default=None, description=(
         "Correctional (negative) prompts from the start: things the mask must not cover, e.g. "
         "['the child on her lap']. null for none."))
@@ -64,10 +65,18 @@ class TrajectoryArgs(_Args):
 class RoundSummary(BaseModel):
     round: int
     corrections: list[str]
+    found: bool
     area_percent: float
     confidence: float
     verdict: str | None = None
     problem: str | None = None
+
+
+class InstanceSummary(BaseModel):
+    """One connected region of the mask (one of several targets)."""
+
+    bbox: list[int] = Field(description="[x, y, width, height] in pixels")
+    area_percent: float = Field(description="region area in percent of the image")
 
 
 class SegmentResult(BaseModel):
@@ -77,8 +86,13 @@ class SegmentResult(BaseModel):
     expression: str
     width: int
     height: int
+    found: bool = Field(description="false when the expression's target was not found in the image (nothing "
+                                    "painted); the mask is then empty")
     area_percent: float = Field(description="mask area in percent of the image")
     bbox: list[int] = Field(description="[x, y, width, height] in pixels; zeros for an empty mask")
+    instance_count: int = Field(description="separate regions in the mask: 0 when not found, more than 1 when the "
+                                            "expression names several objects")
+    instances: list[InstanceSummary] = Field(description="each region's bbox and area, largest first")
     confidence: float = Field(description="decoder confidence of the mask, 0 to 1")
     rounds: int
     corrections: list[str]

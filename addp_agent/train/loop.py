@@ -313,48 +313,90 @@ def _log(accelerator, path: Path, record: dict, bar) -> None:
         bar.write(f"step {record['step']}: val mIoU {record['val_mIoU']:.3f} oIoU {record['val_oIoU']:.3f}")
 
 
-def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingData, sampler: TimestepSampler,
-                noise_scheduler, generator: torch.Generator, accelerator, num_timesteps: int = 1000,
-                device_generator: torch.Generator | None = None) -> float:
-    """One optimisation step's forward and backward; returns the loss value.
+@dataclass
+class RISBatch:
+    """One training batch of the ADDP RIS recipe, everything the loss reads and what it was made from.
 
-    Indices, timesteps and CFG dropout come from the CPU ``generator``; augmentation and noise from
-    ``device_generator`` when the data live on the GPU (else from ``generator`` too).
+    ``clean`` paints every target of a sample red (their union; a no-target sample stays the unchanged image);
+    ``augmented`` is its diffusion-tailored corruption at ``t``. The noisy input comes from the *augmented* target
+    (``noisy = √ᾱ_t·x'_0 + √(1−ᾱ_t)·noise``); the regression target from the *clean* one (x₀-prediction: the clean
+    latents; ε-prediction: the ε that maps ``noisy`` back to the clean latents).
     """
+
+    t: torch.Tensor
+    images: torch.Tensor  # (B, 3, H, W) in [0, 1]
+    masks: torch.Tensor  # (B, H, W) bool, the union of each sample's targets
+    clean: torch.Tensor  # painted images in [0, 1]
+    augmented: torch.Tensor  # augmented painted images in [0, 1] (``clean`` without augmentation)
+    clean_latents: torch.Tensor
+    noise: torch.Tensor
+    noisy: torch.Tensor
+    target: torch.Tensor
+    condition: torch.Tensor  # image condition, zero where the image is dropped
+    input_ids: torch.Tensor  # expressions, the null prompt where the text is dropped
+    drop_text: torch.Tensor  # (B,) bool
+    drop_image: torch.Tensor  # (B,) bool
+
+
+def cfg_drops(r: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """InstructPix2Pix's classifier-free-guidance dropout from uniform draws ``r``: text only with chance p, image
+    only with chance p, both with chance p (``drop_text``, ``drop_image``)."""
+    drop_text = (r < p) | ((r >= 2 * p) & (r < 3 * p))
+    drop_image = (r >= p) & (r < 3 * p)
+    return drop_text, drop_image
+
+
+def make_batch(config: TrainConfig, pipe, data: TrainingData, sampler: TimestepSampler, noise_scheduler,
+               generator: torch.Generator, device: torch.device | str, num_timesteps: int = 1000,
+               device_generator: torch.Generator | None = None) -> RISBatch:
+    """Draw one batch: indices, timesteps and CFG dropout from the CPU ``generator``; augmentation and noise from
+    ``device_generator`` when the data live on the GPU (else from ``generator`` too)."""
     draws = device_generator or generator
     index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
     images, masks, input_ids = data.batch(index, generator)
-    device = accelerator.device
     batch = images.shape[0]
     t = sampler.sample(batch, generator)
     clean = paint(images, masks)
     augmented = augment_ris_targets(images, masks, t.to(images.device), num_timesteps, config.augment_intensity,
                                     draws) if config.augment else clean
     with torch.no_grad():
-        target_clean = pipe.target_latents((clean * 2 - 1).to(device))
-        target_aug = pipe.target_latents((augmented * 2 - 1).to(device)) if config.augment else target_clean
+        clean_latents = pipe.target_latents((clean * 2 - 1).to(device))
+        augmented_latents = pipe.target_latents((augmented * 2 - 1).to(device)) if config.augment else clean_latents
         condition = pipe.condition_latents((images * 2 - 1).to(device))
-    noise = torch.randn(target_clean.shape, generator=draws, device=draws.device).to(device)
+    noise = torch.randn(clean_latents.shape, generator=draws, device=draws.device).to(device)
     t = t.to(device)
-    noisy = noise_scheduler.add_noise(target_aug, noise, t)
-    r = torch.rand(batch, generator=generator).to(device)
-    p = config.cfg_dropout
-    drop_text = (r < p) | ((r >= 2 * p) & (r < 3 * p))
-    drop_image = (r >= p) & (r < 3 * p)
+    noisy = noise_scheduler.add_noise(augmented_latents, noise, t)
+    drop_text, drop_image = cfg_drops(torch.rand(batch, generator=generator).to(device), config.cfg_dropout)
     ids = torch.where(drop_text[:, None], data.null_ids.to(device).expand_as(input_ids), input_ids.to(device))
     condition = condition * (~drop_image).to(condition.dtype)[:, None, None, None]
-    embeds = text_encoder(ids)[0]
-    prediction = unet(torch.cat([noisy, condition], dim=1), t, encoder_hidden_states=embeds).sample
     if config.parameterization == "sample":
-        target = target_clean
+        target = clean_latents
     else:  # ε that maps the noisy augmented sample back to the clean target
         alphas = noise_scheduler.alphas_cumprod.to(device)[t].view(-1, 1, 1, 1)
-        target = (noisy - alphas.sqrt() * target_clean) / (1 - alphas).sqrt()
+        target = (noisy - alphas.sqrt() * clean_latents) / (1 - alphas).sqrt()
+    return RISBatch(t=t, images=images, masks=masks, clean=clean, augmented=augmented, clean_latents=clean_latents,
+                    noise=noise, noisy=noisy, target=target, condition=condition, input_ids=ids, drop_text=drop_text,
+                    drop_image=drop_image)
+
+
+def batch_loss(config: TrainConfig, pipe, unet, text_encoder, batch: RISBatch) -> torch.Tensor:
+    """MSE between the UNet's prediction for the noisy input (with its image condition and text) and the target;
+    ``paint_weight`` > 1 weighs the referent's elements more."""
+    embeds = text_encoder(batch.input_ids)[0]
+    prediction = unet(torch.cat([batch.noisy, batch.condition], dim=1), batch.t, encoder_hidden_states=embeds).sample
     if config.paint_weight == 1.0:
-        loss = F.mse_loss(prediction.float(), target.float())
-    else:
-        weight = _paint_weights(pipe, masks.to(device), config.paint_weight, target)
-        loss = (weight * (prediction.float() - target.float()) ** 2).sum() / weight.sum()
+        return F.mse_loss(prediction.float(), batch.target.float())
+    weight = _paint_weights(pipe, batch.masks.to(batch.target.device), config.paint_weight, batch.target)
+    return (weight * (prediction.float() - batch.target.float()) ** 2).sum() / weight.sum()
+
+
+def _train_step(config: TrainConfig, pipe, unet, text_encoder, data: TrainingData, sampler: TimestepSampler,
+                noise_scheduler, generator: torch.Generator, accelerator, num_timesteps: int = 1000,
+                device_generator: torch.Generator | None = None) -> float:
+    """One optimisation step's forward and backward (:func:`make_batch`, :func:`batch_loss`); returns the loss."""
+    batch = make_batch(config, pipe, data, sampler, noise_scheduler, generator, accelerator.device, num_timesteps,
+                       device_generator)
+    loss = batch_loss(config, pipe, unet, text_encoder, batch)
     accelerator.backward(loss)
     return float(accelerator.reduce(loss.detach(), reduction="mean"))  # NaN on any process stops all of them
 
@@ -371,8 +413,10 @@ def _paint_weights(pipe, masks: torch.Tensor, paint_weight: float, like: torch.T
 
 @torch.no_grad()
 def validate(config: TrainConfig, pipe, ema_unet, ema_text, accelerator) -> dict[str, float]:
-    """mIoU/oIoU of the EMA weights on the validation split (main process only)."""
-    from addp_agent.metrics import RISMetrics
+    """mIoU/oIoU of the EMA weights on the validation split (main process only); with no-target samples there
+    also gIoU, N-acc and T-acc (found = something painted: the model is not calibrated yet)."""
+    from addp_agent.generalized_metrics import GeneralizedMetrics
+    from addp_agent.metrics import RISMetrics, iou_counts
     from addp_agent.train.data import validation_samples
 
     if not accelerator.is_main_process or config.val_n <= 0:
@@ -386,18 +430,23 @@ def validate(config: TrainConfig, pipe, ema_unet, ema_text, accelerator) -> dict
     text.eval()
     try:
         samples = validation_samples(config, pipe.resolution)
-        metrics = RISMetrics()
+        metrics, generalized = RISMetrics(), GeneralizedMetrics()
         for start in range(0, len(samples), 32):
             chunk = [samples[i] for i in range(start, min(start + 32, len(samples)))]
             out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=config.val_steps,
                        generator=torch.Generator().manual_seed(0), output_type="np", show_progress=False,
                        resolution="working")
             for sample, mask in zip(chunk, out.masks, strict=True):
-                metrics.update(mask, sample.mask)
-        result = metrics.to_dict()
+                counts = iou_counts(mask, sample.mask)
+                metrics.add(*counts)
+                generalized.add(*counts, sample.n_targets, bool(mask.any()))
+        result, extra = metrics.to_dict(), generalized.to_dict()
     finally:
         ema_unet.restore(unet.parameters())
         ema_text.restore(text.parameters())
         unet.train()
         text.train()
-    return {"val_mIoU": result["mIoU"], "val_oIoU": result["oIoU"]}
+    record = {"val_mIoU": result["mIoU"], "val_oIoU": result["oIoU"]}
+    if extra["n_no_target"]:
+        record |= {"val_gIoU": extra["gIoU"], "val_N-acc": extra["N-acc"], "val_T-acc": extra["T-acc"]}
+    return record

@@ -1,0 +1,138 @@
+"""A model's calibration, fitted on validation data and kept with the model as ``calibration.json``.
+
+One optional section per calibrated quantity, so the file grows without breaking older sections:
+
+- ``found``: when a target counts as found (generalized RIS). The decoder computes paint statistics
+  (:func:`addp_agent.engine.decode.paint_statistics`); a target is found when the section's statistic reaches its
+  threshold. Fitted by ``addp calibrate`` (:func:`fit_found`): the statistic and threshold that maximise the
+  balanced accuracy ½·(N-acc + T-acc) on the validation samples, the lowest such threshold on ties.
+
+A model folder without ``calibration.json`` keeps the uncalibrated rule: found = something is painted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from addp_agent.engine.decode import PAINT_STATISTICS, FoundRule, PaintStatistic
+from addp_agent.errors import ModelLoadError, UserError
+
+CALIBRATION_FILE = "calibration.json"
+FOUND_RULE = "maximise ½·(N-acc + T-acc) on the fit samples; lowest threshold on ties"
+
+
+class FoundFit(BaseModel):
+    """One statistic's best threshold on the fit samples, and the accuracies it reaches there."""
+
+    model_config = ConfigDict(extra="forbid")
+    statistic: PaintStatistic
+    threshold: float = Field(ge=0.0)
+    n_acc: float = Field(description="no-target samples answered 'not found', fraction")
+    t_acc: float = Field(description="samples with targets answered 'found', fraction")
+
+    @property
+    def balanced(self) -> float:
+        return (self.n_acc + self.t_acc) / 2
+
+
+class FoundCalibration(FoundFit):
+    """The ``found`` section: the chosen rule, what it was fitted on, and the uncalibrated accuracies beside it."""
+
+    rule: str = FOUND_RULE
+    data: str
+    split: str
+    steps: int = Field(description="denoising steps of the fit's single rounds")
+    n: int
+    n_no_target: int
+    n_target: int
+    uncalibrated_n_acc: float
+    uncalibrated_t_acc: float
+    candidates: list[FoundFit] = Field(default_factory=list, description="each statistic's best fit")
+
+    def found_rule(self) -> FoundRule:
+        return FoundRule(self.statistic, self.threshold)
+
+
+class Calibration(BaseModel):
+    """Everything calibrated for one model (``calibration.json``); each section is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: Literal[1] = 1
+    found: FoundCalibration | None = None
+
+    def found_rule(self) -> FoundRule | None:
+        return self.found.found_rule() if self.found is not None else None
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> Calibration | None:
+        """The folder's calibration; ``None`` without a ``calibration.json``; :class:`ModelLoadError` if unreadable."""
+        path = Path(folder) / CALIBRATION_FILE
+        if not path.is_file():
+            return None
+        try:
+            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, ValidationError) as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ModelLoadError(f"{path}: unreadable calibration ({message}); refit it with `addp calibrate` or "
+                                 "delete it") from None
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``calibration.json`` into ``folder`` atomically (a temporary file, then a rename)."""
+        path = Path(folder) / CALIBRATION_FILE
+        staging = path.with_name(f".{CALIBRATION_FILE}.{os.getpid()}.tmp")
+        try:
+            staging.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            staging.replace(path)
+        finally:
+            staging.unlink(missing_ok=True)
+        return path
+
+
+def _accuracies(values: np.ndarray, painted: np.ndarray, no_target: np.ndarray,
+                threshold: float) -> tuple[float, float]:
+    found = painted & (values >= threshold)
+    return float((~found[no_target]).mean()), float(found[~no_target].mean())
+
+
+def fit_statistic(statistic: PaintStatistic, values: Sequence[float], painted: Sequence[bool],
+                  targets: Sequence[int]) -> FoundFit:
+    """The threshold on ``statistic`` with the best balanced accuracy (lowest on ties). Candidates: 0 (the
+    uncalibrated rule), the midpoints between consecutive distinct values of painted samples, and one above all."""
+    v, p, no_target = np.asarray(values, float), np.asarray(painted, bool), np.asarray(targets) == 0
+    distinct = np.unique(v[p])
+    candidates = [0.0, *((distinct[1:] + distinct[:-1]) / 2).tolist(),
+                  *([float(distinct[-1]) * 1.5 + 1e-6] if distinct.size else [])]
+    best: FoundFit | None = None
+    for threshold in candidates:
+        n_acc, t_acc = _accuracies(v, p, no_target, threshold)
+        fit = FoundFit(statistic=statistic, threshold=float(threshold), n_acc=n_acc, t_acc=t_acc)
+        if best is None or fit.balanced > best.balanced:
+            best = fit
+    assert best is not None
+    return best
+
+
+def fit_found(statistics: Sequence[dict[str, float]], targets: Sequence[int], data: str, split: str,
+              steps: int) -> FoundCalibration:
+    """Fit the ``found`` section from each sample's paint statistics (decoded without a found rule) and its number
+    of ground-truth targets; needs samples without a target and samples with one or more."""
+    painted = [s["area_fraction"] > 0 for s in statistics]
+    n_no_target = sum(1 for t in targets if t == 0)
+    if not n_no_target or n_no_target == len(targets):
+        raise UserError(f"calibration needs samples with and without targets; {data} split {split} gave "
+                        f"{n_no_target} no-target of {len(targets)} (use a generalized source, e.g. "
+                        "scenes-gen:N:SEED:SIZE:default:generalized)")
+    fits = [fit_statistic(name, [s[name] for s in statistics], painted, targets)  # type: ignore[arg-type]
+            for name in PAINT_STATISTICS]
+    best = max(fits, key=lambda f: f.balanced)  # the first statistic on ties
+    n_acc, t_acc = _accuracies(np.zeros(len(targets)), np.asarray(painted, bool), np.asarray(targets) == 0, 0.0)
+    return FoundCalibration(**best.model_dump(), data=data, split=split, steps=steps, n=len(targets),
+                            n_no_target=n_no_target, n_target=len(targets) - n_no_target, uncalibrated_n_acc=n_acc,
+                            uncalibrated_t_acc=t_acc, candidates=fits)

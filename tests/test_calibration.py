@@ -1,0 +1,113 @@
+"""The found rule: fitted by hand, stored with the model (calibration.json), loaded by the registry, used by the
+decoder; `addp calibrate` writes it and refuses bad inputs with one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from addp_agent.cli import main
+from addp_agent.errors import ModelLoadError, UserError
+from addp_agent.models.calibration import Calibration, FoundCalibration, fit_found, fit_statistic
+
+GENERALIZED = "scenes-gen:12:1:64:default:generalized:empty_rate=0.4:multi_rate=0.3"
+
+
+def test_fit_statistic_by_hand():
+    # no-target samples: unpainted, 0.02; samples with targets: 0.05, 0.3, 0.01
+    values, painted, targets = [0.0, 0.02, 0.05, 0.3, 0.01], [False, True, True, True, True], [0, 0, 1, 2, 1]
+    fit = fit_statistic("area_fraction", values, painted, targets)
+    # τ = 0: N ½, T 1 (0.75); 0.015: N ½, T ⅔; 0.035: N 1, T ⅔ (0.833, the best); 0.175: N 1, T ⅓
+    assert fit.threshold == pytest.approx(0.035) and fit.n_acc == 1.0 and fit.t_acc == pytest.approx(2 / 3)
+
+
+def test_fit_found_picks_the_better_statistic_and_reports_the_uncalibrated_rule():
+    statistics = [{"area_fraction": a, "mean_redness": r} for a, r in
+                  [(0.0, 0.0), (0.02, 0.55), (0.05, 0.9), (0.3, 0.95), (0.01, 0.8)]]
+    found = fit_found(statistics, [0, 0, 1, 2, 1], "spec", "val", steps=2)
+    assert found.statistic == "mean_redness" and found.threshold == pytest.approx((0.55 + 0.8) / 2)
+    assert (found.n_acc, found.t_acc) == (1.0, 1.0)
+    assert (found.uncalibrated_n_acc, found.uncalibrated_t_acc) == (0.5, 1.0)
+    assert (found.n, found.n_no_target, found.n_target, found.steps) == (5, 2, 3, 2)
+    assert [c.statistic for c in found.candidates] == ["area_fraction", "mean_redness"]
+    with pytest.raises(UserError, match="with and without targets"):
+        fit_found(statistics, [1, 1, 1, 2, 1], "classic", "val", steps=1)
+
+
+def make_calibration(threshold: float, statistic: str = "area_fraction") -> Calibration:
+    found = FoundCalibration(statistic=statistic, threshold=threshold, n_acc=1.0, t_acc=1.0, data="d", split="val",
+                             steps=1, n=2, n_no_target=1, n_target=1, uncalibrated_n_acc=0.0,
+                             uncalibrated_t_acc=1.0)
+    return Calibration(found=found)
+
+
+def test_save_is_atomic_and_load_refuses_broken_files(tmp_path):
+    assert Calibration.load(tmp_path) is None
+    path = make_calibration(0.25).save(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["calibration.json"]
+    assert Calibration.load(tmp_path).found_rule().threshold == 0.25
+    for broken in ("{not json", json.dumps({"version": 2}), json.dumps({"found": {"statistic": "area"}}),
+                   json.dumps({"version": 1, "colour": {}})):
+        path.write_text(broken)
+        with pytest.raises(ModelLoadError, match="unreadable calibration"):
+            Calibration.load(tmp_path)
+
+
+@pytest.fixture()
+def calibrated_dir(red_dir, tmp_path):
+    folder = tmp_path / "calibrated"
+    shutil.copytree(red_dir, folder)
+    return folder
+
+
+def test_the_registry_loads_the_rule_and_the_decoder_applies_it(calibrated_dir):
+    from addp_agent.models.registry import load_pipeline
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    plain = load_pipeline(str(calibrated_dir), device="cpu", progress=False)
+    assert plain.found_rule is None
+    before = plain.segment(image, "the red cube", num_inference_steps=1)
+    assert before.found and before.mask.any()  # the reddened model paints: uncalibrated, found = painted
+    fraction = before.paint["area_fraction"]
+    make_calibration(fraction + 1e-6).save(calibrated_dir)
+    strict = load_pipeline(str(calibrated_dir), device="cpu", progress=False)
+    after = strict.segment(image, "the red cube", num_inference_steps=1)
+    assert not after.found and not after.mask.any() and after.instances == []
+    assert after.paint == before.paint and np.array_equal(after.soft, before.soft)
+    make_calibration(fraction).save(calibrated_dir)
+    assert load_pipeline(str(calibrated_dir), device="cpu", progress=False).segment(
+        image, "the red cube", num_inference_steps=1).found
+    (calibrated_dir / "calibration.json").write_text("[]")
+    with pytest.raises(ModelLoadError, match="calibration"):
+        load_pipeline(str(calibrated_dir), device="cpu", progress=False)
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_calibrate_command_writes_the_rule(calibrated_dir, capsys):
+    code, out, err = run(["calibrate", "--model", str(calibrated_dir), "--data", GENERALIZED, "--batch-size", "6",
+                          "--steps", "1"], capsys)
+    assert code in (0, None), err
+    saved = Calibration.load(calibrated_dir).found
+    assert saved.n == 12 and saved.n_no_target == 3 and saved.data == GENERALIZED and saved.steps == 1
+    assert f"N-acc {saved.n_acc:.3f}, T-acc {saved.t_acc:.3f}" in out and "uncalibrated" in out
+    assert not [p for p in calibrated_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("case", ["not a folder", "classic data", "bad spec", "bad limit"])
+def test_calibrate_bad_inputs_are_one_line_and_write_nothing(case, calibrated_dir, tmp_path, capsys):
+    argv = {"not a folder": ["--model", str(tmp_path / "nowhere"), "--data", GENERALIZED],
+            "classic data": ["--model", str(calibrated_dir), "--data", "scenes-gen:4:1:64", "--steps", "1"],
+            "bad spec": ["--model", str(calibrated_dir), "--data", "scenes-gen:x"],
+            "bad limit": ["--model", str(calibrated_dir), "--data", GENERALIZED, "--limit", "0"]}[case]
+    code, _, err = run(["calibrate", *argv], capsys)
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert not (calibrated_dir / "calibration.json").exists()
