@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
+from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound, ScoredCritique
 from addp_agent.engine.outputs import SegmentationResult, TrajectoryPoint
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.engine.state import DenoiseState, EncodedBatch
@@ -209,12 +209,13 @@ class Session:
     # -------------------------------------------------------------------------------------------------- loop
     def critique(self, critic: Critic, round_: Round) -> Critique:
         """Ask ``critic`` about ``round_`` (records the critique or raises :class:`CriticError`)."""
-        history = [PriorRound(r.index, r.corrections, r.result.area_fraction, r.critique) for r in self.rounds
-                   if r.index < round_.index]
+        history = [PriorRound(r.index, r.corrections, r.result.area_fraction, r.critique, r.mask)
+                   for r in self.rounds if r.index < round_.index]
         request = CritiqueRequest(
             image=self.image, expression=self.expression, mask=round_.mask, round=round_.index,
             corrections=list(round_.corrections), history=history, intermediate_mask=round_.intermediate_mask,
-            intermediate_step=self.config.resume_step if round_.intermediate_mask is not None else None)
+            intermediate_step=self.config.resume_step if round_.intermediate_mask is not None else None,
+            seed=round_.result.seed, settings=dict(round_.result.settings), confidence=round_.confidence)
         start = time.perf_counter()
         try:
             critique = critic.critique(request)
@@ -278,9 +279,19 @@ class Session:
         return [*corrections, text]
 
     def best_index(self) -> int:
-        """The accepted round if there is one, else the round with the highest decoder confidence (later wins)."""
-        for k, r in enumerate(self.rounds):
-            if r.critique is not None and r.critique.verdict == "accept":
-                return k
-        return max(range(len(self.rounds)), key=lambda k: (self.rounds[k].confidence, k))
+        """The round the critic prefers, never one chosen by ground truth: the first round it accepted; else, if
+        it scores masks (:class:`ScoredCritique`), the round it scores highest; else the round with the highest
+        decoder confidence. Ties go to the earlier round, so an uncorrected round 1 wins over a tie."""
+        return preferred_round(self.rounds)
+
+
+def preferred_round(rounds: list[Round]) -> int:
+    """0-based index of the round a session answers with (see :meth:`Session.best_index`)."""
+    for k, r in enumerate(rounds):
+        if r.critique is not None and r.critique.verdict == "accept":
+            return k
+    scored = [k for k, r in enumerate(rounds) if isinstance(r.critique, ScoredCritique)]
+    if scored:
+        return max(scored, key=lambda k: (rounds[k].critique.score, -k))  # type: ignore[union-attr]
+    return max(range(len(rounds)), key=lambda k: (rounds[k].confidence, -k))
 

@@ -37,25 +37,24 @@ def eval_command(
     require_extra("eval")  # accelerate now, matplotlib for the plots at the end: check both before any work
     from accelerate import PartialState
 
-    from addp_agent.errors import UserError
-    from addp_agent.eval.records import CRITICS
-    from addp_agent.eval.runner import critic_factory, evaluate, prepare
+    from addp_agent.critic.names import canonical_critic
+    from addp_agent.eval.runner import check_captions, critic_factory, evaluate, prepare
     from addp_agent.eval.shard import open_stream
     from addp_agent.models.registry import load_pipeline
 
-    if options["critic"] not in CRITICS:
-        raise UserError(f"unknown critic {options['critic']!r}; use one of {', '.join(CRITICS)}")
+    options["critic"] = canonical_critic(options["critic"])  # 'simulated' → 'oracle'; unknown names fail here
     _check_limit(options["limit"])
     config = build_config(EvalConfig, options)
     prepare(config, out)
-    open_stream(config)  # bad specs and missing folders fail here, before the model loads
-    critic_for = critic_factory(config, critic_model)
+    check_captions(config, open_stream(config)[1])  # bad specs, missing folders, captionless paper runs fail here
+    critic_for = critic_factory(config, critic_model) if config.critic != "self" else None
     import torch
 
     # CPU hosts: `accelerate launch --multi_gpu --num_processes N` starts N processes that join over gloo
     state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
     pipe = load_pipeline(config.model, device=device or state.device, progress=not quiet)
     pipe.set_progress_bar_config(disable=True)
+    critic_for = critic_for or critic_factory(config, critic_model, pipe)
     document = evaluate(config, out, pipe, critic_for, state.process_index, state.num_processes,
                         state.wait_for_everyone, progress=not quiet and state.is_main_process)
     if document is not None and not quiet:

@@ -3,7 +3,8 @@
 Specs:
 
 - ``shapes:<dir>``: an exported Shapes-Ref folder (REFER or CRIS layout, detected);
-- ``shapes-gen:<n>[:<seed>[:<size>]]``: Shapes-Ref generated on the fly;
+- ``shapes-gen:<n>[:<seed>[:<size>[:<preset>]]]``: Shapes-Ref generated on the fly (preset ``default`` or
+  ``crowded``: 5-6 look-alike objects, relation and ordinal expressions only);
 - ``scenes-gen:<n>[:<seed>[:<size>[:<preset>[:<mode>]]]][:<knob>=<value>...]``: Scenes-3D generated on the fly;
 - ``scenes:<dir>``: an exported Scenes-3D folder (gRefCOCO, REFER, CRIS or CLEVR-Ref+ layout, detected);
 - ``refer:<root>:<dataset>:<splitBy>`` (e.g. ``refer:data:refcoco:unc``);
@@ -27,10 +28,16 @@ from addp_agent.data.sample import RISSample
 from addp_agent.data.shapes import DATASET, ShapesRef, ShapesRefConfig
 from addp_agent.errors import DataError, UserError
 
-SPEC_HELP = ("shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], scenes:<dir>, "
+SPEC_HELP = ("shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>[:<preset>]]], scenes:<dir>, "
              "scenes-gen:<n>[:<seed>[:<size>[:<preset>[:<mode>]]]], refer:<root>:<dataset>:<splitBy>, "
              "cris:<root>:<dataset>, grefcoco:<root>[:<dataset>[:<splitBy>]], clevr-ref:<root>")
 SCENES = "scenes3d"
+# shapes-gen presets; "crowded": 5-6 look-alike objects, relation and ordinal expressions only (the confusable case)
+SHAPES_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "crowded": {"min_objects": 5, "max_objects": 6, "similarity": 1.0,
+                "family_weights": {"relation": 0.5, "ordinal": 0.5}},
+}
 
 
 def shapes_layouts(folder: str | Path) -> list[str]:
@@ -102,13 +109,16 @@ def load_source(spec: str, split: str, skip_bad: bool = False) -> Iterable[RISSa
     kind, _, rest = spec.partition(":")
     if kind == "shapes-gen":
         try:
-            values = [int(part) for part in rest.split(":")]
-            if not 1 <= len(values) <= 3:
+            parts = rest.split(":")
+            preset = parts.pop() if len(parts) == 4 else "default"
+            values = [int(part) for part in parts]
+            if not 1 <= len(values) <= 3 or preset not in SHAPES_PRESETS:
                 raise ValueError(rest)
             n, seed, size = values + [0, 64][len(values) - 1 :]
-            return ShapesRef(split, n, seed, ShapesRefConfig(size=size))
+            return ShapesRef(split, n, seed, ShapesRefConfig(size=size, **SHAPES_PRESETS[preset]))
         except ValueError:
-            raise UserError(f"bad source {spec!r}; expected shapes-gen:<n>[:<seed>[:<size>]]") from None
+            raise UserError(f"bad source {spec!r}; expected shapes-gen:<n>[:<seed>[:<size>[:<preset>]]] with a "
+                            f"preset from {', '.join(SHAPES_PRESETS)}") from None
     if kind == "scenes-gen":
         from addp_agent.data.scenes3d import ScenesRef, parse_spec
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from addp_agent.critic.names import critic_label
 from addp_agent.errors import DataError
 from addp_agent.eval.records import EvalConfig, SampleRecord, read_records, write_records
 from addp_agent.eval.shard import part_files, summary_path
@@ -41,7 +42,7 @@ def metrics_document(config: EvalConfig, summary: EvalSummary, loader_skipped: d
     for reason, count in loader_skipped.items():
         reasons[reason] = reasons.get(reason, 0) + int(count)
     body["skipped"] = {"total": sum(reasons.values()), "reasons": dict(sorted(reasons.items()))}
-    return {"config": config.model_dump(), **body}
+    return {"config": config.model_dump(), "critic": critic_label(config.critic), **body}
 
 
 def finalize(config: EvalConfig, out: Path, world: int, plots: bool = True) -> dict[str, Any]:
