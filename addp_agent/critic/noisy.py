@@ -28,7 +28,7 @@ class ErrorRates(BaseModel):
     @classmethod
     def from_accuracy(cls, accuracy: float) -> ErrorRates:
         """Every rate 1 − ``accuracy``: a critic right ``accuracy`` of the time in each decision."""
-        error = 1.0 - float(accuracy)
+        error = round(1.0 - float(accuracy), 12)
         return cls(false_accept=error, false_reject=error, wrong_name=error)
 
     @property

@@ -16,10 +16,10 @@ class OracleCritic:
     """Reads the ground truth. Accepts when IoU with it ≥ ``accept_iou``.
 
     Otherwise it names the annotated instance (its description or category) that holds most of the false-positive
-    area, skipping instances already used as corrections, when the mask *painted that object*: it covers at least
-    ``object_share`` of the instance, or more of it than the mask misses of the target. So a mask on a smaller wrong
-    object is named even though more target pixels are missed than wrong pixels painted. When the error is a miss
-    with no wrongly painted object, it says a negative prompt cannot fix it (no correction).
+    area, skipping instances already used as corrections, when false positives outweigh misses *or* the mask painted
+    that object (it covers at least ``object_share`` of it). So a mask on a smaller wrong object is named even though
+    more target pixels are missed than wrong pixels painted. When the error is a miss with no wrongly painted object,
+    it says a negative prompt cannot fix it (no correction).
     """
 
     name = "oracle"
@@ -48,7 +48,7 @@ class OracleCritic:
         overlaps = [(int((false_pos & inst.mask).sum()), int(inst.mask.sum()), inst.name) for inst in self.instances
                     if inst.name.lower() not in tried]
         hit, size, name = max(overlaps, default=(0, 0, ""))
-        painted = hit > 0 and (hit >= self.object_share * size or hit >= fn)
+        painted = hit > 0 and (fp >= fn or hit >= self.object_share * size)
         if painted:
             return Critique(verdict="revise", confidence=1.0, correction=name,
                             problem=f"the mask covers {name} ({hit / fp:.0%} of the false-positive area, "
