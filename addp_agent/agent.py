@@ -4,7 +4,8 @@ A :class:`Session` encodes one (image, expression) pair once. Round 1 runs witho
 the mask; its correctional prompt D⁻ joins the corrections of the next round, which reuses the cached encodings —
 and, with ``resume_step=k``, also the denoising state after step k instead of restarting from noise. The loop
 stops on accept, after ``max_rounds``, on convergence (mask IoU with the previous round ≥ 0.98) or when the critic
-fails or has nothing a negative prompt could fix; every round is kept.
+fails or has nothing a negative prompt could fix; every round is kept. The answer is the round the critic prefers
+(:func:`preferred_round`), never one chosen by ground truth.
 """
 
 from __future__ import annotations
