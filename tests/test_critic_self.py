@@ -8,7 +8,13 @@ import pytest
 
 from addp_agent.agent import LoopConfig, Session
 from addp_agent.critic import CritiqueRequest, ScoredCritique
-from addp_agent.critic.consistency import SelfConsistencyCritic, agreement, doubtful_region, similarity
+from addp_agent.critic.consistency import (
+    SelfConsistencyCritic,
+    agreement,
+    doubtful_region,
+    similarity,
+    unstable_part,
+)
 from addp_agent.critic.lexicon import Lexicon
 from addp_agent.critic.readings import ModelReader, PipelineReader, Readings
 from addp_agent.data.shapes import generate_sample
@@ -104,7 +110,7 @@ def test_no_correction_when_no_trial_moves_the_mask_toward_the_others():
     reader = ConstructedReader({(): [B], ("the circle",): [A], ("the yellow circle",): [A]},
                                phrases={"the circle": A, "the yellow circle": A})
     result = critique(reader, A)
-    assert result.verdict == "revise" and result.correction is None and "moves it toward them" in result.problem
+    assert result.verdict == "revise" and result.correction is None and "moves the mask toward" in result.problem
 
 
 def test_no_name_when_no_phrase_paints_the_doubtful_region():
@@ -122,6 +128,17 @@ def test_readings_that_disagree_among_themselves_give_no_correction():
     reader = ConstructedReader({(): [B, C, A]}, phrases={"the circle": A})
     result = SelfConsistencyCritic(reader, seeds=4).critique(request(box(14, 20, 2, 8)))
     assert result.verdict == "revise" and result.correction is None and "disagree among themselves" in result.problem
+
+
+def test_an_object_the_other_readings_waver_on_is_named_and_the_rest_kept():
+    half_b = box(14, 17, 14, 20)
+    assert np.array_equal(unstable_part(A | B, [A | B, A | half_b, A]), B)  # A always, B in 1.5 of 3 readings
+    assert unstable_part(A | B, [A | B, A | B, A | half_b]) is None  # B: mean coverage 0.83, not wavering
+    assert unstable_part(A | B, [A, B, A | B]) is None  # no object is painted by every reading
+    reader = ConstructedReader({(): [A | B, A | B, A], ("the circle",): [A]}, phrases={"the circle": B})
+    result = critique(reader, A | B, accept_agreement=0.9)
+    assert result.correction == "the circle" and "one object of the mask" in result.problem
+    assert "0.50 → 1.00" in result.problem  # the trial keeps A, what every reading paints
 
 
 def test_a_mask_missing_what_the_others_paint_cannot_be_fixed_by_a_negative_prompt():

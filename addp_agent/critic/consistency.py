@@ -13,9 +13,12 @@ settings. Nothing else (no annotation, no generator object list, no other servic
 * **Name.** Candidate phrases come only from the model's vocabulary (:mod:`~addp_agent.critic.lexicon`). The
   model's own one-step paint for each is scored by how well it covers the doubtful region and spares the consensus,
   in three batched passes (nouns; colours on the best noun; size and material on the best phrase).
+* **Waver.** When the mask holds several objects and the other readings paint one of them fully but waver on
+  another (paint it partly, or in some seeds only), that other object is the doubtful region and the rest of the
+  mask is what to keep.
 * **Try.** The best few phrases are tried as D⁻ on the round itself (same seed and settings, one batch). The
-  critic proposes the phrase whose corrected mask comes closest to the consensus, and only if it comes closer than
-  the mask did; otherwise it asks for no correction and the loop stops.
+  critic proposes the phrase whose corrected mask comes closest to the consensus (or to the rest of the mask), and
+  only if it comes closer than the mask did; otherwise it asks for no correction and the loop stops.
 
 No target: readings that all paint nothing agree, so an empty mask is accepted as "not found", and a mask that
 paints what no other reading paints is corrected toward nothing. Several targets: masks are unions; the same rules
@@ -53,6 +56,25 @@ def doubtful_region(mask: np.ndarray, others: Sequence[np.ndarray]) -> tuple[np.
     consensus = votes > 0.5
     near = ndimage.binary_dilation(consensus, structure=np.ones((3, 3), bool)) if consensus.any() else consensus
     return mask & ~near, consensus
+
+
+def unstable_part(mask: np.ndarray, others: Sequence[np.ndarray], stable: float = 0.9,
+                  unstable: float = 0.75) -> np.ndarray | None:
+    """The object of a several-object mask that the other readings paint least, when they paint some other object
+    of the mask (nearly) fully (mean coverage ≥ ``stable``) and this one on average less than ``unstable``: the
+    model's readings keep one object and waver on the other. Objects are connected components of at least a tenth
+    of the mask."""
+    labels, count = ndimage.label(mask)
+    if count < 2 or not len(others):
+        return None
+    least = max(4, int(0.1 * mask.sum()))
+    parts = [labels == k for k in range(1, count + 1)]
+    parts = [p for p in parts if p.sum() >= least]
+    if len(parts) < 2:
+        return None
+    cover = [float(np.mean([(o & p).sum() / p.sum() for o in others])) for p in parts]
+    weakest = int(np.argmin(cover))
+    return parts[weakest] if max(cover) >= stable and cover[weakest] < unstable else None
 
 
 @dataclass(frozen=True)
@@ -102,34 +124,44 @@ class SelfConsistencyCritic:
             return self._verdict("accept", score, "")
         doubtful, consensus = doubtful_region(mask, others)
         share = doubtful.sum() / max(1, mask.sum())
-        if share < self.min_doubtful_share:
-            if similarity(mask, consensus) >= self.accept_agreement:  # the mask is the majority reading
-                return self._verdict("accept", score, "")
-            return self._verdict("revise", score, f"other readings paint what this mask leaves out (agreement "
-                                                  f"{score:.2f}); a negative prompt cannot add paint")
-        if not consensus.any() and sum(o.any() for o in others) > len(others) / 2:
-            return self._verdict("revise", score, f"the readings disagree among themselves (agreement {score:.2f}); "
-                                                  "there is no consensus to correct toward")
+        if share >= self.min_doubtful_share:
+            if not consensus.any() and sum(o.any() for o in others) > len(others) / 2:
+                return self._verdict("revise", score, f"the readings disagree among themselves (agreement "
+                                                      f"{score:.2f}); there is no consensus to correct toward")
+            return self._correct(request, mask, doubtful, consensus, score,
+                                 f"{share:.0%} of the mask is a reading other seeds do not share")
+        part = unstable_part(mask, others)
+        if part is not None:
+            return self._correct(request, mask, part, mask & ~part, score,
+                                 "one object of the mask is painted fully by no other reading, the rest by all")
+        if similarity(mask, consensus) >= self.accept_agreement:  # the mask is the majority reading
+            return self._verdict("accept", score, "")
+        return self._verdict("revise", score, f"other readings paint what this mask leaves out (agreement "
+                                              f"{score:.2f}); a negative prompt cannot add paint")
+
+    def _correct(self, request: CritiqueRequest, mask: np.ndarray, doubtful: np.ndarray, target: np.ndarray,
+                 score: float, finding: str) -> ScoredCritique:
+        """Name ``doubtful`` and try the names as D⁻: propose the one whose corrected round comes closest to
+        ``target`` (what the mask should keep), if it comes at least ``min_gain`` closer than the mask is."""
         tried = {c.lower() for c in request.corrections}
-        candidates = self.candidates(request.image, doubtful, consensus, request.seed, tried)
+        candidates = self.candidates(request.image, doubtful, target, request.seed, tried)
         if not candidates:
-            return self._verdict("revise", score, f"{share:.0%} of the mask is a reading other seeds do not share, "
-                                                  f"and no phrase the model knows paints it (agreement {score:.2f})")
-        before = similarity(mask, consensus)
+            return self._verdict("revise", score, f"{finding}, and no phrase the model knows paints it (agreement "
+                                                  f"{score:.2f})")
+        before = similarity(mask, target)
         trial_seed = 0 if request.seed is None else int(request.seed)
         corrected = self.reader.seeds(request.image, request.expression, [trial_seed] * len(candidates),
                                       [[*request.corrections, c.phrase] for c in candidates], request.settings).masks
-        gains = [similarity(as_bool_mask(m), consensus) for m in corrected]
+        gains = [similarity(as_bool_mask(m), target) for m in corrected]
         k = max(range(len(gains)), key=lambda j: (round(gains[j], 2), -j))  # near-ties: the better-named phrase
         if gains[k] < before + self.min_gain:
-            return self._verdict("revise", score, f"{share:.0%} of the mask is a reading other seeds do not share; "
-                                                  f"no correction tried ({', '.join(c.phrase for c in candidates)}) "
-                                                  f"moves it toward them (agreement {score:.2f})")
+            return self._verdict("revise", score, f"{finding}; no correction tried "
+                                                  f"({', '.join(c.phrase for c in candidates)}) moves the mask toward "
+                                                  f"the rest (agreement {score:.2f})")
         best = candidates[k]
-        return self._verdict("revise", score, f"{share:.0%} of the mask is a reading other seeds do not share; the "
-                                              f"model reads it as '{best.phrase}' (match {best.score:.2f}); with it as "
-                                              f"D⁻ the mask's IoU with them goes {before:.2f} → {gains[k]:.2f} "
-                                              f"(agreement {score:.2f})", best.phrase)
+        return self._verdict("revise", score, f"{finding}; the model reads it as '{best.phrase}' (match "
+                                              f"{best.score:.2f}); with it as D⁻ the mask's IoU with the rest goes "
+                                              f"{before:.2f} → {gains[k]:.2f} (agreement {score:.2f})", best.phrase)
 
     @staticmethod
     def _verdict(verdict: str, score: float, problem: str, correction: str | None = None) -> ScoredCritique:
