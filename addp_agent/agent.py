@@ -4,7 +4,8 @@ A :class:`Session` encodes one (image, expression) pair once. Round 1 runs witho
 the mask; its correctional prompt D⁻ joins the corrections of the next round, which reuses the cached encodings —
 and, with ``resume_step=k``, also the denoising state after step k instead of restarting from noise. The loop
 stops on accept, after ``max_rounds``, on convergence (mask IoU with the previous round ≥ 0.98) or when the critic
-fails or has nothing a negative prompt could fix; every round is kept.
+fails or has nothing a negative prompt could fix; every round is kept. The answer is the round the critic prefers
+(:func:`preferred_round`), never one chosen by ground truth.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound
+from addp_agent.critic.base import Critic, CriticError, Critique, CritiqueRequest, PriorRound, ScoredCritique
 from addp_agent.engine.decode import DEFAULT_THRESHOLD, MaskDecoding
 from addp_agent.engine.guidance import CorrectionMode
 from addp_agent.engine.outputs import SegmentationResult, TrajectoryPoint
@@ -260,13 +261,14 @@ class Session:
     # -------------------------------------------------------------------------------------------------- loop
     def critique(self, critic: Critic, round_: Round) -> Critique:
         """Ask ``critic`` about ``round_`` (records the critique or raises :class:`CriticError`)."""
-        history = [PriorRound(r.index, r.corrections, r.result.area_fraction, r.critique) for r in self.rounds
-                   if r.index < round_.index]
+        history = [PriorRound(r.index, r.corrections, r.result.area_fraction, r.critique, r.mask)
+                   for r in self.rounds if r.index < round_.index]
         request = CritiqueRequest(
             image=resized(self.image, round_.mask.shape), expression=self.expression, mask=round_.mask,
             round=round_.index,
             corrections=list(round_.corrections), history=history, intermediate_mask=round_.intermediate_mask,
-            intermediate_step=self.config.resume_step if round_.intermediate_mask is not None else None)
+            intermediate_step=self.config.resume_step if round_.intermediate_mask is not None else None,
+            seed=round_.result.seed, settings=dict(round_.result.settings), confidence=round_.confidence)
         start = time.perf_counter()
         try:
             critique = critic.critique(request)
@@ -330,9 +332,19 @@ class Session:
         return [*corrections, text]
 
     def best_index(self) -> int:
-        """The accepted round if there is one, else the round with the highest decoder confidence (later wins)."""
-        for k, r in enumerate(self.rounds):
-            if r.critique is not None and r.critique.verdict == "accept":
-                return k
-        return max(range(len(self.rounds)), key=lambda k: (self.rounds[k].confidence, k))
+        """The round the critic prefers, never one chosen by ground truth: the first round it accepted; else, if
+        it scores masks (:class:`ScoredCritique`), the round it scores highest; else the round with the highest
+        decoder confidence. Ties go to the earlier round, so an uncorrected round 1 wins over a tie."""
+        return preferred_round(self.rounds)
+
+
+def preferred_round(rounds: list[Round]) -> int:
+    """0-based index of the round a session answers with (see :meth:`Session.best_index`)."""
+    for k, r in enumerate(rounds):
+        if r.critique is not None and r.critique.verdict == "accept":
+            return k
+    scored = [k for k, r in enumerate(rounds) if isinstance(r.critique, ScoredCritique)]
+    if scored:
+        return max(scored, key=lambda k: (rounds[k].critique.score, -k))  # type: ignore[union-attr]
+    return max(range(len(rounds)), key=lambda k: (rounds[k].confidence, -k))
 

@@ -24,13 +24,14 @@ def run(argv, capsys):
     return exit_info.value.code, captured.out, captured.err
 
 
-def test_simulated_critic_on_a_shapes_sample(tmp_path, tiny_pixel_dir, capsys):
+def test_oracle_critic_on_a_shapes_sample_via_its_old_name(tmp_path, tiny_pixel_dir, capsys):
     out = tmp_path / "out"
     code, stdout, err = run(["agent", "--shapes-sample", "val:5", "--critic", "simulated", "--max-rounds", "2",
                              "--steps", "3", "--model", str(tiny_pixel_dir), "--out", str(out)], capsys)
     assert code == 0, err
     trace = json.loads((out / "trace.json").read_text())
-    assert trace["critic"] == "simulated" and trace["expression"] == generate_sample("val", 5).expression
+    assert trace["critic"] == "oracle" and trace["critic_label"] == "oracle (reads ground truth)"
+    assert trace["expression"] == generate_sample("val", 5).expression
     assert trace["rounds"][0]["critique"]["verdict"] in ("accept", "revise")
     assert 0.0 <= trace["rounds"][0]["iou_with_ground_truth"] <= 1.0
     for r in trace["rounds"]:
@@ -75,17 +76,32 @@ def test_shapes_sample_seed_selects_the_stream():
     assert not np.array_equal(generate_sample("test", 245, 1).image, generate_sample("test", 245, 0).image)
 
 
+def test_self_and_noisy_critics_on_a_shapes_sample(tmp_path, tiny_pixel_dir, capsys):
+    for critic, extra in (("self", []), ("noisy", ["--critic-accuracy", "0.5", "--critic-seed", "3"])):
+        out = tmp_path / critic
+        code, stdout, err = run(["agent", "--shapes-sample", "val:5", "--critic", critic, "--max-rounds", "2",
+                                 "--model", str(tiny_pixel_dir), "--out", str(out), *extra], capsys)
+        assert code == 0, err
+        trace = json.loads((out / "trace.json").read_text())
+        assert trace["critic"] == critic and trace["rounds"][0]["critique"] is not None
+    assert "score" in json.loads((tmp_path / "self" / "trace.json").read_text())["rounds"][0]["critique"]
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--critic", "simulated"], "--gt-mask"),
+    (["--critic", "oracle"], "--critic oracle reads the ground truth"),
+    (["--critic", "noisy", "--gt-mask", "GT10"], "--critic noisy needs --critic-accuracy"),
     (["--critic", "paper", "--critic-model", "m", "--base-url", "http://127.0.0.1:9/v1"], "--caption"),
-    (["--critic", "judge"], "--critic must be one of"),
+    (["--critic", "judge"], "unknown critic 'judge'"),
     (["--critic", "simulated", "--gt-mask", "GT"], "differ"),
 ])
 def test_clear_errors(tmp_path, tiny_pixel_dir, capsys, extra, message):
     image = tmp_path / "scene.png"
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(image)
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "gt.png")
-    extra = [str(tmp_path / "gt.png") if e == "GT" else e for e in extra]
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "gt-fits.png")
+    paths = {"GT": str(tmp_path / "gt.png"), "GT10": str(tmp_path / "gt-fits.png")}
+    extra = [paths.get(e, e) for e in extra]
     code, _, err = run(["agent", str(image), "the cup", "--out", str(tmp_path / "o"), "--model", str(tiny_pixel_dir),
                         *extra], capsys)
     assert code == 2 and err.startswith("error: ") and (message in err or "is 10×10" in err), err

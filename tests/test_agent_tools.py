@@ -28,6 +28,7 @@ from addp_agent.tools.openai_tools import (
     responses_output_item,
     responses_tools,
 )
+from addp_agent.tools.schemas import SegmentArgs
 from addp_agent.tools.store import SessionStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,20 @@ def test_vlm_critic_rounds_and_critic_failure_through_the_tool(pipe, images):
     result = out.result
     assert result.stop_reason == "critic_failed" and [h.round for h in result.history] == [1, 2]
     assert result.history[1].corrections == ["the cross"] and "server_error" in result.history[1].problem
+
+
+def test_self_critic_through_the_tool_needs_no_server_and_judges_every_round(pipe, images):
+    _, sample = images
+    tools = SegmentationTools(pipeline=pipe, convergence_iou=1.01)  # no critic_factory: no VLM configured
+    out = tools.call("segment", {"image": _png_b64(sample.image), "expression": sample.expression, "steps": 2,
+                                 "critic": "self", "max_rounds": 2})
+    assert not out.is_error, out.text()
+    result = out.result
+    assert [h.round for h in result.history] == list(range(1, len(result.history) + 1))
+    assert all(h.verdict in ("accept", "revise") for h in result.history)  # the last round is judged too
+    assert result.stop_reason in ("accepted", "max_rounds", "no_correction", "repeated_correction")
+    nullable = SegmentArgs.model_json_schema()["properties"]["critic"]
+    assert "self" in str(nullable) and "reading no ground truth" in str(nullable)
 
 
 # ------------------------------------------------------------------------------------------------- OpenAI

@@ -144,3 +144,25 @@ def test_paper_critic_asks_the_addp_question_once(tmp_path):
     assert server.requests[0]["messages"][1]["content"] == (
         "This is an image of a mother holding a child on a sofa. What might confuse the segmentation of the mug?")
     assert answer_phrase("Answer: the lamp.") == "the lamp"
+
+
+@pytest.mark.parametrize("caption", ["", "   ", None])
+def test_paper_critic_refuses_to_run_without_a_caption(caption):
+    with pytest.raises(UserError, match="needs a caption of the image; none was given"):
+        PaperCritic(caption, transport=object())
+
+
+def test_paper_critic_for_a_sample_asks_about_its_own_caption():
+    from addp_agent.data.sample import RISSample
+
+    with ChatServer(scripted([Reply(completion("the blue sphere"))])) as server:
+        transport = ChatTransport(ChatSettings(base_url=server.url, api_key="k", model="llm", cache_dir=None))
+        image, mask = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool)
+        sample = RISSample("s1", image, "the red cube", mask, caption="a red cube beside a blue sphere")
+        critique = PaperCritic.from_sample(sample, transport).critique(_request())
+        assert critique.correction == "the blue sphere"
+        asked = server.requests[0]["messages"][1]["content"]
+        assert asked == "This is an image of a red cube beside a blue sphere. What might confuse the segmentation " \
+                        "of the mug?"
+        with pytest.raises(UserError, match="sample s2 has no caption"):
+            PaperCritic.from_sample(RISSample("s2", image, "the red cube", mask), transport)

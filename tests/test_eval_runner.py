@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from addp_agent.cli import main
@@ -180,7 +181,14 @@ def test_cli_writes_outputs(red_dir, tmp_path, capsys) -> None:
     (["--data", "nope:1"], "unknown data source 'nope:1'"),
     (["--data", "shapes:/no/such/dir"], "/no/such/dir: no exported Shapes-Ref found"),
     (["--data", "shapes-gen:4", "--limit", "0"], "--limit must be ≥ 1, got 0"),
-    (["--data", "shapes-gen:4", "--critic", "oracle"], "unknown critic 'oracle'; use one of simulated, vlm, paper"),
+    (["--data", "shapes-gen:4", "--critic", "orakel"], "unknown critic 'orakel'; use one of oracle, noisy, self, vlm"),
+    (["--data", "shapes-gen:4", "--critic", "noisy"], "the noisy critic needs --critic-accuracy"),
+    (["--data", "shapes-gen:4", "--critic", "noisy", "--critic-accuracy", "1.5"],
+     "--critic-accuracy: Input should be less than or equal to 1"),
+    (["--data", "shapes-gen:4", "--critic", "paper"], "--critic paper needs image captions, and shapes-gen:4 has none"),
+    (["--data", "shapes-gen:4:0:64:busy"], "expected shapes-gen:<n>[:<seed>[:<size>[:<preset>]]] with a preset"),
+    (["--data", "shapes-gen:4", "--critic", "self", "--self-seeds", "1"],
+     "--self-seeds: Input should be greater than or equal to 2"),
     (["--data", "shapes-gen:4", "--max-rounds", "0"], "--max-rounds: Input should be greater than or equal to 1"),
     (["--data", "shapes-gen:4", "--correction-mode", "sideways"],
      "--correction-mode: Input should be 'additive', 'replace' or 'paper'"),
@@ -212,3 +220,72 @@ def test_failing_sample_is_counted_or_strict(red_pipe, red_dir, tmp_path) -> Non
     assert json.loads(lines[1])["error"].startswith("failed sample: mask (1, 1)")
     with pytest.raises(UserError, match="sample shapes-val-000001: mask"):
         evaluate(_config(red_dir, limit=4, max_rounds=2, strict=True), tmp_path / "strict", red_pipe, critic_for)
+
+
+def test_simulated_is_read_as_the_oracle_and_reports_say_it_reads_ground_truth(single, red_dir) -> None:
+    config = _config(red_dir, critic="simulated")
+    assert config.critic == "oracle" and config.identity() == _config(red_dir).identity()  # old runs resume
+    document = json.loads((single / "metrics.json").read_text())
+    assert document["critic"] == "oracle (reads ground truth)"
+    assert "critic **oracle (reads ground truth)**" in (single / "report.md").read_text()
+
+
+def test_metrics_count_answers_worse_than_round_1_and_unet_cost(single) -> None:
+    document = json.loads((single / "metrics.json").read_text())
+    records = [json.loads(line) for line in (single / "samples.jsonl").read_text().splitlines()]
+    answers = [(r["rounds"][0]["iou"], r["rounds"][r["best_round"] - 1]["iou"]) for r in records]
+    versus = document["answer_vs_round1"]
+    assert versus["worse"]["count"] == sum(a < f - 0.1 for f, a in answers)
+    assert versus["better"]["count"] == sum(a > f + 0.1 for f, a in answers)
+    assert versus["worse"]["share"] == versus["worse"]["count"] / 8
+    unet = document["unet"]  # the tiny model runs 3 branches (text, image-only, unconditional) per step
+    assert unet["rows"] == sum(r["unet_rows"] for r in records) and all(r["unet_pass_rows"] == 3 for r in records)
+    corrected = [len(x["corrections"]) for r in records for x in r["rounds"][1:]]  # a branch more per correction
+    assert corrected and unet["rows"] == 8 * 3 + sum(3 + k for k in corrected)
+    assert unet["passes_per_sample"] == unet["rows"] / (8 * 3)
+    assert "samples (" in (single / "report.md").read_text() and "UNet passes per sample" in \
+        (single / "report.md").read_text()
+
+
+def test_worse_than_round_1_is_exact_and_merges(red_dir) -> None:
+    from addp_agent.eval.records import RoundRecord, SampleRecord
+    from addp_agent.eval.summary import EvalSummary
+
+    def record(index, first, answer, best):
+        rounds = [RoundRecord(round=k + 1, intersection=i, union=10, iou=i / 10, confidence=0.5, corrections=[],
+                              mask_rle={}) for k, i in enumerate((first, answer))]
+        return SampleRecord(index=index, sample_id=str(index), expression="x", rounds=rounds, best_round=best,
+                            unet_rows=5, unet_calls=2, unet_pass_rows=2)
+
+    # IoU 0.9 → 0.8 is exactly 0.1 lower: not worse; 0.9 → 0.7 is; a loop answering with round 1 is never worse
+    shard = EvalSummary.of([record(0, 9, 8, 2), record(1, 9, 7, 2)], 2)
+    other = EvalSummary.of([record(2, 9, 0, 1), record(3, 2, 9, 2)], 2)
+    metrics = EvalSummary.from_state(shard.state()).merge(other).to_metrics()
+    assert metrics["answer_vs_round1"] == {"by": 0.1, "worse": {"count": 1, "share": 0.25},
+                                           "better": {"count": 1, "share": 0.25}}
+    assert metrics["unet"] == {"calls": 8, "rows": 20, "calls_per_sample": 2.0, "rows_per_sample": 5.0,
+                               "passes_per_sample": 2.5}
+
+
+def test_self_critic_evaluation_reads_the_model_not_the_ground_truth(red_pipe, red_dir, tmp_path) -> None:
+    config = _config(red_dir, critic="self", limit=4, max_rounds=2)
+    with pytest.raises(UserError, match="self critic reads the model"):
+        critic_factory(config)
+    document = evaluate(config, tmp_path, red_pipe, critic_factory(config, pipe=red_pipe))
+    records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert document["critic"].startswith("self-consistency (reads no ground truth")
+    assert all(r["rounds"][0]["critique"]["score"] is not None for r in records)
+    assert all(r["unet_rows"] > 3 for r in records)  # round 1 plus the critic's other seeds
+
+
+def test_paper_critic_reads_each_samples_caption_and_refuses_a_sample_without_one(tmp_path, monkeypatch) -> None:
+    from addp_agent.data.sample import RISSample
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("ADDP_CRITIC_MODEL", "llm")
+    factory = critic_factory(EvalConfig(data="scenes-gen:1", critic="paper"))
+    image, mask = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool)
+    captioned = RISSample("s1", image, "the cube", mask, caption="three objects on a grey floor")
+    assert factory(captioned).caption == "three objects on a grey floor"
+    with pytest.raises(UserError, match="sample s2 has no caption, and the paper critic needs one"):
+        factory(RISSample("s2", image, "the cube", mask))

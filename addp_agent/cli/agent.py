@@ -18,10 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from addp_agent.cli.app import app
+from addp_agent.critic.names import CHOICES_HELP, CRITIC_NAMES, canonical_critic, critic_label
 from addp_agent.errors import UserError
 from addp_agent.limits import MAX_SEED, MAX_STEPS
 
-CRITICS = ("vlm", "paper", "simulated", "none")
+CRITICS = CRITIC_NAMES
 AGENT_FILES = ("round*_overlay.png", "round*_mask.png", "mask.png", "overlay.png", "trace.json")
 
 
@@ -64,16 +65,28 @@ def _inputs(image: Path | None, expression: str | None, shapes_sample: str | Non
 
 
 def _critic(name: str, truth: np.ndarray | None, instances: list, accept_iou: float, caption: str | None,
-            settings: Any):
+            settings: Any, accuracy: float | None, critic_seed: int, pipe: Any = None):
     if name == "none":
         return None
-    if name == "simulated":
-        from addp_agent.critic.simulated import SimulatedCritic
+    if name in ("oracle", "noisy"):
+        from addp_agent.critic.oracle import OracleCritic
 
         if truth is None:
-            raise UserError("--critic simulated needs the ground truth: pass --gt-mask MASK.png, or "
+            raise UserError(f"--critic {name} reads the ground truth: pass --gt-mask MASK.png, or "
                             "--shapes-sample SPLIT:INDEX for a Shapes-Ref sample with its instances")
-        return SimulatedCritic(truth, instances, accept_iou)
+        oracle = OracleCritic(truth, instances, accept_iou)
+        if name == "oracle":
+            return oracle
+        from addp_agent.critic.noisy import ErrorRates, NoisyOracleCritic
+
+        if accuracy is None:
+            raise UserError("--critic noisy needs --critic-accuracy A (every error rate is 1 − A)")
+        return NoisyOracleCritic(oracle, ErrorRates.from_accuracy(accuracy), critic_seed, key="agent")
+    if name == "self":
+        from addp_agent.critic.consistency import SelfConsistencyCritic
+        from addp_agent.critic.readings import PipelineReader
+
+        return SelfConsistencyCritic(PipelineReader(pipe))
     if name == "paper":
         from addp_agent.critic.paper import PaperCritic
 
@@ -90,7 +103,7 @@ def _critic(name: str, truth: np.ndarray | None, instances: list, accept_iou: fl
 def agent_command(
     image: Path = typer.Argument(None, help="Input image (omit with --shapes-sample)."),
     expression: str = typer.Argument(None, help="Referring expression (default with --shapes-sample: its own)."),
-    critic: str = typer.Option("none", "--critic", help="vlm | paper | simulated | none"),
+    critic: str = typer.Option("none", "--critic", help=CHOICES_HELP),
     max_rounds: int = typer.Option(3, "--max-rounds", min=1, max=20),
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
     model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file or hub id "
@@ -102,13 +115,16 @@ def agent_command(
     resume_step: int = typer.Option(None, "--resume-step", min=1,
                                     help="k: the critic also sees the mask at step k; later rounds resume there."),
     correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt for round 1 (repeatable)."),
-    gt_mask: Path = typer.Option(None, "--gt-mask", help="Ground-truth mask PNG (for --critic simulated)."),
+    gt_mask: Path = typer.Option(None, "--gt-mask", help="Ground-truth mask PNG (for --critic oracle / noisy)."),
     shapes_sample: str = typer.Option(None, "--shapes-sample", metavar="SPLIT:INDEX[:SEED]",
                                       help="Image, expression, ground truth and instances from Shapes-Ref (seed 0 "
                                            "unless given; shapes-gen:N:SEED:64 in `addp eval` is the same stream)."),
     convergence_iou: float = typer.Option(0.98, "--convergence-iou", min=0.0,
                                           help="Stop when mask IoU with the previous round reaches this (>1: never)."),
-    accept_iou: float = typer.Option(0.9, "--accept-iou", min=0.0, max=1.0, help="Simulated critic's threshold."),
+    accept_iou: float = typer.Option(0.9, "--accept-iou", min=0.0, max=1.0, help="The oracle's accept threshold."),
+    critic_accuracy: float = typer.Option(None, "--critic-accuracy", min=0.0, max=1.0,
+                                          help="--critic noisy: every error rate is 1 − this."),
+    critic_seed: int = typer.Option(0, "--critic-seed", help="--critic noisy: seed of its errors."),
     caption: str = typer.Option(None, "--caption", help="Image caption for --critic paper."),
     critic_model: str = typer.Option(None, "--critic-model", help="LLM/VLM name (default: $ADDP_CRITIC_MODEL)."),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)."),
@@ -124,8 +140,7 @@ def agent_command(
     from addp_agent.outputs_io import check_output_folder
     from addp_agent.text import clean_text
 
-    if critic not in CRITICS:
-        raise UserError(f"--critic must be one of {', '.join(CRITICS)}, got {critic!r}")
+    critic = canonical_critic(critic)
     from addp_agent.engine.guidance import CORRECTION_MODES
 
     if correction_mode is not None and correction_mode not in CORRECTION_MODES:
@@ -147,14 +162,17 @@ def agent_command(
 
         settings = ChatSettings(base_url=base_url, model=critic_model, timeout_s=timeout,
                                 cache_dir=None if no_cache else cache_dir).resolved()
-    judge = _critic(critic, truth, instances, accept_iou, caption, settings)
+    checked = (critic, truth, instances, accept_iou, caption, settings, critic_accuracy, critic_seed)
+    judge = _critic(*checked) if critic != "self" else None  # bad critic settings fail before the model loads
     pipe = load_pipeline(model, device=device)
     pipe.set_progress_bar_config(disable=True)
+    judge = judge if critic != "self" else _critic(*checked, pipe=pipe)
     config = LoopConfig(max_rounds=max_rounds, num_inference_steps=steps, seed=seed, resume_step=resume_step,
                         convergence_iou=convergence_iou, correction_mode=correction_mode)  # type: ignore[arg-type]
     session = Session(pipe, rgb, expression, config)
     result = session.run(judge, list(correction or []))
-    _write(out, session, result, truth, {"critic": critic, "model": model or "bundled default",
+    _write(out, session, result, truth, {"critic": critic, "critic_label": critic_label(critic),
+                                         "model": model or "bundled default",
                                          "image": str(image) if image else f"shapes:{shapes_sample}"})
     _print_table(result, truth)
 

@@ -39,24 +39,22 @@ def eval_command(
     require_extra("eval")  # accelerate now, matplotlib for the plots at the end: check both before any work
     from accelerate import PartialState
 
+    from addp_agent.critic.names import canonical_critic
     from addp_agent.devices import check_device
-    from addp_agent.errors import UserError
     from addp_agent.eval.protocols import find_protocol, resolve_protocol
-    from addp_agent.eval.records import CRITICS
-    from addp_agent.eval.runner import configure_pipeline, critic_factory, evaluate, prepare
+    from addp_agent.eval.runner import check_captions, configure_pipeline, critic_factory, evaluate, prepare
     from addp_agent.eval.shard import open_stream
     from addp_agent.models.registry import load_pipeline
     from addp_agent.presets import describe
 
     values = resolve_protocol(options, given_options(context, options), name=flag)
-    if values["critic"] not in CRITICS:
-        raise UserError(f"unknown critic {values['critic']!r}; use one of {', '.join(CRITICS)}")
+    values["critic"] = canonical_critic(values["critic"])  # 'simulated' → 'oracle'; unknown names fail here
     _check_limit(values["limit"])
     config = build_config(EvalConfig, values)
     check_device(device)
     prepare(config, out)
-    open_stream(config)  # bad specs and missing folders fail here, before the model loads
-    critic_for = critic_factory(config, critic_model)
+    check_captions(config, open_stream(config)[1])  # bad specs, missing folders, captionless paper runs fail here
+    critic_for = critic_factory(config, critic_model) if config.critic != "self" else None
     import torch
 
     # CPU hosts: `accelerate launch --multi_gpu --num_processes N` starts N processes that join over gloo
@@ -66,6 +64,7 @@ def eval_command(
     pipe = load_pipeline(config.model, device=device or state.device, progress=not quiet)
     pipe.set_progress_bar_config(disable=True)
     configure_pipeline(pipe, config)
+    critic_for = critic_for or critic_factory(config, critic_model, pipe)
     document = evaluate(config, out, pipe, critic_for, state.process_index, state.num_processes,
                         state.wait_for_everyone, progress=not quiet and state.is_main_process)
     if document is not None and not quiet:

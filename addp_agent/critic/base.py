@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +31,13 @@ class Critique(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0, description="how sure the critic is, 0 to 1")
 
 
+class ScoredCritique(Critique):
+    """A critique that also scores the mask on the critic's own scale (higher is better, comparable between the
+    rounds of one session): the loop's answer, when no round is accepted, is the round the critic scores highest."""
+
+    score: float = Field(description="the critic's own quality score of the mask (not a ground-truth metric)")
+
+
 class CriticError(RuntimeError):
     """A critic could not produce a critique (timeout, HTTP error, refusal, unparsable answer)."""
 
@@ -47,6 +54,7 @@ class PriorRound:
     corrections: list[str]
     area_fraction: float
     critique: Critique | None
+    mask: np.ndarray | None = None
 
 
 @dataclass
@@ -54,7 +62,8 @@ class CritiqueRequest:
     """Everything a critic may look at for one round.
 
     ``mask`` is the round's final mask; ``intermediate_mask`` (optional) is the x̂₀ mask after step
-    ``intermediate_step``, the point the next round resumes from.
+    ``intermediate_step``, the point the next round resumes from. ``seed`` and ``settings`` are what the round was
+    denoised with and ``confidence`` its decoder confidence (for critics that consult the model itself).
     """
 
     image: np.ndarray  # RGB uint8 (H, W, 3)
@@ -65,6 +74,9 @@ class CritiqueRequest:
     history: list[PriorRound] = field(default_factory=list)
     intermediate_mask: np.ndarray | None = None
     intermediate_step: int | None = None
+    seed: int | None = None
+    settings: dict[str, Any] | None = None
+    confidence: float | None = None
 
     def overlay(self) -> np.ndarray:
         """The current mask drawn over the image (red fill, white outline)."""

@@ -7,6 +7,8 @@ import re
 from addp_agent.critic.base import CriticError, Critique, CritiqueRequest
 from addp_agent.critic.chat import ChatSettings, ChatTransport
 from addp_agent.critic.prompts import load_prompt
+from addp_agent.data.sample import RISSample
+from addp_agent.errors import UserError
 from addp_agent.text import clean_text
 
 
@@ -31,8 +33,20 @@ class PaperCritic:
 
     def __init__(self, caption: str, settings: ChatSettings | None = None,
                  transport: ChatTransport | None = None) -> None:
+        if not isinstance(caption, str) or not caption.strip():
+            raise UserError("the paper critic asks 'This is an image of <CAPTION>. What might confuse …?' and needs "
+                            "a caption of the image; none was given (no caption is invented)")
         self.caption = clean_text(caption, "caption")
         self.transport = transport or ChatTransport(settings)
+
+    @classmethod
+    def from_sample(cls, sample: RISSample, transport: ChatTransport) -> PaperCritic:
+        """The critic for one sample, asking about the sample's own caption; a sample without one is an error."""
+        if not sample.caption.strip():
+            raise UserError(f"sample {sample.sample_id} has no caption, and the paper critic needs one (it asks "
+                            "'This is an image of <CAPTION>. …'); Scenes-3D samples have captions, Shapes-Ref ones "
+                            "do not")
+        return cls(sample.caption, transport=transport)
 
     def question(self, expression: str) -> str:
         return load_prompt("paper_question").render(caption=self.caption, referring=expression)

@@ -3,7 +3,8 @@
 Specs:
 
 - ``shapes:<dir>``: an exported Shapes-Ref folder (REFER or CRIS layout, detected);
-- ``shapes-gen:<n>[:<seed>[:<size>]]``: Shapes-Ref generated on the fly;
+- ``shapes-gen:<n>[:<seed>[:<size>[:<preset>]]]``: Shapes-Ref generated on the fly (preset ``default`` or
+  ``crowded``: 5-6 look-alike objects, relation and ordinal expressions only);
 - ``scenes-gen:<n>[:<seed>[:<size>[:<preset>[:<mode>]]]][:<knob>=<value>...]``: Scenes-3D generated on the fly;
 - ``scenes:<dir>``: an exported Scenes-3D folder (gRefCOCO, REFER, CRIS or CLEVR-Ref+ layout, detected);
 - ``refer:<root>:<dataset>:<splitBy>`` (e.g. ``refer:data:refcoco:unc``);
@@ -29,10 +30,16 @@ from addp_agent.data.shapes import SPLITS as SHAPES_SPLITS
 from addp_agent.errors import DataError, SplitError, UserError
 from addp_agent.limits import MAX_SEED
 
-SPEC_HELP = ("shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>]], scenes:<dir>, "
+SPEC_HELP = ("shapes:<dir>, shapes-gen:<n>[:<seed>[:<size>[:<preset>]]], scenes:<dir>, "
              "scenes-gen:<n>[:<seed>[:<size>[:<preset>[:<mode>]]]], refer:<root>:<dataset>:<splitBy>, "
              "cris:<root>:<dataset>, grefcoco:<root>[:<dataset>[:<splitBy>]], clevr-ref:<root>")
 SCENES = "scenes3d"
+# shapes-gen presets; "crowded": 5-6 look-alike objects, relation and ordinal expressions only (the confusable case)
+SHAPES_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "crowded": {"min_objects": 5, "max_objects": 6, "similarity": 1.0,
+                "family_weights": {"relation": 0.5, "ordinal": 0.5}},
+}
 
 
 def shapes_layouts(folder: str | Path) -> list[str]:
@@ -103,10 +110,10 @@ def load_source(spec: str, split: str, skip_bad: bool = False) -> Iterable[RISSa
     """Open a data source spec for ``split`` (see module docstring)."""
     kind, _, rest = spec.partition(":")
     if kind == "shapes-gen":
-        n, seed, size = parse_shapes_gen(spec)
+        n, seed, size, preset = parse_shapes_gen(spec)
         if split not in SHAPES_SPLITS:
             raise SplitError(f"{spec}: unknown split {split!r}; Shapes-Ref has {', '.join(SHAPES_SPLITS)}")
-        return ShapesRef(split, n, seed, ShapesRefConfig(size=size))
+        return ShapesRef(split, n, seed, ShapesRefConfig(size=size, **SHAPES_PRESETS[preset]))
     if kind == "scenes-gen":
         from addp_agent.data.scenes3d import ScenesRef, parse_spec
 
@@ -143,11 +150,14 @@ def load_source(spec: str, split: str, skip_bad: bool = False) -> Iterable[RISSa
     raise UserError(f"unknown data source {spec!r}; use one of: {SPEC_HELP}")
 
 
-def parse_shapes_gen(spec: str) -> tuple[int, int, int]:
-    """``shapes-gen:<n>[:<seed>[:<size>]]`` → (n ≥ 1, seed ≥ 0, size in 32..1024); one :class:`UserError` naming the
-    bad part otherwise."""
-    expected = "expected shapes-gen:<n>[:<seed>[:<size>]]"
+def parse_shapes_gen(spec: str) -> tuple[int, int, int, str]:
+    """``shapes-gen:<n>[:<seed>[:<size>[:<preset>]]]`` → (n ≥ 1, seed ≥ 0, size in 32..1024, a preset of
+    :data:`SHAPES_PRESETS`); one :class:`UserError` naming the bad part otherwise."""
+    expected = f"expected shapes-gen:<n>[:<seed>[:<size>[:<preset>]]] with a preset from {', '.join(SHAPES_PRESETS)}"
     parts = spec.partition(":")[2].split(":")
+    preset = parts.pop() if len(parts) == 4 else "default"
+    if preset not in SHAPES_PRESETS:
+        raise UserError(f"bad source {spec!r}: unknown preset {preset!r} ({expected})")
     try:
         values = [int(part) for part in parts]
     except ValueError:
@@ -163,7 +173,7 @@ def parse_shapes_gen(spec: str) -> tuple[int, int, int]:
     low, high = (next(m for m in field.metadata if hasattr(m, bound)) for bound in ("ge", "le"))
     if not low.ge <= size <= high.le:
         raise UserError(f"bad source {spec!r}: size must be in {low.ge}..{high.le} pixels, got {size}")
-    return n, seed, size
+    return n, seed, size, preset
 
 
 def dataset_stats(samples: Iterable[RISSample]) -> dict[str, Any]:

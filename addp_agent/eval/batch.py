@@ -14,6 +14,7 @@ from addp_agent.engine.outputs import SegmentationResult
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.engine.state import EncodedBatch
 from addp_agent.errors import UserError
+from addp_agent.eval.cost import UNetMeter, rows_per_pass
 from addp_agent.eval.records import EvalConfig, RoundRecord, SampleRecord
 from addp_agent.images import resized
 from addp_agent.masks import encode_rle
@@ -80,11 +81,14 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
             if config.strict:
                 raise UserError(f"sample {sample.sample_id}: {error}") from None
             records[index] = _record(index, sample, error=f"unreadable sample: {error}")
-    firsts = first_rounds(pipe, [s for _, _, s in sessions]) if sessions else []
+    with UNetMeter(pipe.unet) as shared:
+        firsts = first_rounds(pipe, [s for _, _, s in sessions]) if sessions else []
+    pass_rows = rows_per_pass(pipe, sessions[0][2].settings) if sessions else 0
     for (index, sample, session), first in zip(sessions, firsts, strict=True):
         scored = scored_view(sample, loop.decoding)
         try:
-            result = session.run(critic_for(scored), first=first)
+            with UNetMeter(pipe.unet) as own:
+                result = session.run(critic_for(scored), first=first)
         except UserError as error:  # e.g. a critic that cannot read this sample
             if config.strict:
                 raise UserError(f"sample {sample.sample_id}: {error}") from None
@@ -92,5 +96,7 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
             continue
         records[index] = _record(index, sample, stop_reason=result.stop_reason, stop_detail=result.stop_detail[:300],
                                  best_round=result.best.index,
-                                 rounds=[_round_record(r, scored.mask) for r in result.rounds])
+                                 rounds=[_round_record(r, scored.mask) for r in result.rounds],
+                                 unet_calls=shared.calls + own.calls,
+                                 unet_rows=shared.rows // len(sessions) + own.rows, unet_pass_rows=pass_rows)
     return [records[index] for index, _ in batch]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from addp_agent.critic.names import critic_label
 from addp_agent.errors import DataError
 from addp_agent.eval.records import EvalConfig, SampleRecord, read_records, write_records
 from addp_agent.eval.shard import part_files, summary_path
@@ -48,7 +49,7 @@ def metrics_document(config: EvalConfig, summary: EvalSummary, loader_skipped: d
     for reason, count in loader_skipped.items():
         reasons[reason] = reasons.get(reason, 0) + int(count)
     body["skipped"] = {"total": sum(reasons.values()), "reasons": dict(sorted(reasons.items()))}
-    head: dict[str, Any] = {"config": config.model_dump()}
+    head: dict[str, Any] = {"config": config.model_dump(), "critic": critic_label(config.critic)}
     if protocol is not None:
         head["protocol"] = protocol
     return {**head, **body}

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from addp_agent.critic.names import critic_label  # noqa: E402
 from addp_agent.eval.records import EvalConfig, SampleRecord  # noqa: E402
 from addp_agent.masks import decode_rle, overlay  # noqa: E402
 
@@ -31,7 +32,7 @@ def metrics_plot(document: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(rounds)
     ax.set_xlabel("round")
     ax.set_ylabel("%")
-    ax.set_title(f"{document['n']} samples, critic: {document['config']['critic']}")
+    ax.set_title(f"{document['n']} samples, critic: {critic_label(document['config']['critic'])}", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -78,6 +79,33 @@ def gallery(config: EvalConfig, records: list[SampleRecord], path: Path, size: i
             ax.set_title(title, fontsize=7)
             ax.axis("off")
     fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def critic_study_plot(study: dict[str, Any], path: Path) -> Path:
+    """Net gain of the loop (mIoU points) and the share of samples made worse, against the critic's accuracy."""
+    rows = [r for r in study["rows"] if r["net_gain"] is not None]
+    accuracy = [r["accuracy"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    ax.axhline(0.0, color="gray", linewidth=0.8)
+    ax.plot(accuracy, [100 * r["net_gain"] for r in rows], marker="o", label="net gain (answer − round 1)")
+    ax.set_xlabel("critic accuracy (each error rate = 1 − accuracy)")
+    ax.set_ylabel("mIoU points")
+    worse = ax.twinx()
+    worse.plot(accuracy, [100 * (r["worse_share"] or 0.0) for r in rows], marker="s", linestyle="--",
+               color="tab:red", label="worse than round 1 by > 0.1")
+    worse.set_ylabel("% of samples", color="tab:red")
+    even = study["break_even"]["accuracy"]
+    if even is not None:
+        ax.axvline(even, color="tab:green", linestyle=":", label=f"break-even {even:.3f}")
+    lines = ax.get_legend_handles_labels()
+    more = worse.get_legend_handles_labels()
+    fig.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower center", ncol=3, frameon=False)
+    ax.set_title(f"{study['critic']}: {study['config']['data']}, n = {rows[0]['n'] if rows else 0}", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return path

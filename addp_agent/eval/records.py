@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from addp_agent.critic.names import ALIASES, CHOICES_HELP, CRITIC_NAMES
+from addp_agent.critic.noisy import ErrorRates
 from addp_agent.errors import UserError
 from addp_agent.limits import Seed, Steps
 from addp_agent.models.config import SchedulerName
@@ -21,11 +23,11 @@ from addp_agent.models.config import SchedulerName
 if TYPE_CHECKING:
     from addp_agent.engine.decode import MaskDecoding
 
-CriticName = Literal["simulated", "vlm", "paper", "none"]
+CriticName = Literal["oracle", "noisy", "self", "vlm", "paper", "none"]
 # engine.guidance.CorrectionMode, spelled out so that registering `addp eval` imports neither torch nor diffusers
 # (tests/test_correction_cli.py checks that the two agree)
 CorrectionModeName = Literal["additive", "replace", "paper"]
-CRITICS: tuple[str, ...] = ("simulated", "vlm", "paper", "none")
+CRITICS: tuple[str, ...] = CRITIC_NAMES
 
 
 class EvalConfig(BaseModel):
@@ -40,7 +42,18 @@ class EvalConfig(BaseModel):
     split: str = "val"
     model: str | None = Field(None, description="Model folder, .ckpt/.safetensors file or hub id (default: the "
                                              "bundled model).")
-    critic: CriticName = Field("simulated", description="simulated | vlm | paper | none.")
+    critic: CriticName = Field("oracle", description=CHOICES_HELP + ".")
+    critic_accuracy: float | None = Field(None, ge=0.0, le=1.0, description=(
+        "noisy critic: every error rate is 1 − this (override one with --false-accept, --false-reject, "
+        "--wrong-name)."))
+    false_accept: float | None = Field(None, ge=0.0, le=1.0, description="noisy critic: P(accept | a wrong mask).")
+    false_reject: float | None = Field(None, ge=0.0, le=1.0, description="noisy critic: P(revise | a right mask).")
+    wrong_name: float | None = Field(None, ge=0.0, le=1.0, description="noisy critic: P(another object is named).")
+    critic_seed: Seed = Field(0, description="noisy critic: seed of its errors (with each sample's id and round).")
+    self_seeds: int = Field(4, ge=2, le=16, description="self critic: readings compared (the round's seed and "
+                                                        "the next ones).")
+    self_accept: float = Field(0.8, gt=0.0, le=1.0, description="self critic: accept at this agreement (mean IoU "
+                                                               "with the other readings).")
     max_rounds: int = Field(3, ge=1)
     steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")
     correction_mode: CorrectionModeName | None = Field(None, description="How corrections guide: additive | replace | "
@@ -48,7 +61,8 @@ class EvalConfig(BaseModel):
     limit: int | None = Field(None, ge=1, description="Evaluate the first K samples.")
     batch_size: int = Field(8, ge=1, description="Samples per round-1 pipeline call.")
     seed: Seed = 0
-    accept_iou: float = Field(0.9, gt=0.0, le=1.0, description="The simulated critic accepts masks with IoU ≥ this.")
+    accept_iou: float = Field(0.9, gt=0.0, le=1.0, description="The oracle (and noisy) critic accepts masks with "
+                                                                "IoU ≥ this.")
     strict: bool = Field(False, description="Fail on the first unreadable sample instead of skipping it.")
     protocol: str | None = Field(None, description="Start from a named protocol's settings (paper: the ADDP paper's "
                                                    "RIS evaluation) or a .json preset; flags given override it.")
@@ -68,6 +82,25 @@ class EvalConfig(BaseModel):
         from addp_agent.engine.decode import MaskDecoding  # torch-free config module: the engine loads on use
 
         return MaskDecoding(self.decode_size, self.threshold)
+
+    @field_validator("critic", mode="before")
+    @classmethod
+    def _alias(cls, value: Any) -> Any:
+        return ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _noisy_rates(self) -> EvalConfig:
+        rates = (self.critic_accuracy, self.false_accept, self.false_reject, self.wrong_name)
+        if self.critic == "noisy" and all(r is None for r in rates):
+            raise ValueError("the noisy critic needs --critic-accuracy (or --false-accept, --false-reject, "
+                             "--wrong-name)")
+        return self
+
+    def error_rates(self) -> ErrorRates:
+        """The noisy critic's rates: 1 − ``critic_accuracy`` each (0 when unset), then the explicit ones."""
+        base = ErrorRates.from_accuracy(1.0 if self.critic_accuracy is None else self.critic_accuracy)
+        given = {k: v for k in ("false_accept", "false_reject", "wrong_name") if (v := getattr(self, k)) is not None}
+        return base.model_copy(update=given)
 
     def identity(self) -> dict[str, Any]:
         """What must not change between an interrupted run and its resume (``limit`` may grow)."""
@@ -108,6 +141,9 @@ class SampleRecord(BaseModel):
     stop_detail: str = ""
     best_round: int = 0
     rounds: list[RoundRecord] = []
+    unet_calls: int = 0  # UNet calls the sample needed (its round-1 batch's calls count once)
+    unet_rows: int = 0  # images through the UNet for this sample (its share of round 1, its critic, later rounds)
+    unet_pass_rows: int = 0  # rows of one uncorrected step of one sample: unet_rows / this = passes
 
 
 def read_records(paths: Iterable[Path]) -> dict[int, SampleRecord]:

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from addp_agent.critic.names import critic_label
 from addp_agent.eval.records import SampleRecord
 
 COLUMNS = ("mIoU", "oIoU", "P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "gIoU", "cIoU", "N-acc", "T-acc")
@@ -53,14 +54,15 @@ def write_report(path: Path, document: dict[str, Any], records: list[SampleRecor
     config = document["config"]
     lines = ["# Evaluation report", "",
              f"Data `{config['data']}` split `{config['split']}`, model `{config['model'] or 'bundled default'}`, "
-             f"critic `{config['critic']}`, up to {config['max_rounds']} rounds, steps "
+             f"critic **{critic_label(config['critic'])}**, up to {config['max_rounds']} rounds, steps "
              f"{config['steps'] or 'model default'}, seed {config['seed']}, batch {config['batch_size']}.", "",
              *_protocol_lines(document),
              f"{document['n']} samples evaluated ({target_counts(records)}); {document['skipped']['total']} skipped"
              + "".join(f", {n} {reason}" for reason, n in document["skipped"]["reasons"].items()) + ".", "",
              "Values in %. Every round covers all samples: a sample that stopped early (accepted, converged, critic "
              "failure, no usable correction) carries its last mask forward. *answer* scores the round the loop "
-             "picked (the accepted one, else the most confident). mIoU, oIoU and P@X count an empty prediction of "
+             "picked (the accepted one, else the one the critic scores highest, else the most confident; never "
+             "by ground truth). mIoU, oIoU and P@X count an empty prediction of "
              "an empty truth as IoU 1; gIoU, cIoU, N-acc and T-acc follow gRefCOCO (ReLA): N-acc is the share of "
              "no-target samples answered *not found*, T-acc the share of samples with targets answered *found*.",
              "", "## All samples", "", *metrics_table(document)]
@@ -75,6 +77,15 @@ def write_report(path: Path, document: dict[str, Any], records: list[SampleRecor
     failures = document["critic_failures"]
     lines += ["", f"Critic failures: {failures['total']} (by round: {failures['by_round']}).",
               f"Stop reasons: {document['stop_reasons']}."]
+    versus = document.get("answer_vs_round1")
+    if versus:
+        lines.append(f"Answer vs round 1: {versus['worse']['count']} samples ({_pct(versus['worse']['share'])} %) "
+                     f"end more than {versus['by']:g} IoU below their round 1, {versus['better']['count']} "
+                     f"({_pct(versus['better']['share'])} %) more than {versus['by']:g} above.")
+    unet = document.get("unet")
+    if unet and unet.get("passes_per_sample") is not None:
+        lines.append(f"Cost: {unet['passes_per_sample']:.2f} UNet passes per sample (a pass: one uncorrected step of "
+                     f"one sample; {unet['rows_per_sample']:.1f} image rows, {unet['calls_per_sample']:.2f} calls).")
     changed = sorted((r for r in records if r.rounds), key=lambda r: r.rounds[-1].iou - r.rounds[0].iou)
     if changed and len(changed[0].rounds) > 1:
         worst = changed[0]

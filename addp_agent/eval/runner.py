@@ -3,44 +3,69 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from addp_agent.critic.simulated import SimulatedCritic
+from addp_agent.critic.names import canonical_critic
+from addp_agent.critic.noisy import NoisyOracleCritic
+from addp_agent.critic.oracle import OracleCritic
 from addp_agent.data.sample import RISSample
 from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import UserError
 from addp_agent.eval.batch import CriticFactory
 from addp_agent.eval.finish import PROTOCOL_FILE, finalize
 from addp_agent.eval.protocols import protocol_record
-from addp_agent.eval.records import CRITICS, EvalConfig, check_config
+from addp_agent.eval.records import EvalConfig, check_config
 from addp_agent.eval.shard import run_shard
 from addp_agent.outputs_io import check_output_folder, write_file
 
 
-def critic_factory(config: EvalConfig, critic_model: str | None = None) -> CriticFactory:
-    """Per-sample critics: the simulated one sees each sample's ground truth; LLM critics share one client."""
-    if config.critic not in CRITICS:
-        raise UserError(f"unknown critic {config.critic!r}; use one of {', '.join(CRITICS)}")
-    if config.critic == "none":
+def critic_factory(config: EvalConfig, critic_model: str | None = None,
+                   pipe: ADDPPipeline | None = None) -> CriticFactory:
+    """Per-sample critics. The oracle and the noisy oracle read each sample's ground truth; the self critic reads
+    the model ``pipe`` (required for it); the LLM critics share one client, and the paper critic asks about each
+    sample's own caption (a sample without one fails with a clear error)."""
+    name = canonical_critic(config.critic)
+    if name == "none":
         return lambda sample: None
-    if config.critic == "simulated":
-        return lambda sample: SimulatedCritic.from_sample(sample, config.accept_iou)
+    if name == "oracle":
+        return lambda sample: OracleCritic.from_sample(sample, config.accept_iou)
+    if name == "noisy":
+        rates = config.error_rates()
+        return lambda sample: NoisyOracleCritic.from_sample(sample, rates, config.critic_seed, config.accept_iou)
+    if name == "self":
+        if pipe is None:
+            raise UserError("the self critic reads the model: pass the pipeline")
+        from addp_agent.critic.consistency import SelfConsistencyCritic
+        from addp_agent.critic.readings import PipelineReader
+
+        reader = PipelineReader(pipe)
+        return lambda sample: SelfConsistencyCritic(reader, seeds=config.self_seeds,
+                                                    accept_agreement=config.self_accept)
     from addp_agent.critic.chat import ChatSettings, ChatTransport
 
     transport = ChatTransport(ChatSettings(model=critic_model))
-    if config.critic == "vlm":
+    if name == "vlm":
         from addp_agent.critic.vlm import VLMCritic
 
         shared = VLMCritic(transport=transport)
         return lambda sample: shared
     from addp_agent.critic.paper import PaperCritic
 
-    def paper(sample: RISSample) -> PaperCritic:
-        return PaperCritic(str(sample.meta.get("caption") or "a scene"), transport=transport)
+    return lambda sample: PaperCritic.from_sample(sample, transport)
 
-    return paper
+
+def check_captions(config: EvalConfig, stream: Iterator[tuple[int, RISSample]]) -> None:
+    """The paper critic asks about each image's caption: refuse a run whose first sample has none, before any
+    work (a later captionless sample fails on its own, with the same message)."""
+    if config.critic != "paper":
+        return
+    first = next(stream, None)
+    if first is not None and not first[1].caption.strip():
+        raise UserError(f"--critic paper needs image captions, and {config.data} has none (sample "
+                        f"{first[1].sample_id}); Scenes-3D sources (scenes-gen, scenes:<dir>) have them, Shapes-Ref "
+                        "does not. No caption is invented.")
 
 
 def configure_pipeline(pipe: ADDPPipeline, config: EvalConfig) -> None:

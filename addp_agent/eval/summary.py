@@ -2,10 +2,12 @@
 
 Round r covers every evaluated sample: a sample whose loop stopped before round r (accepted, converged, critic
 failure, no correction) carries its last mask forward. ``answer`` scores the round the loop picked (the accepted
-one, else the most confident). Transitions compare each sample's IoU between consecutive rounds exactly
-(``I₁·U₀`` vs ``I₀·U₁``). Every round and answer has the classic metrics (mIoU, oIoU, P@X: ``metrics.RISMetrics``)
-and the generalized ones (gIoU, cIoU, N-acc, T-acc: ``generalized_metrics``). The same metrics are kept for the
-confusable and non-confusable subsets and for the samples with exactly one target (``one_target``).
+one, else the one the critic scores highest, else the most confident: never ground truth); ``answer_vs_round1``
+counts samples whose answer's IoU is more than 0.1 below (``worse``) or above (``better``) their round 1.
+Transitions compare each sample's IoU between consecutive rounds exactly (``I₁·U₀`` vs ``I₀·U₁``). Every round and
+answer has the classic metrics (mIoU, oIoU, P@X: ``metrics.RISMetrics``) and the generalized ones (gIoU, cIoU, N-acc,
+T-acc: ``generalized_metrics``). The same metrics are kept for the confusable and non-confusable subsets and for the
+samples with exactly one target (``one_target``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from addp_agent.generalized_metrics import GeneralizedMetrics
 from addp_agent.metrics import RISMetrics
 
 SUBSETS = ("all", "confusable", "not_confusable", "one_target")
+CHANGE_BY = Fraction(1, 10)  # a sample's answer is worse (better) than its round 1 when its IoU drops (rises) more
 
 
 def _iou(intersection: int, union: int) -> Fraction:
@@ -51,6 +54,8 @@ class EvalSummary:
         self.critic_failures = [0] * max_rounds
         self.stop_reasons: Counter = Counter()
         self.skipped: Counter = Counter()  # reason -> samples not evaluated
+        self.changed = {s: Counter() for s in SUBSETS}  # "worse" / "better": answer vs round 1 by > CHANGE_BY
+        self.unet = Counter()  # "calls", "rows", "pass_rows": UNet cost of the evaluated samples (eval/cost.py)
 
     def add(self, record: SampleRecord) -> None:
         """Account for one sample."""
@@ -59,6 +64,7 @@ class EvalSummary:
             return
         counts = round_counts(record, self.max_rounds)
         best = record.rounds[max(0, min(record.best_round, len(record.rounds)) - 1)]
+        first, answer = _iou(*counts[0][:2]), _iou(best.intersection, best.union)
         for subset in subsets_of(record):
             for metrics, generalized, (i, u, found) in zip(self.rounds[subset], self.generalized[subset], counts,
                                                             strict=True):
@@ -66,6 +72,9 @@ class EvalSummary:
                 generalized.add(i, u, record.targets, found)
             self.answer[subset].add(best.intersection, best.union)
             self.answer_generalized[subset].add(best.intersection, best.union, record.targets, best.found)
+            self.changed[subset]["worse"] += answer < first - CHANGE_BY
+            self.changed[subset]["better"] += answer > first + CHANGE_BY
+        self.unet.update({"calls": record.unet_calls, "rows": record.unet_rows, "pass_rows": record.unet_pass_rows})
         for k in range(1, self.max_rounds):
             before, after = _iou(*counts[k - 1][:2]), _iou(*counts[k][:2])
             self.transitions[k - 1]["improved" if after > before else "worsened" if after < before
@@ -92,6 +101,9 @@ class EvalSummary:
         self.critic_failures = [a + b for a, b in zip(self.critic_failures, other.critic_failures, strict=True)]
         self.stop_reasons.update(other.stop_reasons)
         self.skipped.update(other.skipped)
+        for s in SUBSETS:
+            self.changed[s].update(other.changed[s])
+        self.unet.update(other.unet)
         return self
 
     def state(self) -> dict[str, Any]:
@@ -103,7 +115,8 @@ class EvalSummary:
                 "answer_generalized": {s: self.answer_generalized[s].state() for s in SUBSETS},
                 "transitions": [dict(t) for t in self.transitions], "ran": self.ran,
                 "critic_failures": self.critic_failures, "stop_reasons": dict(self.stop_reasons),
-                "skipped": dict(self.skipped)}
+                "skipped": dict(self.skipped), "changed": {s: dict(self.changed[s]) for s in SUBSETS},
+                "unet": dict(self.unet)}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> EvalSummary:
@@ -117,6 +130,8 @@ class EvalSummary:
         summary.transitions = [Counter(t) for t in state["transitions"]]
         summary.ran, summary.critic_failures = list(state["ran"]), list(state["critic_failures"])
         summary.stop_reasons, summary.skipped = Counter(state["stop_reasons"]), Counter(state["skipped"])
+        summary.changed = {s: Counter(state.get("changed", {}).get(s, {})) for s in SUBSETS}
+        summary.unet = Counter(state.get("unet", {}))
         return summary
 
     @classmethod
@@ -129,9 +144,13 @@ class EvalSummary:
     def to_metrics(self) -> dict[str, Any]:
         """The ``metrics.json`` body (fractions in [0, 1])."""
         def block(subset: str) -> dict[str, Any]:
+            n = self.rounds[subset][0].n
+            changed = {key: {"count": self.changed[subset][key], "share": self.changed[subset][key] / n if n else None}
+                       for key in ("worse", "better")}
             rounds = zip(self.rounds[subset], self.generalized[subset], strict=True)
             return {"rounds": [{"round": k + 1, **m.to_dict(), **g.to_dict()} for k, (m, g) in enumerate(rounds)],
-                    "answer": {**self.answer[subset].to_dict(), **self.answer_generalized[subset].to_dict()}}
+                    "answer": {**self.answer[subset].to_dict(), **self.answer_generalized[subset].to_dict()},
+                    "answer_vs_round1": {"by": float(CHANGE_BY), **changed}}
 
         out: dict[str, Any] = {"n": self.rounds["all"][0].n, **block("all")}
         out["transitions"] = [{"from": k + 1, "to": k + 2, **{key: t.get(key, 0) for key in
@@ -141,6 +160,12 @@ class EvalSummary:
                                   "by_round": {str(k + 1): n for k, n in enumerate(self.critic_failures)}}
         out["stop_reasons"] = dict(sorted(self.stop_reasons.items()))
         out["skipped"] = {"total": sum(self.skipped.values()), "reasons": dict(sorted(self.skipped.items()))}
+        n = out["n"]
+        pass_rows = self.unet["pass_rows"]
+        out["unet"] = {"calls": self.unet["calls"], "rows": self.unet["rows"],
+                       "calls_per_sample": self.unet["calls"] / n if n else None,
+                       "rows_per_sample": self.unet["rows"] / n if n else None,
+                       "passes_per_sample": self.unet["rows"] / pass_rows if pass_rows else None}
         out["subsets"] = {s: block(s) for s in SUBSETS[1:] if self.rounds[s][0].n}
         out["carry_forward"] = "samples that stopped early carry their last mask to later rounds"
         return out

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 
 from addp_agent.agent import LoopConfig, Round, Session
 from addp_agent.critic.base import Critic
+from addp_agent.critic.consistency import SelfConsistencyCritic
+from addp_agent.critic.readings import PipelineReader
 from addp_agent.engine.batcher import DynamicBatcher
 from addp_agent.engine.guidance import CORRECTION_MODES, CorrectionMode
 from addp_agent.engine.pipeline import ADDPPipeline
@@ -210,16 +212,19 @@ class SegmentationTools:
     def segment(self, args: SegmentArgs, client: str = LOCAL) -> ToolOutput:
         self.store.check_room(client)  # before any work
         image = load_tool_image(args.image, self.policy)
-        critic = None
+        critic: Critic | None = None
         if args.critic == "vlm":
             if self.critic_factory is None:
                 raise CriticUnavailable()
             critic = self.critic_factory()
         pipe = self.pipeline
+        if args.critic == "self":
+            critic = SelfConsistencyCritic(PipelineReader(pipe))
         steps = pipe.resolve_settings(args.steps)["num_inference_steps"]
         config = LoopConfig(max_rounds=min(args.max_rounds or 1, self.max_rounds_limit), num_inference_steps=steps,
                             seed=args.seed if args.seed is not None else 0,
-                            trajectory_every=max(1, steps // self.trajectory_points), critique_last_round=False,
+                            trajectory_every=max(1, steps // self.trajectory_points),
+                            critique_last_round=args.critic == "self",  # its score picks the answer round
                             convergence_iou=self.convergence_iou, correction_mode=self.correction_mode)
         session = Session(pipe, bounded_copy(image), args.expression, config)  # masks come back at the input size
         session.input_size = (int(image.shape[0]), int(image.shape[1]))

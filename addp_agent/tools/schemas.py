@@ -30,10 +30,12 @@ class SegmentArgs(_Args):
         "Correctional (negative) prompts from the start: things the mask must not cover, e.g. "
         "['the child on her lap']. null for none."))
     max_rounds: Annotated[int, Field(strict=True, ge=1, le=5)] | None = Field(default=None, description=(
-        "Rounds with the server's critic (critic='vlm'); default 1."))
-    critic: Literal["none", "vlm"] | None = Field(default=None, description=(
-        "'vlm': the server's vision-language critic reviews each round and adds corrections; 'none' (default): "
-        "one round, you review it and call refine."))
+        "Rounds with the server's critic (critic='vlm' or 'self'); default 1."))
+    critic: Literal["none", "vlm", "self"] | None = Field(default=None, description=(
+        "'self': the model checks itself, reading no ground truth and calling no other service (its readings "
+        "under other noise seeds must agree; a reading they do not share is named in the model's own words and "
+        "corrected); 'vlm': the server's vision-language critic reviews each round and adds corrections; 'none' "
+        "(default): one round, you review it and call refine."))
     steps: Annotated[Steps, Field(le=SERVER_MAX_STEPS)] | None = Field(default=None, description=(
         "Denoising steps; null for the model default."))
     seed: Seed | None = Field(default=None, description="Random seed; null for 0.")
