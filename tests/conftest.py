@@ -162,3 +162,13 @@ def tiny_depth_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-depth")
     build_pixel_depth_pipeline(PixelDepthModelConfig(**TINY_DEPTH_KWARGS), seed=0).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def depth_pipe(tiny_depth_dir):
+    """The tiny pixel depth model loaded through the registry (as the tools load it), shared by one module."""
+    from addp_agent.models.registry import load_depth_pipeline
+
+    pipe = load_depth_pipeline(str(tiny_depth_dir), device="cpu", progress=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

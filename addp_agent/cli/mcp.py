@@ -21,6 +21,10 @@ def parse_host_port(value: str) -> tuple[str, int]:
 @app.command("mcp")
 def mcp(
     model: str = typer.Option(None, "--model", help="model folder or hub id (default: the bundled model)"),
+    depth_model: str = typer.Option(None, "--depth-model",
+                                    help="depth model folder or Marigold hub id in your cache, for the depth tools "
+                                         "(default: the bundled depth model, if this install has one); depth maps "
+                                         "are kept like sessions (--max-sessions, --ttl)"),
     http: str = typer.Option(None, "--http", metavar="HOST:PORT", help="serve streamable HTTP at /mcp, not stdio"),
     allow_dir: list[Path] = typer.Option([], "--allow-dir", help="folder whose images tools may read (repeatable)"),
     allow_urls: bool = typer.Option(False, "--allow-urls", help="let tools download http(s) image URLs"),
@@ -33,7 +37,10 @@ def mcp(
     batch_wait_ms: float = typer.Option(10.0, "--batch-wait-ms", min=0.0,
                                         help="how long the first call of a batch waits for others"),
 ) -> None:
-    """Serve segment / refine / get_mask / trajectory to MCP clients; the model is loaded once, at start."""
+    """Serve segment / refine / get_mask / trajectory and the depth tools (estimate_depth / depth_of /
+    compare_depth) to MCP clients; the models are loaded once, at start."""
+    from addp_agent.errors import ModelLoadError
+    from addp_agent.tools.depth_store import DepthStore
     from addp_agent.tools.functions import SegmentationTools
     from addp_agent.tools.inputs import ImagePolicy
     from addp_agent.tools.mcp_server import run_http, run_stdio
@@ -52,8 +59,15 @@ def mcp(
         factory = lambda: VLMCritic(settings)  # noqa: E731
     tools = SegmentationTools(model, store=SessionStore(max_sessions, ttl),
                               policy=ImagePolicy.create(allow_dir, allow_urls), critic_factory=factory,
-                              batch_max=batch_max, batch_wait_ms=batch_wait_ms)
+                              batch_max=batch_max, batch_wait_ms=batch_wait_ms, depth_model=depth_model,
+                              depth_store=DepthStore(max_sessions, ttl))
     tools.pipeline  # noqa: B018 (load once, before serving, so a bad --model fails here)
+    try:
+        tools.depth_pipeline  # noqa: B018 (a bad --depth-model fails here too)
+    except ModelLoadError as error:
+        if depth_model is not None:
+            raise
+        typer.echo(f"note: the depth tools will answer model_unavailable: {error}", err=True)
     try:
         if address is None:
             run_stdio(tools)
