@@ -234,3 +234,13 @@ def mcp_http(tiny_pixel_dir, tmp_path_factory):
     with mcp_http_server(tiny_pixel_dir, serve_folder(tmp_path_factory.mktemp("served")), "--max-sessions",
                          str(MCP_MAX_SESSIONS)) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def depth_pipe(tiny_depth_dir):
+    """The tiny pixel depth model loaded through the registry (as the tools load it), shared by one module."""
+    from addp_agent.models.registry import load_depth_pipeline
+
+    pipe = load_depth_pipeline(str(tiny_depth_dir), device="cpu", progress=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

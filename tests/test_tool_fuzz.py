@@ -21,6 +21,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from addp_agent.tools.depth_functions import DEPTH_TOOL_SPECS
+from addp_agent.tools.depth_schemas import DEPTH_ID_PATTERN
+from addp_agent.tools.depth_store import DepthStore
 from addp_agent.tools.functions import TOOL_SPECS, SegmentationTools, ToolOutput
 from addp_agent.tools.inputs import ImagePolicy
 from addp_agent.tools.mcp_server import call_tool_result
@@ -121,10 +124,59 @@ def perturbed(draw, valid: dict[str, st.SearchStrategy], hostile: dict[str, st.S
 
 SEGMENT = perturbed(SEGMENT_VALID, SEGMENT_HOSTILE, tuple(SEGMENT_VALID))
 
+# segment_steps is null (the tiny model's 20 steps, seconds on a busy CPU) only as a perturbation
+DEPTH_SETTINGS = {"segment_steps": st.integers(1, 2), "depth_steps": st.none() | st.integers(1, 2),
+                  "ensemble_size": st.none() | st.integers(1, 2), "seed": st.none() | st.integers(0, 1)}
+MASK_IDS = st.from_regex(MASK_ID_PATTERN, fullmatch=True) | TEXTS | JSON
+DEPTH_HOSTILE = {
+    "image": SEGMENT_HOSTILE["image"], "depth_id": st.from_regex(DEPTH_ID_PATTERN, fullmatch=True) | TEXTS | JSON,
+    "expression": TEXTS | JSON, "expression_a": TEXTS | JSON, "expression_b": TEXTS | JSON, "mask_id": MASK_IDS,
+    "mask_id_a": MASK_IDS, "mask_id_b": MASK_IDS, **dict.fromkeys(DEPTH_SETTINGS, NUMBERS),
+}
+
+
+@st.composite
+def depth_arguments(draw, name: str, masks: list[str], depths: list[str]) -> dict[str, Any]:
+    """Valid arguments for a depth tool (one of its ways to name the image and the objects), then up to three
+    fields made hostile, dropped or set to null, and sometimes unknown keys added."""
+    image, depth_id = st.sampled_from(VALID_IMAGES), st.sampled_from(depths)
+    mask, expression = st.sampled_from(masks), VALID_TEXTS
+    settings = {key: draw(value) for key, value in DEPTH_SETTINGS.items()}
+    if name == "estimate_depth":
+        arguments = {"image": draw(image)}
+    elif name == "depth_of":
+        source = draw(st.sampled_from(["image", "depth_id", "mask_id", "mask_id+depth_id"]))
+        arguments = {"mask_id": draw(mask)} if source.startswith("mask_id") else {"expression": draw(expression)}
+        arguments |= {"image": draw(image)} if source == "image" else {}
+        arguments |= {"depth_id": draw(depth_id)} if source.endswith("depth_id") else {}
+    else:
+        source = draw(st.sampled_from(["image", "depth_id", "masks only"]))
+        arguments = {}
+        for side in ("a", "b"):
+            if source == "masks only" or draw(st.booleans()):
+                arguments[f"mask_id_{side}"] = draw(mask)
+            else:
+                arguments[f"expression_{side}"] = draw(expression)
+        arguments |= {"image": draw(image)} if source == "image" else {}
+        arguments |= {"depth_id": draw(depth_id)} if source == "depth_id" else {}
+    fields = tuple(DEPTH_TOOL_SPECS[name].args.model_fields)
+    arguments |= {k: v for k, v in settings.items() if k in fields and not ("depth_id" in arguments and k in (
+        "depth_steps", "ensemble_size"))}
+    for field in draw(st.lists(st.sampled_from(fields), max_size=3, unique=True)):
+        how = draw(st.sampled_from(["hostile", "drop", "null"]))
+        if how == "hostile":
+            arguments[field] = draw(DEPTH_HOSTILE[field])
+        elif how == "drop":
+            arguments.pop(field, None)
+        else:
+            arguments[field] = None
+    return arguments | draw(st.just({}) | EXTRA_KEYS)
+
 
 @pytest.fixture(scope="module")
-def fuzz_tools(pipe, tmp_path_factory) -> dict[str, Any]:
-    """Tools with an allowed folder holding a scene, a folder, a FIFO, a symlink loop and a link out; live ids."""
+def fuzz_tools(pipe, depth_pipe, tmp_path_factory) -> dict[str, Any]:
+    """Tools with an allowed folder holding a scene, a folder, a FIFO, a symlink loop and a link out; live mask
+    and depth ids."""
     folder = tmp_path_factory.mktemp("fuzz-allowed")
     Image.fromarray(SCENE).save(folder / "scene.png")
     (folder / "sub").mkdir()
@@ -132,13 +184,18 @@ def fuzz_tools(pipe, tmp_path_factory) -> dict[str, Any]:
     (folder / "loop").symlink_to(folder / "loop")
     (folder / "escape").symlink_to("/etc/hostname")
     tools = SegmentationTools(pipeline=pipe, policy=ImagePolicy.create([folder]), max_session_rounds=12,
-                              store=SessionStore(max_sessions=100_000))  # the live sessions must not be evicted
+                              store=SessionStore(max_sessions=100_000),  # the live sessions must not be evicted
+                              depth_pipeline=depth_pipe, depth_store=DepthStore(max_maps=100_000))
     live = []
     for steps in (1, 3, 3):
         first = tools.call("segment", {"image": "scene.png", "expression": "the red square", "steps": steps})
         second = tools.call("refine", {"mask_id": first.result.mask_id, "correction": "the blue circle"})
         live += [first.result.mask_id, second.result.mask_id, first.result.mask_id[:-1] + "0"]
-    return {"tools": tools, "live": live}
+    other = tools.call("segment", {"image": _data_url(_png(SCENE, "L")), "expression": "x", "steps": 1})
+    depths = [tools.call("estimate_depth", {"image": image}).result.depth_id
+              for image in ("scene.png", _data_url(_png(SCENE, "L")))]
+    return {"tools": tools, "live": live, "masks": [*live, other.result.mask_id],
+            "depths": [*depths, "d-000000000000"]}
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +267,18 @@ def test_fuzz_mask_tools(fuzz_tools, log_records, name, data):
     _mask_tool_property(fuzz_tools, log_records, data, name)
 
 
+def _depth_tool_property(fuzz_tools, log_records, data, name):
+    arguments = data.draw(depth_arguments(name, fuzz_tools["masks"], fuzz_tools["depths"]))
+    check(fuzz_tools["tools"], name, arguments, log_records)
+
+
+@pytest.mark.parametrize("name", list(DEPTH_TOOL_SPECS))
+@_fuzz_settings(DEFAULT_EXAMPLES)
+@given(data=st.data())
+def test_fuzz_depth_tools(fuzz_tools, log_records, name, data):
+    _depth_tool_property(fuzz_tools, log_records, data, name)
+
+
 @_fuzz_settings(DEFAULT_EXAMPLES)
 @given(name=st.sampled_from(list(TOOL_SPECS)) | st.text(max_size=20), raw=st.text(max_size=200) | JSON)
 def test_fuzz_raw_arguments_and_tool_names(fuzz_tools, log_records, name, raw):
@@ -230,3 +299,11 @@ def test_fuzz_segment_long(fuzz_tools, log_records, arguments, as_json):
 @given(data=st.data())
 def test_fuzz_mask_tools_long(fuzz_tools, log_records, name, data):
     _mask_tool_property(fuzz_tools, log_records, data, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(DEPTH_TOOL_SPECS))
+@_fuzz_settings(SLOW_EXAMPLES)
+@given(data=st.data())
+def test_fuzz_depth_tools_long(fuzz_tools, log_records, name, data):
+    _depth_tool_property(fuzz_tools, log_records, data, name)

@@ -22,6 +22,10 @@ def parse_host_port(value: str) -> tuple[str, int]:
 def mcp(
     model: str = typer.Option(None, "--model", help="model folder, .ckpt/.safetensors file or hub id "
                               "(default: the bundled model)"),
+    depth_model: str = typer.Option(None, "--depth-model",
+                                    help="depth model folder or Marigold hub id in your cache, for the depth tools "
+                                         "(default: the bundled depth model, if this install has one); depth maps "
+                                         "are kept like sessions (--max-sessions, --ttl)"),
     http: str = typer.Option(None, "--http", metavar="HOST:PORT", help="serve streamable HTTP at /mcp, not stdio"),
     allow_dir: list[Path] = typer.Option([], "--allow-dir", help="folder whose images tools may read (repeatable)"),
     allow_urls: bool = typer.Option(False, "--allow-urls", help="let tools download http(s) image URLs"),
@@ -43,13 +47,16 @@ def mcp(
     correction_mode: str = typer.Option(None, "--correction-mode",
                                         help="additive | replace | paper (default: the model's)"),
 ) -> None:
-    """Serve segment / refine / get_mask / trajectory to MCP clients; the model is loaded once, at start."""
+    """Serve segment / refine / get_mask / trajectory and the depth tools (estimate_depth / depth_of /
+    compare_depth) to MCP clients; the models are loaded once, at start."""
     from addp_agent.devices import check_device
 
     check_device(device)
     if client_memory_mb > total_memory_mb:
         raise UserError(f"--client-memory-mb ({client_memory_mb}) must not exceed --total-memory-mb "
                         f"({total_memory_mb})")
+    from addp_agent.errors import ModelLoadError
+    from addp_agent.tools.depth_store import DepthStore
     from addp_agent.tools.functions import SegmentationTools  # the engine's imports: after the cheap checks
     from addp_agent.tools.inputs import ImagePolicy
     from addp_agent.tools.mcp_server import run_http, run_stdio
@@ -70,8 +77,15 @@ def mcp(
                          max_clients=max_clients)
     tools = SegmentationTools(model, store=store, policy=ImagePolicy.create(allow_dir, allow_urls),
                               critic_factory=factory, batch_max=batch_max, batch_wait_ms=batch_wait_ms, device=device,
-                              correction_mode=correction_mode)  # type: ignore[arg-type]
+                              correction_mode=correction_mode,  # type: ignore[arg-type]
+                              depth_model=depth_model, depth_store=DepthStore(max_sessions, ttl))
     tools.pipeline  # noqa: B018 (load once, before serving, so a bad --model fails here)
+    try:
+        tools.depth_pipeline  # noqa: B018 (a bad --depth-model fails here too)
+    except ModelLoadError as error:
+        if depth_model is not None:
+            raise
+        typer.echo(f"note: the depth tools will answer model_unavailable: {error}", err=True)
     try:
         if address is None:
             run_stdio(tools)

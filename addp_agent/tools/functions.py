@@ -1,8 +1,9 @@
 """The segmentation tools as plain methods over pydantic models, and one dispatcher every adapter calls.
 
-``SegmentationTools(model=...)`` loads the model once (lazily) and keeps sessions in a bounded store; ``call(name,
-arguments)`` validates the arguments, runs the tool and never raises: failures come back as a :class:`ToolError`
-result. The adapters (OpenAI, LangChain, MCP) only translate :class:`ToolOutput` into their message formats.
+``SegmentationTools(model=..., depth_model=...)`` loads each model once (lazily), keeps sessions in a bounded store,
+and has the depth tools of :mod:`addp_agent.tools.depth_functions` mixed in; ``call(name, arguments)`` validates the
+arguments, runs the tool and never raises: failures come back as a :class:`ToolError` result. The adapters (OpenAI,
+LangChain, MCP) only translate :class:`ToolOutput` into their message formats.
 """
 
 from __future__ import annotations
@@ -10,20 +11,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from addp_agent.agent import LoopConfig, Round, Session
 from addp_agent.critic.base import Critic
 from addp_agent.critic.consistency import SelfConsistencyCritic
 from addp_agent.critic.readings import PipelineReader
 from addp_agent.engine.batcher import DynamicBatcher
+from addp_agent.engine.depth_pipeline import DepthPipeline
 from addp_agent.engine.guidance import CORRECTION_MODES, CorrectionMode
 from addp_agent.engine.pipeline import ADDPPipeline
-from addp_agent.errors import UserError, validation_message
+from addp_agent.errors import ModelLoadError, UserError, validation_message
 from addp_agent.images import bounded_copy
 from addp_agent.limits import MAX_CORRECTIONS
 from addp_agent.masks import (
@@ -35,7 +36,10 @@ from addp_agent.masks import (
     overlay,
     resize_mask,
 )
+from addp_agent.tools.depth_functions import DEPTH_TOOL_SPECS, DepthTools
+from addp_agent.tools.depth_store import DepthStore
 from addp_agent.tools.inputs import ImagePolicy, Refused, load_tool_image, printable
+from addp_agent.tools.output import ToolOutput, ToolSpec
 from addp_agent.tools.payload import MAX_SIDE, bounded_png
 from addp_agent.tools.schemas import (
     GetMaskArgs,
@@ -56,81 +60,33 @@ log = logging.getLogger(__name__)
 OVERLAY_MAX_SIDE = MAX_SIDE
 
 
-@dataclass(frozen=True)
-class ToolSpec:
-    name: str
-    args: type[BaseModel]
-    result: type[BaseModel]
-
-    @property
-    def description(self) -> str:
-        return (self.args.__doc__ or "").strip()
-
-
 TOOL_SPECS: dict[str, ToolSpec] = {spec.name: spec for spec in (
     ToolSpec("segment", SegmentArgs, SegmentResult),
     ToolSpec("refine", RefineArgs, SegmentResult),
     ToolSpec("get_mask", GetMaskArgs, MaskResult),
     ToolSpec("trajectory", TrajectoryArgs, TrajectoryResult),
+    *DEPTH_TOOL_SPECS.values(),
 )}
 
 
-@dataclass
-class ToolOutput:
-    """A tool's result (or :class:`ToolError`), an optional overlay PNG, and an artifact for code (not the LLM)."""
-
-    name: str
-    result: BaseModel
-    overlay_png: bytes | None = None
-    artifact: dict[str, Any] | None = None
-
-    @property
-    def is_error(self) -> bool:
-        return isinstance(self.result, ToolError)
-
-    def data(self) -> dict[str, Any]:
-        return self.result.model_dump(mode="json")
-
-    def json(self) -> str:
-        return self.result.model_dump_json()
-
-    def text(self) -> str:
-        """A short summary for the model."""
-        r = self.result
-        if isinstance(r, ToolError):
-            return f"error ({r.error}): {r.message}"
-        if isinstance(r, SegmentResult):
-            fixes = ", ".join(f"'{c}'" for c in r.corrections) or "none"
-            rounds = f"round {r.rounds} (corrections: {fixes}; stop: {r.stop_reason})"
-            if not r.found:
-                return (f"mask_id {r.mask_id}: '{r.expression}' was not found in the {r.width}x{r.height} image: "
-                        f"nothing was painted and the mask is empty; {rounds}. If it should be there, call segment "
-                        "with another wording.")
-            regions = "" if r.instance_count == 1 else f" in {r.instance_count} separate regions (" + "; ".join(
-                f"bbox {i.bbox}, {i.area_percent:.2f}%" for i in r.instances) + ")"
-            return (f"mask_id {r.mask_id}: '{r.expression}' found: covers {r.area_percent:.2f}% of the "
-                    f"{r.width}x{r.height} image{regions}, bbox [x, y, w, h] = {r.bbox}, confidence "
-                    f"{r.confidence:.2f}; {rounds}. If the overlay shows a wrongly covered object, call refine with "
-                    "mask_id and a correction naming it.")
-        if isinstance(r, TrajectoryResult):
-            steps = ", ".join(f"step {p.step + 1}: {p.area_percent:.1f}%" for p in r.points)
-            return f"mask_id {r.mask_id}: intermediate mask areas ({r.num_inference_steps} steps): {steps}"
-        return self.json()
-
-
-class SegmentationTools:
-    """``segment``, ``refine``, ``get_mask`` and ``trajectory`` over one lazily loaded model."""
+class SegmentationTools(DepthTools):
+    """``segment``, ``refine``, ``get_mask`` and ``trajectory`` over one lazily loaded model, and the depth tools
+    (``estimate_depth``, ``depth_of``, ``compare_depth``) over one lazily loaded depth model."""
 
     def __init__(self, model: Any = None, *, pipeline: ADDPPipeline | None = None, store: SessionStore | None = None,
                  policy: ImagePolicy | None = None, critic_factory: Callable[[], Critic] | None = None,
                  trajectory_points: int = 5, max_rounds_limit: int = 5, max_session_rounds: int = 20,
                  convergence_iou: float = 0.98, batch_max: int = 1, batch_wait_ms: float = 10.0,
-                 device: str | None = None, correction_mode: CorrectionMode | None = None) -> None:
+                 device: str | None = None, correction_mode: CorrectionMode | None = None,
+                 depth_model: Any = None, depth_pipeline: DepthPipeline | None = None,
+                 depth_store: DepthStore | None = None) -> None:
         """``batch_max > 1`` puts a :class:`DynamicBatcher` (``batch_max`` requests, ``batch_wait_ms`` window) in
         front of the model for one-round ``segment`` calls without a critic: concurrent calls share one UNet batch
         per step. Everything else runs one call at a time on the model. ``correction_mode``: how corrections guide
-        (additive | replace | paper; default: the model's)."""
+        (additive | replace | paper; default: the model's). ``depth_model``: a depth model folder or hub id
+        (``None``: the bundled depth model; without one the depth tools answer ``model_unavailable``)."""
         self._model, self._pipeline, self._device = model, pipeline, device
+        self._init_depth(depth_model, depth_pipeline, depth_store)
         self.store = store if store is not None else SessionStore()  # an empty store is falsy (len 0)
         self.policy = policy or ImagePolicy()
         self.critic_factory = critic_factory
@@ -190,18 +146,18 @@ class SegmentationTools:
         except ValidationError as error:
             return ToolOutput(name, invalid_arguments(error))
         try:
-            if name == "segment" and self._batchable(args):
-                return self.segment(args, client)  # the batcher takes the model lock around each batch
-            if name in ("segment", "refine"):
+            if name == "refine":
                 with self._model_lock:
-                    return getattr(self, name)(args, client)
-            return getattr(self, name)(args, client)
+                    return self.refine(args, client)
+            return getattr(self, name)(args, client)  # segment takes the model lock itself (see segment_image)
         except NotFound as error:
             return _error(name, "not_found", str(error))
         except (Refused, StoreFull) as error:
             return _error(name, "refused", str(error))
         except CriticUnavailable as error:
             return _error(name, "critic_unavailable", str(error))
+        except ModelLoadError as error:
+            return _error(name, "model_unavailable", str(error))
         except UserError as error:
             return _error(name, "bad_input", str(error))
         except Exception as error:  # a tool call must never take the server down
@@ -211,7 +167,18 @@ class SegmentationTools:
     # ------------------------------------------------------------------------------------------------- tools
     def segment(self, args: SegmentArgs, client: str = LOCAL) -> ToolOutput:
         self.store.check_room(client)  # before any work
-        image = load_tool_image(args.image, self.policy)
+        return self.segment_image(load_tool_image(args.image, self.policy), args, client)
+
+    def segment_image(self, image: np.ndarray, args: SegmentArgs, client: str = LOCAL) -> ToolOutput:
+        """``segment`` on a decoded image (``args.image`` is not read) for ``client``: one call at a time on the
+        model, or in the batcher's batches when the call can share one (the batcher takes the model lock around each
+        batch)."""
+        if self._batchable(args):
+            return self._segment(image, args, client)
+        with self._model_lock:
+            return self._segment(image, args, client)
+
+    def _segment(self, image: np.ndarray, args: SegmentArgs, client: str) -> ToolOutput:
         critic: Critic | None = None
         if args.critic == "vlm":
             if self.critic_factory is None:

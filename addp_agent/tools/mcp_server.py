@@ -27,7 +27,9 @@ with extra_imports("agent"):
 SERVER_NAME = "addp-segmentation"
 INSTRUCTIONS = ("Referring image segmentation by diffusion. Call segment with an image and a referring expression; "
                 "look at the overlay; if the mask covers a wrong object call refine with a correction naming it. "
-                "get_mask returns RLE, PNG or polygons; trajectory returns the intermediate masks.")
+                "get_mask returns RLE, PNG or polygons; trajectory returns the intermediate masks. Depth: "
+                "estimate_depth maps relative depth (0 = near), depth_of measures one object, compare_depth says "
+                "which of two objects is closer; pass their depth_id and mask_ids back to reuse the work.")
 
 
 def _version() -> str:

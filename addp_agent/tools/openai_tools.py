@@ -58,11 +58,12 @@ def responses_output_item(tools: SegmentationTools, item: Any) -> tuple[dict[str
 
 
 def overlay_message(output: ToolOutput) -> dict[str, Any] | None:
-    """A user message showing the overlay to a vision model (Chat Completions format), if there is one."""
+    """A user message showing the overlay (or depth map) to a vision model (Chat Completions format), if any."""
     if output.overlay_png is None:
         return None
     url = "data:image/png;base64," + base64.b64encode(output.overlay_png).decode("ascii")
     mask = json.loads(output.json()).get("mask_id", "")
+    caption = output.caption or f"Overlay of {mask}: the predicted mask is red with a white outline."
     return {"role": "user", "content": [
-        {"type": "text", "text": f"Overlay of {mask}: the predicted mask is red with a white outline."},
+        {"type": "text", "text": caption},
         {"type": "image_url", "image_url": {"url": url, "detail": "auto"}}]}

@@ -130,5 +130,5 @@ class ToolError(BaseModel):
     """Every tool failure: a code the caller can branch on and a message saying what to do."""
 
     error: Literal["invalid_arguments", "unknown_tool", "not_found", "refused", "bad_input", "critic_unavailable",
-                   "internal"]
+                   "model_unavailable", "internal"]
     message: str
