@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# One lent-GPU session (about 10 minutes): the GPU benchmark table, then the four ADDP-effects variants trained in
-# parallel on one GPU at the bundled model's architecture; results, logs and the two best models go to $OUT.
+# One lent-GPU session, one shot; everything that matters goes to $OUT, every phase is time-boxed against BUDGET_S.
 #
-#   bash scripts/gpu_session.sh                  # on the GPU machine (wheels for missing packages in .whl/)
-#   MODE=bundle bash scripts/gpu_session.sh      # only continue the bundled model, for the whole budget
-#   DRY=1 OUT=/tmp/out bash scripts/gpu_session.sh   # the same flow on CPU at a toy size (checks the script)
+#   OUT=/out bash scripts/gpu_session.sh                 # MODE=perf (default, ~12 min): the GPU performance suite
+#   DRY=1 OUT=/tmp/out bash scripts/gpu_session.sh       # the same flow on CPU at tiny sizes, 1 repeat
+#   MODE=effects bash scripts/gpu_session.sh             # the RIS effects study at the bundled architecture
+#   MODE=bundle bash scripts/gpu_session.sh              # only continue the bundled model, for the whole budget
 #
-# Every phase is time-boxed against BUDGET_S, so the files under $OUT come back even when a phase runs long.
+# MODE=perf writes bench-256.json and bench-512.json (SD-1.5-size InstructPix2Pix, random weights, engine vs stock
+# diffusers: one round, 3-round corrected session, 16 concurrent requests; ≥ 3 round-robin repeats, output checks),
+# concurrency.json (B = 1, 4, 16, 64: p50/p95 latency per request, throughput vs stock, plus a profiler summary of
+# one plain and one fast round), tool-server.json (`addp mcp --http` on loopback, the MCP SDK client, 16 concurrent
+# clients segment then refine vs one client), marigold.json (depth engine vs stock MarigoldDepthPipeline, SD-2-size
+# random weights, ensemble 1 and 10), parts.jsonl (each part's exit code and seconds), a log per part, and
+# summary.json / summary.md (every target: met, missed or not measured).
 set -u
 T0=$(date +%s)
-BUDGET_S=${BUDGET_S:-585}
+MODE=${MODE:-perf}
+BUDGET_S=${BUDGET_S:-$([ "$MODE" = perf ] && echo 720 || echo 585)}
 OUT=${OUT:?set OUT}
+mkdir -p "$OUT"
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
 LOG="$OUT/session.log"
@@ -29,16 +37,59 @@ $PY -c "import torch, diffusers, transformers, accelerate, pydantic; print('torc
 torch.cuda.is_available(), 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)" \
   >>"$LOG" 2>&1 || { log "imports failed"; exit 1; }
 
+# part NAME CAP LATER COMMAND...: run COMMAND with a time limit of at least CAP seconds, more when earlier parts
+# left time over (everything but LATER seconds, the caps of the parts still to come); skipped when < 30 s are left
+part() {
+  local name=$1 cap=$2 later=$3; shift 3
+  local limit=$(( $(left) - later - 10 )); [ "$limit" -lt "$cap" ] && limit=$cap
+  [ "$limit" -gt $(( $(left) - 10 )) ] && limit=$(( $(left) - 10 ))
+  if [ "$limit" -lt 30 ]; then
+    log "$name: skipped ($(left) s left)"
+    echo "{\"part\": \"$name\", \"rc\": null, \"seconds\": 0, \"limit_s\": $limit, \"skipped\": true}" >>"$OUT/parts.jsonl"
+    return
+  fi
+  log "$name: ≤ $limit s"
+  local start=$(date +%s)
+  timeout -k 10 "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$? seconds=$(( $(date +%s) - start ))
+  log "$name: exit $rc after $seconds s"
+  echo "{\"part\": \"$name\", \"rc\": $rc, \"seconds\": $seconds, \"limit_s\": $limit, \"skipped\": false}" >>"$OUT/parts.jsonl"
+}
+
+case "$MODE" in perf|effects|bundle) ;; *) log "MODE must be perf, effects or bundle, got '$MODE'"; exit 2;; esac
+
+if [ "$MODE" = perf ]; then
+  if [ -n "${DRY:-}" ]; then
+    DEV=cpu; S256=latent; S512=latent; STEPS=2; REPEATS=1; TOOL="--suite bundled"; DEPTH="--size tiny"
+  else
+    DEV=cuda; S256=sd15-256; S512=sd15-512; STEPS=20; REPEATS=3; TOOL="--suite sd15-256 --steps 20"; DEPTH="--size sd2"
+  fi
+  log "perf: $DEV, $REPEATS repeat(s), budget $BUDGET_S s"
+  part bench-256 170 550 $PY -m benchmarks.run --device $DEV --suites $S256 --steps $STEPS --repeats $REPEATS \
+    --concurrency 16 --json "$OUT/bench-256.json"
+  part bench-512 220 330 $PY -m benchmarks.run --device $DEV --suites $S512 --steps $STEPS --repeats $REPEATS \
+    --concurrency 16 --json "$OUT/bench-512.json"
+  part marigold 100 230 $PY -m benchmarks.marigold --device $DEV $DEPTH --steps 4 --ensemble 10 \
+    --repeats $REPEATS --json "$OUT/marigold.json"
+  part tool-server 120 110 $PY -m benchmarks.tool_server $TOOL --clients 16 --repeats $REPEATS \
+    --json "$OUT/tool-server.json"
+  part concurrency 110 0 $PY -m benchmarks.concurrency --device $DEV --suite $S256 --batches 1,4,16,64 \
+    --steps $STEPS --repeats $REPEATS --profile --json "$OUT/concurrency.json"
+  $PY -m benchmarks.gpu_summary "$OUT" >>"$LOG" 2>&1 || log "summary failed"
+  log "done; $(left) s of the budget left"
+  ls -la "$OUT" >>"$LOG"
+  exit 0
+fi
+
 if [ -n "${DRY:-}" ]; then
-  SWEEP_N=6; N_TRAIN=64; STEPS=4; BATCH=4; N_TEST=8; VAL_EVERY=2; VAL_N=4; WORKERS=2; SUITES=latent; BENCH_ARGS="--device cpu --steps 2 --repeats 1"
+  SWEEP_N=6; N_TRAIN=64; STEPS=4; BATCH=4; N_TEST=8; VAL_EVERY=2; VAL_N=4; WORKERS=2
   ARCH="--channels 16,32,32 --text-hidden 32 --text-layers 1"; TRAIN_END=$(( $(left) - 60 ))
 else
-  SWEEP_N=300; N_TRAIN=150000; STEPS=4000; BATCH=256; N_TEST=500; VAL_EVERY=500; VAL_N=128; WORKERS=12; SUITES=sd15-256
-  BENCH_ARGS="--device cuda --repeats 2"
+  SWEEP_N=300; N_TRAIN=150000; STEPS=4000; BATCH=256; N_TEST=500; VAL_EVERY=500; VAL_N=128; WORKERS=12
   ARCH="--channels 64,128,192 --text-hidden 128 --text-layers 2 --text-heads 4"; TRAIN_END=$(( $(left) - 75 ))
 fi
 # the bundle's continuation: 400k samples of the seed-0 stream (stages 1-2 saw the first 300k)
-[ "${MODE:-all}" = bundle ] && [ -z "${DRY:-}" ] && N_TRAIN=400000 && WORKERS=15 && BATCH=512
+[ "$MODE" = bundle ] && [ -z "${DRY:-}" ] && N_TRAIN=400000 && WORKERS=15 && BATCH=512
 RUN=runs/gpu
 CACHE="$RUN/shapes-train-$N_TRAIN.pt"
 mkdir -p "$RUN/effects"
@@ -49,7 +100,7 @@ from addp_agent.train.data import cached_shapes
 images, masks, texts = cached_shapes('train', $N_TRAIN, 0, 64, '$CACHE', $WORKERS)
 print('generated', images.shape, masks.shape, len(texts))" >>"$LOG" 2>&1 || { log "data generation failed"; exit 1; }
 
-if [ "${MODE:-all}" = bundle ]; then
+if [ "$MODE" = bundle ]; then
   # fine-tune the bundled model with its recipe for the whole budget, then score it on the unseen test seed
   # the training set, its augmentation and the noise live on the GPU (--data-device auto); should that path fail
   # before a model is written, the rest of the budget trains with batches built on the CPU instead
@@ -86,23 +137,17 @@ print(f\"--steps {b['steps']} --guidance-scale {b['guidance_scale']} --image-gui
   exit 0
 fi
 
-log "phase 2: benchmark"
-timeout 90 $PY -m benchmarks.run $BENCH_ARGS --suites $SUITES --json "$OUT/bench-256.json" >>"$LOG" 2>&1 \
-  || log "benchmark 256 ended with $?"
-if [ -z "${DRY:-}" ]; then
-  timeout 60 $PY -m benchmarks.run --device cuda --repeats 1 --suites sd15-512 --json "$OUT/bench-512.json" \
-    >>"$LOG" 2>&1 || log "benchmark 512 ended with $?"
-fi
-
-# equal budget: the same steps for all four; the time stop is a safety net (the note reports the steps reached)
-EVAL_S=45
-MINUTES=$($PY -c "print(round(max(0.5, ($TRAIN_END - $(( $(date +%s) - T0 )) - $EVAL_S - 25) / 60), 2))")
-COMMON="--out $RUN/effects --steps $STEPS --n-train $N_TRAIN --n-test $N_TEST --batch-size $BATCH --lr 0.001
-  --warmup-steps 300 --lr-schedule cosine --mixed-precision bf16 --paint-weight 8 --val-every $VAL_EVERY
-  --val-n $VAL_N --infer-steps 10 --sampler ris --data-cache $CACHE $ARCH
-  --max-minutes $MINUTES"
+# equal steps for every variant and seed; the time stop is only a safety net (a run it ends is left out of the
+# tables); each variant's seeds run one after another in its own process, the four variants in parallel
+EVAL_S=90
+SEEDS=${SEEDS:-3}
+MINUTES=$($PY -c "print(round(max(0.3, ($TRAIN_END - $(( $(date +%s) - T0 )) - $EVAL_S - 25) / 60 / $SEEDS), 2))")
+COMMON="--task ris --out $RUN/effects --data shapes-gen:$N_TRAIN:0:64 --seeds $SEEDS --steps $STEPS
+  --n-val $VAL_N --n-test $N_TEST --batch-size $BATCH --lr 0.001 --warmup-steps 300 --lr-schedule cosine
+  --mixed-precision bf16 --paint-weight 8 --timesteps ris $ARCH --max-minutes $MINUTES"
 [ -n "${DRY:-}" ] && COMMON="${COMMON/--mixed-precision bf16/--mixed-precision no}"
-log "phase 3: four variants in parallel, ≤ $MINUTES min of training each"
+ln -sf "$PWD/$CACHE" "$RUN/effects/train-data.pt"  # the phase-1 arrays are the study's training set
+log "phase 2: four variants in parallel, $SEEDS seeds each, ≤ $MINUTES min of training per run"
 for v in baseline timesteps augment both; do
   OMP_NUM_THREADS=3 $PY -m addp_agent effects $COMMON --variant $v --threads 3 >"$RUN/effects/$v.log" 2>&1 &
 done
@@ -111,22 +156,22 @@ for v in baseline timesteps augment both; do
   log "$v: $(tail -n 1 "$RUN/effects/$v.log")"
 done
 
-log "phase 4: assemble effects.json"
+log "phase 3: assemble effects.json"
 $PY -m addp_agent effects $COMMON >>"$LOG" 2>&1 || log "assembly ended with $?"
-(cd "$RUN/effects" && tar czf "$OUT/effects.tgz" effects.json effects_config.json ./*.log ./*/result.json \
-  ./*/log.jsonl ./*/train_s.json ./*/model/training.json 2>/dev/null)
+(cd "$RUN/effects" && tar czf "$OUT/effects.tgz" effects.json effects_config.json ./*.log ./*/*/result.json \
+  ./*/*/log.jsonl ./*/*/timing.json ./*/*/model/training.json 2>/dev/null)
 
-log "phase 5: the ADDP recipe ('both') and the best other variant by validation mIoU, fp16"
+log "phase 4: the ADDP recipe ('both') and the best other variant by val mIoU (seed 0), fp16"
 PICK=$($PY - "$RUN/effects" <<'EOF'
 import json, sys
 from pathlib import Path
 root = Path(sys.argv[1])
 scores = {}
 for name in ("baseline", "timesteps", "augment", "both"):
-    path = root / name / "result.json"
+    path = root / name / "seed-0" / "result.json"
     if path.exists():
-        result = json.loads(path.read_text())["result"]
-        scores[name] = result.get("val_mIoU") or 0.0
+        rows = json.loads(path.read_text())["result"]["selection"]["rows"]
+        scores[name] = max((row["metrics"].get("mIoU") or 0.0) for row in rows)
 others = sorted((n for n in scores if n != "both"), key=lambda n: -scores[n])
 print(" ".join((["both"] if "both" in scores else []) + others[:1]))
 EOF
@@ -134,7 +179,7 @@ EOF
 log "picked: $PICK"
 mkdir -p "$RUN/fp16"
 for v in $PICK; do
-  $PY -m addp_agent bundle "$RUN/effects/$v/model" --target "$RUN/fp16/$v" >>"$LOG" 2>&1 || log "fp16 $v failed"
+  $PY -m addp_agent bundle "$RUN/effects/$v/seed-0/model" --target "$RUN/fp16/$v" >>"$LOG" 2>&1 || log "fp16 $v failed"
 done
 if [ -n "$PICK" ]; then
   (cd "$RUN/fp16" && tar cf - $PICK | split -b 15m -d - "$OUT/models.tar.part-")

@@ -1,4 +1,5 @@
-"""`addp effects`: the ADDP-effects study (four variants at an equal budget) and its results page."""
+"""`addp effects`: the ADDP-effects study (four variants × seeds at equal steps, sampler chosen on val) and its
+results page."""
 
 from __future__ import annotations
 
@@ -10,39 +11,50 @@ from pydantic import ValidationError
 
 from addp_agent.cli.app import app
 from addp_agent.cli.options import build_config, config_error, config_options
+from addp_agent.effects.config import EffectsConfig
 from addp_agent.errors import UserError
-from addp_agent.train.effects import EffectsConfig
 
 
 @app.command("effects")
 @config_options(EffectsConfig)
 def effects_command(
     options: dict[str, Any],
-    doc: Path = typer.Option(None, "--doc", help="Write this results page (e.g. docs/results.md)."),
+    variant: list[str] = typer.Option(None, "--variant", help="Run only this variant (repeatable): baseline, "
+                                                              "timesteps, augment, both."),
+    seed_index: list[int] = typer.Option(None, "--seed-index", help="Run only this seed index (repeatable), "
+                                                                    "0 … seeds − 1."),
+    doc: Path = typer.Option(None, "--doc", help="Write the results page here (e.g. docs/effects-ris.md)."),
     img_dir: Path = typer.Option(Path("docs/img"), "--img-dir", help="Where the page's PNG plots go."),
+    artifacts: Path = typer.Option(None, "--artifacts", help="Where effects.json and the training logs are copied "
+                                                             "(default: <doc folder>/effects/<task>)."),
+    note: str = typer.Option(None, "--note", help="A line put at the top of the page (e.g. the study's scale)."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads."),
     progress: bool = typer.Option(False, "--progress", help="Show training progress bars."),
-    variant: list[str] = typer.Option(None, "--variant", help="Train and score only this variant (repeatable); "
-                                                              "the page needs all four."),
 ) -> None:
-    """Train (or reuse) and score the baseline, contribution-aware t, augmentation and both on Shapes-Ref."""
+    """Train (or reuse) baseline, contribution-aware timesteps, augmentation and both, for several seeds at equal
+    steps; choose each run's sampler on val; score it on test; with --doc, write the page."""
+    from addp_agent.effects.report import write_report
+    from addp_agent.effects.study import plan, run_study
+
+    if doc is not None and (variant or seed_index):
+        raise UserError("--doc needs every variant and seed: run once more without --variant / --seed-index")
+    if note is not None and doc is None:
+        raise UserError("--note goes on the page: give --doc too")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be ≥ 1, got {threads}")
+    config = build_config(EffectsConfig, options)
+    plan(config, variant or None, seed_index or None)  # bad options stop here, before torch loads
     import torch
 
-    from addp_agent.train.effects import run_effects
-    from addp_agent.train.effects_report import write_report
-
-    if doc is not None and variant:
-        raise UserError("--doc needs all four variants: run once more without --variant")
-    config = build_config(EffectsConfig, options)
     if threads:
         torch.set_num_threads(threads)
     _quiet_libraries()
     try:
-        results = run_effects(config, progress=progress, only=variant or None)
-    except ValidationError as error:  # a variant's TrainConfig; all are checked before anything is written
+        results = run_study(config, variant or None, seed_index or None, progress=progress)
+    except ValidationError as error:  # a run's training config; all are checked before anything is written
         raise config_error(error) from None
     if doc is not None:
-        write_report(config, results, doc, img_dir)
+        write_report(config, results, doc, img_dir, artifacts, note)
 
 
 def _quiet_libraries() -> None:
