@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"critic", "train"},  # critics (LLM/VLM, simulated); training and the training studies
     {"agent"},  # sessions: rounds, critiques, the loop
     {"eval", "tools"},  # evaluation over data sets; the tools and their adapters (OpenAI, LangChain, MCP)
+    {"demo"},  # the web page (Gradio) over the tools
     {"cli"},  # `addp …`
     {"__main__", ""},  # `python -m addp_agent` and the package root's lazy exports
 ]

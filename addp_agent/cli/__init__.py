@@ -8,8 +8,8 @@ from importlib import import_module
 
 from addp_agent.errors import UserError
 
-COMMANDS = ("agent", "bundle", "data", "data_scenes", "depth", "effects", "eval", "manifests", "mcp", "segment",
-            "sweep", "train")
+COMMANDS = ("agent", "bundle", "data", "data_scenes", "demo", "depth", "effects", "eval", "manifests", "mcp",
+            "segment", "sweep", "train")
 
 
 def _register() -> None:
