@@ -80,7 +80,7 @@ def rounds_of(table: dict) -> list[list]:
 
 
 def test_segment_shows_overlay_mask_painted_summary_and_downloads(url, service, picture):
-    overlay, mask, painted, summary, record, slider, files = client(url).predict(
+    overlay, mask, painted, summary, record, slider, step_view, files = client(url).predict(
         handle_file(str(picture)), "the red thing", 0, 0, api_name="/segment")
     truth = np.asarray(Image.open(mask).convert("L")) > 127
     assert Image.open(overlay).size == Image.open(mask).size == (56, 40) == truth.shape[::-1]
@@ -98,13 +98,15 @@ def test_segment_shows_overlay_mask_painted_summary_and_downloads(url, service, 
 
 def test_trajectory_slider_shows_the_recorded_steps(url, service, picture):
     page = client(url)
-    *_, slider, _ = page.predict(handle_file(str(picture)), "the red thing", 0, 0, api_name="/segment")
+    *_, slider, step_view, _ = page.predict(handle_file(str(picture)), "the red thing", 0, 0, api_name="/segment")
     steps = service.tools.pipeline.resolve_settings(None)["num_inference_steps"]
-    assert slider["visible"] == (slider["maximum"] > 1) and slider["value"] == slider["maximum"]
-    if steps > 1:
-        assert slider["visible"]
+    every = max(1, steps // 5)  # the tools record five points
+    assert steps == 20 and slider["visible"] and slider["maximum"] == slider["value"] == steps // every
+    assert step_view["visible"] and step_view["value"] is None
     image, caption = page.predict(1, api_name="/trajectory")
-    assert Image.open(image).size[0] > 0 and caption.startswith("step ")
+    assert image["visible"] and Image.open(image["value"]).size == (56, 40)
+    assert caption.startswith(f"step {every}/{steps} ")
+    assert page.predict(5, api_name="/trajectory")[1].startswith(f"step {steps}/{steps} ")
 
 
 def test_a_typed_correction_adds_a_round_to_the_current_result(url, picture):
@@ -150,10 +152,13 @@ def test_the_depth_tab_colours_depth_shows_uncertainty_and_compares(url, picture
 def test_concurrent_users_share_one_model_and_its_batches(url, service, picture):
     pipe, before = service.tools.pipeline, list(service.tools.batcher.stats.batch_sizes)
     results, errors = [], []
+    ready = threading.Barrier(2)
 
     def user(text):
         try:
-            results.append(client(url).predict(handle_file(str(picture)), text, 0, 0, api_name="/segment")[4])
+            page = client(url)
+            ready.wait(timeout=60)  # both pages are open: the two requests reach the batcher's 400 ms window
+            results.append(page.predict(handle_file(str(picture)), text, 0, 0, api_name="/segment")[4])
         except Exception as error:  # collected and asserted below
             errors.append(error)
 

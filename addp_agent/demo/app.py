@@ -87,7 +87,7 @@ def _segment_tab(service: DemoService, image, expression, steps, seed, state) ->
             summary = gr.Markdown(elem_id="result-summary")
             files = gr.File(label="Downloads: mask PNG, RLE JSON", file_count="multiple", interactive=False)
         slider = gr.Slider(1, 2, value=1, step=1, visible=False, label="trajectory")
-        step_view = gr.Image(label="Trajectory step", interactive=False, format="png", visible=True)
+        step_view = gr.Image(label="Trajectory step", interactive=False, format="png", visible=False)
         step_caption = gr.Markdown()
         with gr.Accordion("Result JSON", open=False):
             record = gr.JSON()
@@ -96,7 +96,7 @@ def _segment_tab(service: DemoService, image, expression, steps, seed, state) ->
             return segment.segment(service, path, text, n_steps, n_seed, progress)
 
         run.click(visible_errors(run_segment), [image, expression, steps, seed],
-                  [overlay, mask, painted, summary, record, slider, files, state], api_name="segment")
+                  [overlay, mask, painted, summary, record, slider, step_view, files, state], api_name="segment")
         slider.release(visible_errors(functools.partial(segment.trajectory_step, service)), [state, slider],
                        [step_view, step_caption], api_name="trajectory")
 

@@ -25,7 +25,7 @@ def current(state: dict | None, path: str | None, expression: str | None) -> str
 
 def segment(service: DemoService, path: str | None, expression: str | None, steps: float | None, seed: float | None,
             progress: Any = None) -> tuple:
-    """overlay, mask, painted, summary, result JSON, trajectory slider, downloads, page state."""
+    """overlay, mask, painted, summary, result JSON, trajectory slider and step view, downloads, page state."""
     path, text = service.image_path(path), service.expression(expression)
     if progress is not None:
         progress(0.1, desc="segmenting")
@@ -43,7 +43,7 @@ def segment(service: DemoService, path: str | None, expression: str | None, step
     state = {"mask_id": mask_id, "image": path, "expression": text}
     return (views.round_overlay(session, round_), (mask * 255).astype("uint8"), round_.result.painted,
             views.summary(session, round_, seconds), views.result_json(session, round_, mask_id, seconds), slider,
-            files, state)
+            gr.Image(value=None, visible=len(points) > 1), files, state)
 
 
 def trajectory_step(service: DemoService, state: dict | None, position: float | None) -> tuple:
@@ -60,4 +60,4 @@ def trajectory_step(service: DemoService, state: dict | None, position: float | 
     point = points[min(len(points), max(1, int(position or len(points)))) - 1]
     caption = (f"step {point.step + 1}/{session.num_steps} (timestep {point.timestep}): "
                f"{100 * float(point.mask.mean()):.2f}% of the image, confidence {point.confidence:.2f}")
-    return overlay(session.image, point.mask), caption
+    return gr.Image(value=overlay(session.image, point.mask), visible=True), caption
