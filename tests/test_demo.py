@@ -295,7 +295,7 @@ def run(argv, capsys):
 @pytest.mark.parametrize(("extra", "message"), [
     (["--port", "0"], "--port must be between 1 and 65535"),
     (["--port", "70000"], "--port must be between 1 and 65535"),
-    (["--depth-model", "/no/such/depth"], "--depth-model /no/such/depth: no such folder"),
+    (["--depth-model", "/no/such/depth"], "--depth-model /no/such/depth: no such folder (nor a hub id"),
     (["--model", "/no/such/model", "--port", "{free}"], "/no/such/model: model path does not exist"),
     (["--batch-max", "0"], "--batch-max must be ≥ 1"),
     (["--host", "256.1.1.1"], "cannot serve on 256.1.1.1"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from addp_agent.errors import UserError
 
 GROUND_TRUTH_CRITICS = {"simulated", "oracle", "noisy"}  # need the target's mask: nothing to offer on a web page
 LLM_CRITICS = {"paper", "vlm"}
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a depth model in the local Hugging Face cache
 
 
 def page_critics(llm_settings: Any) -> list[str]:
@@ -68,7 +70,8 @@ def demo_command(
     port: int = typer.Option(7860, "--port", help="Port to serve on."),
     model: str = typer.Option(None, "--model", help="Segmentation model folder or hub id (default: bundled)."),
     depth_model: str = typer.Option(None, "--depth-model",
-                                    help="Depth model folder (default: the bundled one; none: no Depth tab)."),
+                                    help="Depth model folder or Marigold hub id in your cache (default: the "
+                                         "bundled one; without one the page has no Depth tab)."),
     critic_model: str = typer.Option(None, "--critic-model",
                                      help="LLM/VLM for the paper and vlm critics (default: $ADDP_CRITIC_MODEL)."),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)."),
@@ -81,8 +84,8 @@ def demo_command(
     require_extra("demo")
     if batch_max < 1:
         raise UserError(f"--batch-max must be ≥ 1, got {batch_max}")
-    if depth_model is not None and not Path(depth_model).expanduser().exists():
-        raise UserError(f"--depth-model {depth_model}: no such folder")
+    if depth_model is not None and not Path(depth_model).expanduser().exists() and not HUB_ID.fullmatch(depth_model):
+        raise UserError(f"--depth-model {depth_model}: no such folder (nor a hub id like prs-eth/marigold-depth-v1-1)")
     check_address(host, port)
     settings = llm_settings(critic_model, base_url)
 
