@@ -109,6 +109,16 @@ def test_trajectory_slider_shows_the_recorded_steps(url, service, picture):
     assert page.predict(5, api_name="/trajectory")[1].startswith(f"step {steps}/{steps} ")
 
 
+def test_the_preview_is_bounded_and_bad_files_fail_there_first(url, tmp_path):
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (1500, 600), (200, 30, 30)).save(wide)
+    assert Image.open(client(url).predict(handle_file(str(wide)), api_name="/preview")).size == (1024, 410)
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\xff\xd8\xff not a jpeg")
+    with pytest.raises(AppError, match="'junk.jpg': "):
+        client(url).predict(handle_file(str(junk)), api_name="/preview")
+
+
 def test_a_typed_correction_adds_a_round_to_the_current_result(url, picture):
     page = client(url)
     page.predict(handle_file(str(picture)), "the red thing", 0, 0, api_name="/segment")

@@ -67,8 +67,7 @@ def build_demo(service: DemoService, examples: list[list[str]] | None = None) ->
             steps = gr.Number(label="Denoising steps (0: the model's)", value=0, precision=0, minimum=0,
                               maximum=100)
             seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
-        image.change(visible_errors(lambda path: None if path is None else service.image(path)), image, preview,
-                     api_name="preview")
+        image.change(visible_errors(service.preview), image, preview, api_name="preview")
         _segment_tab(service, image, expression, steps, seed, state)
         _correct_tab(service, image, expression, caption, seed, state)
         if service.depth_model is not None:

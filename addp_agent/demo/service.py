@@ -16,6 +16,7 @@ import numpy as np
 from addp_agent.critic.base import Critic
 from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import ModelLoadError, UserError
+from addp_agent.images import bounded_copy
 from addp_agent.tools.functions import SegmentationTools, ToolOutput
 from addp_agent.tools.inputs import ImagePolicy, load_tool_image, shown
 from addp_agent.tools.store import SessionStore
@@ -95,6 +96,10 @@ class DemoService:
             return load_tool_image(path, self.tools.policy)
         except UserError as error:
             raise UserError(by_name(str(error), path)) from None
+
+    def preview(self, path: str | None) -> np.ndarray | None:
+        """The upload at most 1024 px on its longer side (what sessions keep), or None when the file was cleared."""
+        return None if path is None else bounded_copy(self.image(path))
 
     @staticmethod
     def image_path(path: str | None) -> str:
