@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "agent": ("openai", "langchain_core", "mcp", "mcp_types", "httpx", "uvicorn"),
     "train": ("accelerate", "matplotlib"),
     "eval": ("accelerate", "matplotlib"),
+    "demo": ("gradio",),
 }
 
 

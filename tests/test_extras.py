@@ -22,6 +22,7 @@ SCENARIOS = {  # id: (modules made missing, argv, the extra the message must nam
     "analyze_timesteps_without_matplotlib": ("matplotlib", ["analyze-timesteps", "--data", "shapes-gen:4"], "eval"),
     "train_without_accelerate": ("accelerate", ["train", "--steps", "1"], "train"),
     "mcp_without_mcp": ("mcp,mcp_types", ["mcp"], "agent"),
+    "demo_without_gradio": ("gradio", ["demo", "--no-examples"], "demo"),
     "agent_vlm_without_openai": ("openai", ["agent", "--shapes-sample", "val:0", "--critic", "vlm", "--critic-model",
                                             "x", "--base-url", "http://127.0.0.1:9/v1"], "agent"),
 }
@@ -59,7 +60,7 @@ print(json.dumps(results))
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("extras")
-    plan = {key: (missing, [*argv, *(["--out", str(out / key)] if argv[0] != "mcp" else [])])
+    plan = {key: (missing, [*argv, *(["--out", str(out / key)] if argv[0] not in ("mcp", "demo") else [])])
             for key, (missing, argv, _) in SCENARIOS.items()}
     run = subprocess.run([sys.executable, "-c", RUN, json.dumps(plan)], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
@@ -90,4 +91,4 @@ def test_a_broken_package_outside_the_extra_is_not_renamed(monkeypatch):
     monkeypatch.setitem(sys.modules, "accelerate", None)
     with pytest.raises(MissingExtra, match=r"pip install 'addp-agent\[eval\]'"):
         require_extra("eval")
-    assert set(EXTRAS) == {"agent", "train", "eval"}
+    assert set(EXTRAS) == {"agent", "train", "eval", "demo"}

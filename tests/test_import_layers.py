@@ -27,7 +27,8 @@ LAYERS: list[set[str]] = [
     {"critic", "train"},  # critics (LLM/VLM, simulated); training and the training studies
     {"agent"},  # sessions: rounds, critiques, the loop
     {"eval", "tools"},  # evaluation over data sets; the tools and their adapters (OpenAI, LangChain, MCP)
-    {"effects"},  # the ADDP-effects studies: train variants × seeds, choose samplers on val, score on test
+    {"effects", "demo"},  # the ADDP-effects studies (train variants × seeds, samplers on val, score on test); the
+    # web page (Gradio) over the tools
     {"cli"},  # `addp …`
     {"__main__", ""},  # `python -m addp_agent` and the package root's lazy exports
 ]

@@ -8,8 +8,8 @@ from importlib import import_module
 
 from addp_agent.errors import UserError
 
-COMMANDS = ("agent", "bundle", "calibrate", "critic_study", "data", "data_scenes", "depth", "effects", "eval",
-            "manifests", "mcp",
+COMMANDS = ("agent", "bundle", "calibrate", "critic_study", "data", "data_scenes", "demo", "depth", "effects",
+            "eval", "manifests", "mcp",
             "segment", "sweep", "train")
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,14 @@ class SegmentationTools(DepthTools):
         """Stop the batcher's worker (queued requests finish first)."""
         if self._batcher is not None:
             self._batcher.close()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[ADDPPipeline]:
+        """The model for the caller alone: no batch and no other round runs on it until the block ends (a
+        multi-round session with a caller's own critic, e.g. the web demo's)."""
+        pipe = self.pipeline
+        with self._model_lock:
+            yield pipe
 
     # ---------------------------------------------------------------------------------------------- dispatch
     def call(self, name: str, arguments: dict[str, Any] | str | None, client: str = LOCAL) -> ToolOutput:
