@@ -51,7 +51,8 @@ def test_stdio_session_lists_tools_segments_and_refuses(tiny_pixel_dir, tmp_path
         ("trajectory", {"mask_id": "m-000000000000-r1"}),
     ]
     seen = anyio.run(_session, tiny_pixel_dir, tmp_path, steps)
-    assert [t.name for t in seen["tools"]] == ["segment", "refine", "get_mask", "trajectory"]
+    assert [t.name for t in seen["tools"]] == ["segment", "refine", "get_mask", "trajectory", "estimate_depth",
+                                               "depth_of", "compare_depth"]
     assert [t.input_schema for t in seen["tools"]] == [t["inputSchema"] for t in mcp_tools()]
 
     ok = seen["segment"][0]

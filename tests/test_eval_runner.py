@@ -252,8 +252,8 @@ def test_worse_than_round_1_is_exact_and_merges(red_dir) -> None:
     from addp_agent.eval.summary import EvalSummary
 
     def record(index, first, answer, best):
-        rounds = [RoundRecord(round=k + 1, intersection=i, union=10, iou=i / 10, confidence=0.5, corrections=[],
-                              mask_rle={}) for k, i in enumerate((first, answer))]
+        rounds = [RoundRecord(round=k + 1, intersection=i, union=10, iou=i / 10, found=True, confidence=0.5,
+                              corrections=[], mask_rle={}) for k, i in enumerate((first, answer))]
         return SampleRecord(index=index, sample_id=str(index), expression="x", rounds=rounds, best_round=best,
                             unet_rows=5, unet_calls=2, unet_pass_rows=2)
 

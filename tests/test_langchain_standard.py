@@ -29,10 +29,11 @@ def _png_b64() -> str:
 
 
 @pytest.fixture(scope="module")
-def lc(pipe, tmp_path_factory) -> dict[str, Any]:
-    """The four tools over one tiny model, and a live mask_id for the tools that need one."""
+def lc(pipe, depth_pipe, tmp_path_factory) -> dict[str, Any]:
+    """Every tool over one tiny segmentation and one tiny depth model, and a live mask_id for the tools that need
+    one."""
     folder = tmp_path_factory.mktemp("lc-allowed")
-    tools = SegmentationTools(pipeline=pipe, policy=ImagePolicy.create([folder]))
+    tools = SegmentationTools(pipeline=pipe, policy=ImagePolicy.create([folder]), depth_pipeline=depth_pipe)
     image = _png_b64()
     first = tools.call("segment", {"image": image, "expression": "the red shape", "steps": 2})
     assert not first.is_error, first.text()
@@ -40,7 +41,11 @@ def lc(pipe, tmp_path_factory) -> dict[str, Any]:
     examples = {"segment": {"image": image, "expression": "the second shape from the top", "steps": 2},
                 "refine": {"mask_id": mask_id, "correction": "the blue shape"},
                 "get_mask": {"mask_id": mask_id, "format": "rle"},
-                "trajectory": {"mask_id": mask_id}}
+                "trajectory": {"mask_id": mask_id},
+                "estimate_depth": {"image": image, "depth_steps": 1},
+                "depth_of": {"mask_id": mask_id, "depth_steps": 1},
+                "compare_depth": {"mask_id_a": mask_id, "expression_b": "the blue shape", "image": image,
+                                  "segment_steps": 1, "depth_steps": 1}}
     return {"tools": {t.name: t for t in langchain_tools(tools)}, "examples": examples, "mask_id": mask_id}
 
 

@@ -41,7 +41,7 @@ def test_tiny_run_writes_a_model(tmp_path, capsys, tiny_model_json):
     (["--timesteps", "cosine"], "unknown --timesteps"),
     (["--timesteps", "estimated", "--timesteps-file", "/nonexistent.json"], "no such contribution file"),
     (["--model-config", "/nonexistent.json"], "--model-config"),
-    (["--n-train", "0"], "--n-train: Input should be greater than or equal to 1"),
+    (["--n-train", "-1"], "--n-train: Input should be greater than or equal to 0"),
     (["--lr", "nan"], "--lr: must be a finite number"),
     (["--seed", "-5"], "--seed: Input should be greater than or equal to 0"),
     (["--batch-size", "0"], "--batch-size"),

@@ -9,7 +9,7 @@ import typer
 
 from addp_agent.cli.app import app
 from addp_agent.cli.options import build_config, config_options
-from addp_agent.eval.critic_study import CriticStudyConfig
+from addp_agent.eval.critic_study_config import CriticStudyConfig
 
 
 @app.command("critic-study")

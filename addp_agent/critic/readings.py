@@ -67,7 +67,7 @@ class PipelineReader:
                 self._texts[text] = embed[None]
         n = len(prompts)
         assert self._condition is not None
-        batch = EncodedBatch(prompts=list(prompts), images=[image] * n,
+        batch = EncodedBatch(prompts=list(prompts), original_sizes=[(int(image.shape[0]), int(image.shape[1]))] * n,
                              image_latents=self._condition.expand(n, *self._condition.shape[1:]),
                              prompt_embeds=torch.cat([self._texts[p] for p in prompts]), null_embeds=self._texts[""])
         batch.text_cache = self._texts  # corrections are encoded once per image

@@ -13,53 +13,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from addp_agent.critic.names import critic_label
 from addp_agent.critic.noisy import ERROR_MARK, ErrorRates
 from addp_agent.engine.pipeline import ADDPPipeline
+from addp_agent.eval.critic_study_config import CriticStudyConfig
 from addp_agent.eval.finish import finalize
-from addp_agent.eval.records import EvalConfig, read_records
+from addp_agent.eval.records import read_records
 from addp_agent.eval.runner import critic_factory, prepare
 from addp_agent.eval.shard import part_files, run_shard
 
 STUDY_FILE = "critic_study.json"
 PLOT_FILE = "critic_study.png"
-
-
-class CriticStudyConfig(BaseModel):
-    """Settings of a critic-accuracy study (each accuracy becomes one noisy-critic evaluation)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    data: str = Field(description="Data source spec, as for `addp eval`.")
-    split: str = "test"
-    model: str | None = Field(None, description="Model folder or hub id (default: the bundled model).")
-    accuracies: list[float] = Field([0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0], min_length=2, description=(
-        "Comma-separated critic accuracies; each error rate of the noisy critic is 1 − accuracy."))
-    max_rounds: int = Field(3, ge=2)
-    steps: int | None = Field(None, ge=1, description="Denoising steps (default: the model's).")
-    limit: int = Field(200, ge=1, description="Samples per accuracy.")
-    batch_size: int = Field(16, ge=1, description="Samples per round-1 pipeline call.")
-    seed: int = 0
-    critic_seed: int = Field(0, description="Seed of the noisy critic's errors.")
-    accept_iou: float = Field(0.9, gt=0.0, le=1.0, description="The oracle behind the noisy critic accepts at this "
-                                                               "IoU.")
-
-    @field_validator("accuracies")
-    @classmethod
-    def _accuracies(cls, values: list[float]) -> list[float]:
-        if any(not 0.0 <= v <= 1.0 for v in values):
-            raise ValueError(f"accuracies must lie in [0, 1], got {values}")
-        if len(set(values)) != len(values):
-            raise ValueError(f"accuracies must differ, got {values}")
-        return sorted(values)
-
-    def eval_config(self, accuracy: float) -> EvalConfig:
-        return EvalConfig(data=self.data, split=self.split, model=self.model, critic="noisy",
-                          critic_accuracy=accuracy, critic_seed=self.critic_seed, max_rounds=self.max_rounds,
-                          steps=self.steps, limit=self.limit, batch_size=self.batch_size, seed=self.seed,
-                          accept_iou=self.accept_iou)
 
 
 def folder_for(out: Path, accuracy: float) -> Path:
