@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "addp_agent"
 # Bottom to top. A unit imports only from its own unit and from lower layers; units of one layer are independent.
 LAYERS: list[set[str]] = [
     {"errors", "masks", "strict_schema"},  # plain helpers, no addp_agent imports but errors
-    {"text", "images", "metrics", "generalized_metrics", "depth_metrics", "extras"},  # text, images, scores, extras
+    {"text", "images", "metrics", "generalized_metrics", "depth_metrics", "extras", "domain", "reliability"},  # text,
+    # images, scores, extras, the domain check and confidence calibration
     {"data"},  # data sets and the sample types
     {"engine"},  # the diffusion pipeline and what it returns
     {"models"},  # building, loading and bundling pipelines

@@ -70,7 +70,8 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
 
     Default device: CUDA when available else CPU; default dtype: fp32 on CPU, fp16 on CUDA.
     ``progress=False`` silences the libraries' loading bars. A folder's ``calibration.json``
-    (:mod:`addp_agent.models.calibration`) sets the decoder's found rule.
+    (:mod:`addp_agent.models.calibration`) sets the decoder's found rule, the confidence map and the domain check;
+    without one (and for hub ids) the model's domain is ``open``.
     """
     from addp_agent.engine.pipeline import ADDPPipeline
 
@@ -103,7 +104,9 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
         from addp_agent.models.calibration import Calibration
 
         calibration = Calibration.load(path)
-        pipe.found_rule = calibration.found_rule() if calibration is not None else None
+        if calibration is not None:
+            pipe.found_rule, pipe.confidence_map = calibration.found_rule(), calibration.confidence_map()
+            pipe.domain_check = calibration.domain
     return pipe.to(device)
 
 
