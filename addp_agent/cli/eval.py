@@ -66,6 +66,9 @@ def eval_command(
                 + ", N-acc " + ", ".join(f"r{r['round']} {r['N-acc']:.3f}" for r in document["rounds"])
         typer.echo(f"{document['n']} samples ({document['skipped']['total']} skipped), mIoU {rounds}{generalized} "
                    f"→ {out}")
+    if document is not None and document["domain"]["out_of_domain"]:
+        typer.echo(f"warning: {document['domain']['out_of_domain']} of {document['n']} images look outside the "
+                   "model's domain (metrics.json: domain; samples.jsonl: in_domain)", err=True)
 
 
 @app.command("analyze-timesteps")

@@ -71,6 +71,8 @@ def segment_command(
             file.replace(out / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if result.warning:
+        typer.echo(f"warning: {result.warning}", err=True)
     if quiet:
         return
     files = f"{out}/mask.png, overlay.png, result.json"

@@ -9,6 +9,7 @@ Latent models (with a VAE) and pixel-space models (``vae=None``) share the loop.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import time
 import warnings
@@ -23,6 +24,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
+from addp_agent.domain import DomainCheck, DomainVerdict
 from addp_agent.engine.branches import GuidanceBranches
 from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, FoundRule, decode_paint
 from addp_agent.engine.guidance import CORRECTION_MODES, CorrectionMode
@@ -30,6 +32,7 @@ from addp_agent.engine.outputs import ADDPPipelineOutput, SegmentationResult, Tr
 from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch, Generator
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
+from addp_agent.reliability import ConfidenceMap
 from addp_agent.text import clean_corrections, clean_text
 
 RawX0 = tuple[int, int, torch.Tensor]  # (step index, timestep, x̂₀) recorded during the loop
@@ -66,7 +69,10 @@ class ADDPPipeline(DiffusionPipeline):
         )
         self.vae_scale_factor = (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None
                                  else int(pixel_patch_size))
-        self.found_rule: FoundRule | None = None  # a calibrated model's rule (set by models.registry.load_pipeline)
+        # A calibrated model's found rule, confidence map and domain check (set by models.registry.load_pipeline)
+        self.found_rule: FoundRule | None = None
+        self.confidence_map: ConfidenceMap | None = None
+        self.domain_check: DomainCheck | None = None
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
     # ----------------------------------------------------------------------------------------- properties
@@ -264,23 +270,38 @@ class ADDPPipeline(DiffusionPipeline):
             return torch.nn.functional.pixel_shuffle(latents, self.vae_scale_factor)
         return self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
 
-    def decode_masks(self, images: torch.Tensor, sizes: list[tuple[int, int]],
-                     threshold: float) -> list[DecodedMask]:
+    def decode_masks(self, images: torch.Tensor, sizes: list[tuple[int, int]], threshold: float,
+                     outside: Sequence[bool] = ()) -> list[DecodedMask]:
         """Decoded images in [-1, 1] → the red paint's mask of each, at ``sizes`` (cycled over the rows); a target is
-        found as :attr:`found_rule` says (``None``: found = something is painted)."""
+        found as :attr:`found_rule` says (``None``: found = something is painted); confidences go through
+        :attr:`confidence_map` when the model has one (the decoder's score stays as ``raw_confidence``). A row whose
+        image is ``outside`` the model's domain (cycled like ``sizes``) gets confidence 0: nothing says its mask is
+        right."""
         array = self.image_processor.postprocess(images.float(), output_type="np")
         painted = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return [decode_paint(p, size=sizes[r % len(sizes)], threshold=threshold, rule=self.found_rule)
-                for r, p in enumerate(painted)]
+        masks = [decode_paint(p, size=sizes[r % len(sizes)], threshold=threshold, rule=self.found_rule)
+                 for r, p in enumerate(painted)]
+        if self.confidence_map is None and not any(outside):
+            return masks
+        mapped = self.confidence_map or (lambda c: c)
+        out = [bool(outside) and outside[r % len(outside)] for r in range(len(masks))]
+        return [dataclasses.replace(m, confidence=0.0 if out[r] else mapped(m.confidence), raw_confidence=m.confidence)
+                for r, m in enumerate(masks)]
 
-    def decode_trajectories(self, recorded: list[RawX0], encoded: EncodedBatch,
-                            threshold: float) -> list[list[TrajectoryPoint]]:
+    def check_domain(self, images: list[np.ndarray]) -> list[DomainVerdict]:
+        """Each input image's domain check (:attr:`domain_check`; an ``open`` verdict for a model without one)."""
+        if self.domain_check is None:
+            return [DomainVerdict() for _ in images]
+        return [self.domain_check.check(image) for image in images]
+
+    def decode_trajectories(self, recorded: list[RawX0], encoded: EncodedBatch, threshold: float,
+                            outside: Sequence[bool] = ()) -> list[list[TrajectoryPoint]]:
         """Decode every recorded x̂₀ in one batch and threshold it at each input's original size."""
         trajectories: list[list[TrajectoryPoint]] = [[] for _ in range(encoded.batch_size)]
         if not recorded:
             return trajectories
         decoded = self.decode_masks(self.decode_latents(torch.cat([x0 for _, _, x0 in recorded])),
-                                    encoded.original_sizes, threshold)
+                                    encoded.original_sizes, threshold, outside)
         for r, (step, timestep, _) in enumerate(recorded):
             for k in range(encoded.batch_size):
                 mask = decoded[r * encoded.batch_size + k]
@@ -369,7 +390,9 @@ class ADDPPipeline(DiffusionPipeline):
 
         # 9. Decode: the recorded x̂₀ and the final sample → painted images → masks
         decode_start = time.perf_counter()
-        trajectories = self.decode_trajectories(recorded, encoded, threshold) if trajectory_every else None
+        domain = self.check_domain(encoded.images)
+        outside = [verdict.in_domain is False for verdict in domain]
+        trajectories = self.decode_trajectories(recorded, encoded, threshold, outside) if trajectory_every else None
         resolved = {"prompts": encoded.prompts, "corrections": per_sample, "settings": settings}
         if output_type == "latent":
             if not return_dict:
@@ -377,7 +400,7 @@ class ADDPPipeline(DiffusionPipeline):
             return ADDPPipelineOutput(images=latents, masks=[], soft_masks=[], confidences=[],
                                       trajectories=trajectories, state=new_state, timings=timings, **resolved)
         images = self.decode_latents(latents)
-        masks = self.decode_masks(images, encoded.original_sizes, threshold)
+        masks = self.decode_masks(images, encoded.original_sizes, threshold, outside)
         images = self.image_processor.postprocess(images, output_type=output_type)
         timings["decode_s"] = time.perf_counter() - decode_start
         timings["total_s"] = time.perf_counter() - start
@@ -387,7 +410,8 @@ class ADDPPipeline(DiffusionPipeline):
         return ADDPPipelineOutput(images=images, masks=[m.mask for m in masks], soft_masks=[m.soft for m in masks],
                                   confidences=[m.confidence for m in masks], trajectories=trajectories,
                                   state=new_state, timings=timings, found=[m.found for m in masks],
-                                  paint=[m.paint for m in masks], **resolved)
+                                  paint=[m.paint for m in masks], raw_confidences=[m.raw_confidence for m in masks],
+                                  domain=domain, **resolved)
 
     def segment(self, image: Any, expression: str, corrections: Any = None, num_inference_steps: int | None = None,
                 seed: int | None = 0, trajectory_every: int = 0, **kwargs: Any) -> SegmentationResult:

@@ -84,6 +84,8 @@ class SampleRecord(BaseModel):
     stop_detail: str = ""
     best_round: int = 0
     rounds: list[RoundRecord] = []
+    in_domain: bool | None = Field(None, description="the model's domain check of the image (None: not checked)")
+    domain_score: float | None = None
 
 
 def read_records(paths: Iterable[Path]) -> dict[int, SampleRecord]:

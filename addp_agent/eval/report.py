@@ -54,7 +54,9 @@ def write_report(path: Path, document: dict[str, Any], records: list[SampleRecor
               f"{document['ran_round'][str(t['to'])]} |" for t in document["transitions"]]
     failures = document["critic_failures"]
     lines += ["", f"Critic failures: {failures['total']} (by round: {failures['by_round']}).",
-              f"Stop reasons: {document['stop_reasons']}."]
+              f"Stop reasons: {document['stop_reasons']}.",
+              "Domain check (the model's own; a warning, samples are still scored): "
+              + ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in document.get("domain", {}).items()) + "."]
     changed = sorted((r for r in records if r.rounds), key=lambda r: r.rounds[-1].iou - r.rounds[0].iou)
     if changed and len(changed[0].rounds) > 1:
         worst = changed[0]

@@ -51,6 +51,7 @@ class EvalSummary:
         self.critic_failures = [0] * max_rounds
         self.stop_reasons: Counter = Counter()
         self.skipped: Counter = Counter()  # reason -> samples not evaluated
+        self.domain: Counter = Counter()  # in_domain / out_of_domain / unchecked (the model's domain check)
 
     def add(self, record: SampleRecord) -> None:
         """Account for one sample."""
@@ -74,6 +75,7 @@ class EvalSummary:
             self.ran[r.round - 1] += 1
             self.critic_failures[r.round - 1] += r.critic_error is not None
         self.stop_reasons[record.stop_reason] += 1
+        self.domain[{True: "in_domain", False: "out_of_domain", None: "unchecked"}[record.in_domain]] += 1
 
     def merge(self, other: EvalSummary) -> EvalSummary:
         """Add another shard's counts (in place); returns self."""
@@ -92,6 +94,7 @@ class EvalSummary:
         self.critic_failures = [a + b for a, b in zip(self.critic_failures, other.critic_failures, strict=True)]
         self.stop_reasons.update(other.stop_reasons)
         self.skipped.update(other.skipped)
+        self.domain.update(other.domain)
         return self
 
     def state(self) -> dict[str, Any]:
@@ -103,7 +106,7 @@ class EvalSummary:
                 "answer_generalized": {s: self.answer_generalized[s].state() for s in SUBSETS},
                 "transitions": [dict(t) for t in self.transitions], "ran": self.ran,
                 "critic_failures": self.critic_failures, "stop_reasons": dict(self.stop_reasons),
-                "skipped": dict(self.skipped)}
+                "skipped": dict(self.skipped), "domain": dict(self.domain)}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> EvalSummary:
@@ -117,6 +120,7 @@ class EvalSummary:
         summary.transitions = [Counter(t) for t in state["transitions"]]
         summary.ran, summary.critic_failures = list(state["ran"]), list(state["critic_failures"])
         summary.stop_reasons, summary.skipped = Counter(state["stop_reasons"]), Counter(state["skipped"])
+        summary.domain = Counter(state.get("domain", {}))
         return summary
 
     @classmethod
@@ -140,6 +144,7 @@ class EvalSummary:
         out["critic_failures"] = {"total": sum(self.critic_failures),
                                   "by_round": {str(k + 1): n for k, n in enumerate(self.critic_failures)}}
         out["stop_reasons"] = dict(sorted(self.stop_reasons.items()))
+        out["domain"] = {key: self.domain.get(key, 0) for key in ("in_domain", "out_of_domain", "unchecked")}
         out["skipped"] = {"total": sum(self.skipped.values()), "reasons": dict(sorted(self.skipped.items()))}
         out["subsets"] = {s: block(s) for s in SUBSETS[1:] if self.rounds[s][0].n}
         out["carry_forward"] = "samples that stopped early carry their last mask to later rounds"

@@ -7,6 +7,7 @@ result. The adapters (OpenAI, LangChain, MCP) only translate :class:`ToolOutput`
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -61,7 +62,7 @@ class ToolSpec:
 
     @property
     def description(self) -> str:
-        return (self.args.__doc__ or "").strip()
+        return " ".join(inspect.cleandoc(self.args.__doc__ or "").split("\n"))
 
 
 TOOL_SPECS: dict[str, ToolSpec] = {spec.name: spec for spec in (
@@ -97,22 +98,28 @@ class ToolOutput:
         if isinstance(r, ToolError):
             return f"error ({r.error}): {r.message}"
         if isinstance(r, SegmentResult):
-            fixes = ", ".join(f"'{c}'" for c in r.corrections) or "none"
-            rounds = f"round {r.rounds} (corrections: {fixes}; stop: {r.stop_reason})"
-            if not r.found:
-                return (f"mask_id {r.mask_id}: '{r.expression}' was not found in the {r.width}x{r.height} image: "
-                        f"nothing was painted and the mask is empty; {rounds}. If it should be there, call segment "
-                        "with another wording.")
-            regions = "" if r.instance_count == 1 else f" in {r.instance_count} separate regions (" + "; ".join(
-                f"bbox {i.bbox}, {i.area_percent:.2f}%" for i in r.instances) + ")"
-            return (f"mask_id {r.mask_id}: '{r.expression}' found: covers {r.area_percent:.2f}% of the "
-                    f"{r.width}x{r.height} image{regions}, bbox [x, y, w, h] = {r.bbox}, confidence "
-                    f"{r.confidence:.2f}; {rounds}. If the overlay shows a wrongly covered object, call refine with "
-                    "mask_id and a correction naming it.")
+            warning = f"WARNING: {r.warning}. " if r.warning else ""
+            return warning + self._segment_text(r)
         if isinstance(r, TrajectoryResult):
             steps = ", ".join(f"step {p.step + 1}: {p.area_percent:.1f}%" for p in r.points)
             return f"mask_id {r.mask_id}: intermediate mask areas ({r.num_inference_steps} steps): {steps}"
         return self.json()
+
+    @staticmethod
+    def _segment_text(r: SegmentResult) -> str:
+        """The summary of a segment or refine result."""
+        fixes = ", ".join(f"'{c}'" for c in r.corrections) or "none"
+        rounds = f"round {r.rounds} (corrections: {fixes}; stop: {r.stop_reason})"
+        if not r.found:
+            return (f"mask_id {r.mask_id}: '{r.expression}' was not found in the {r.width}x{r.height} image: "
+                    f"nothing was painted and the mask is empty; {rounds}. If it should be there, call segment "
+                    "with another wording.")
+        regions = "" if r.instance_count == 1 else f" in {r.instance_count} separate regions (" + "; ".join(
+            f"bbox {i.bbox}, {i.area_percent:.2f}%" for i in r.instances) + ")"
+        return (f"mask_id {r.mask_id}: '{r.expression}' found: covers {r.area_percent:.2f}% of the "
+                f"{r.width}x{r.height} image{regions}, bbox [x, y, w, h] = {r.bbox}, confidence "
+                f"{r.confidence:.2f}; {rounds}. If the overlay shows a wrongly covered object, call refine with "
+                "mask_id and a correction naming it.")
 
 
 class SegmentationTools:
@@ -278,7 +285,8 @@ class SegmentationTools:
             mask_id=mask_id(session_id, round_.index), expression=session.expression,
             width=mask.shape[1], height=mask.shape[0], found=round_.result.found, area_percent=_percent(mask),
             bbox=bbox_xywh(mask), instance_count=len(instances), instances=instances,
-            confidence=round(round_.confidence, 4), rounds=round_.index, corrections=round_.corrections,
+            confidence=round(round_.confidence, 4), **round_.result.domain.to_json(), warning=round_.result.warning,
+            rounds=round_.index, corrections=round_.corrections,
             stop_reason=self.store.status(session_id), history=history)
         png = overlay_png(session.image, round_.mask)  # both at the session's working size
         return ToolOutput(name, result, overlay_png=png,
