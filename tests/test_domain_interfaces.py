@@ -68,6 +68,15 @@ def test_cli_warns_on_stderr_and_records_the_check(photo_dir, tmp_path, capsys):
     assert code in (0, None) and err == "" and record["in_domain"] is True and record["warning"] is None
 
 
+def test_agent_cli_warns_and_traces_the_check(photo_dir, tmp_path, capsys):
+    code, _, err = run(["agent", str(photo_dir / "hopper.png"), "the woman", "--critic", "none", "--out",
+                        str(tmp_path / "agent")], capsys)
+    trace = json.loads((tmp_path / "agent" / "trace.json").read_text())
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]  # after the loading bars
+    assert code in (0, None) and len(warnings) == 1 and warnings[0].startswith("warning: this image looks outside")
+    assert trace["in_domain"] is False and trace["warning"] in err
+
+
 def test_bad_input_is_still_one_line_and_writes_nothing(tmp_path, capsys):
     code, out, err = run(["segment", str(tmp_path / "missing.png"), "the woman", "--out", str(tmp_path / "o")],
                          capsys)
@@ -146,3 +155,35 @@ def test_the_bundled_confidence_map_is_applied_and_calibrated_on_an_unseen_seed(
     assert expected_calibration_error(mapped, correct) <= 0.05
     assert expected_calibration_error(mapped, correct) < expected_calibration_error(raw, correct)
     assert np.mean(correct) > 0.9
+
+
+def test_depth_models_declare_a_domain_and_warn(tiny_depth_dir, photo_dir, tmp_path, capsys):
+    from addp_agent.data.depth_sources import write_depth_dir
+    from addp_agent.data.depth_synthetic import SyntheticDepth
+
+    model = tmp_path / "depth"
+    shutil.copytree(tiny_depth_dir, model)
+    code, out, err = run(["calibrate", "--model", str(model), "--only", "domain", "--domain", "synthetic-shapes",
+                          "--domain-data", "shapes-gen:300:0:32", "--data", "shapes-gen:100:0:32", "--resolution",
+                          "32"], capsys)  # a depth model: the domain is fitted without running it
+    assert code in (0, None), err
+    assert Calibration.load(model).domain.name == "synthetic-shapes" and Calibration.load(model).confidence is None
+
+    code, _, err = run(["depth", str(photo_dir / "hopper.png"), "--model", str(model), "--steps", "1", "--out",
+                        str(tmp_path / "d"), "--quiet"], capsys)
+    record = json.loads((tmp_path / "d" / "result.json").read_text())
+    assert code in (0, None) and err.startswith("warning: this image looks outside") and err.count("\n") == 1
+    assert record["in_domain"] is False and record["domain"] == "synthetic-shapes" and record["warning"] in err
+    Image.fromarray(next(iter(load_source("shapes-gen:1:9:32", "test"))).image).save(tmp_path / "shapes32.png")
+    code, _, err = run(["depth", str(tmp_path / "shapes32.png"), "--model", str(model), "--steps", "1", "--out",
+                        str(tmp_path / "e"), "--quiet"], capsys)
+    assert code in (0, None) and err == ""
+    assert json.loads((tmp_path / "e" / "result.json").read_text())["in_domain"] is True
+
+    write_depth_dir(SyntheticDepth("test", 2, seed=4, size=32), tmp_path / "data")
+    code, _, err = run(["eval", "--task", "depth", "--data", f"depthdir:{tmp_path / 'data'}", "--model", str(model),
+                        "--steps", "1", "--curve-n", "0", "--out", str(tmp_path / "eval"), "--quiet"], capsys)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert code in (0, None) and metrics["domain"]["out_of_domain"] + metrics["domain"]["in_domain"] == 2
+    records = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert all(isinstance(r["in_domain"], bool) for r in records)

@@ -143,6 +143,8 @@ def agent_command(
     _write(out, session, result, truth, {"critic": critic, "model": model or "bundled default",
                                          "image": str(image) if image else f"shapes:{shapes_sample}"})
     _print_table(result, truth)
+    if result.best.result.warning:
+        typer.echo(f"warning: {result.best.result.warning}", err=True)
 
 
 def _write(out: Path, session: Any, result: Any, truth: np.ndarray | None, meta: dict[str, Any]) -> None:
@@ -158,7 +160,8 @@ def _write(out: Path, session: Any, result: Any, truth: np.ndarray | None, meta:
     best = result.best
     Image.fromarray(overlay(session.image, best.mask)).save(out / "overlay.png")
     (out / "mask.png").write_bytes(mask_to_png_bytes(best.mask))
-    trace = {**meta, **result.to_json(), "config": {k: v for k, v in vars(session.config).items()}}
+    trace = {**meta, **result.to_json(), **best.result.domain.to_json(), "warning": best.result.warning,
+             "config": {k: v for k, v in vars(session.config).items()}}
     if truth is not None:
         for entry, r in zip(trace["rounds"], result.rounds, strict=True):
             entry["iou_with_ground_truth"] = round(mask_iou(r.mask, truth), 4)

@@ -74,9 +74,14 @@ def calibrate_command(
     existing = Calibration.load(model) or Calibration()
     pipe = None
     if sections & {"found", "confidence"} or resolution is None:
+        from addp_agent.errors import ModelLoadError
         from addp_agent.models.registry import load_pipeline
 
-        pipe = load_pipeline(str(model), device=device, progress=False)
+        try:
+            pipe = load_pipeline(str(model), device=device, progress=False)
+        except ModelLoadError as error:
+            hint = "" if sections & {"found", "confidence"} else " (for a depth model: --only domain --resolution N)"
+            raise UserError(f"{error}{hint}") from None
         pipe.set_progress_bar_config(disable=True)
     fitted: dict[str, object] = {}
     lines: list[str] = []

@@ -75,6 +75,8 @@ def depth_command(
             file.replace(out / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if result.warning:
+        typer.echo(f"warning: {result.warning}", err=True)
     if not quiet:
         stats = result.stats()
         typer.echo(f"depth {rgb.shape[1]}×{rgb.shape[0]}: median {stats['median']:.3f} (0 = near, 1 = far), "

@@ -160,6 +160,7 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
     """Load a :class:`~addp_agent.engine.depth_pipeline.DepthPipeline`: a folder (Marigold format or the project's
     pixel models), a known hub id from the local cache, or the bundled depth model.
 
+    A folder's ``calibration.json`` sets the domain check (its ``domain`` section; without one: ``open``).
     ``timestep_spacing="trailing"`` (default) re-spaces a DDIM scheduler so few-step sampling starts at t = T − 1
     (Marigold v1-0 files use "leading"); ``None`` keeps the file's. Device and dtype defaults as
     :func:`load_pipeline`.
@@ -200,4 +201,9 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
         pipe.check_model()
     except UserError as error:
         raise ModelLoadError(f"{source}: {error}") from None
+    if not hub_id:
+        from addp_agent.models.calibration import Calibration
+
+        calibration = Calibration.load(path)
+        pipe.domain_check = calibration.domain if calibration is not None else None
     return pipe.to(device)
