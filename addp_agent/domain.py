@@ -119,6 +119,14 @@ class DomainCheck(BaseModel):
     _references: np.ndarray = PrivateAttr()
 
     def model_post_init(self, _context: object) -> None:
+        """Check the fields agree with this version's features, then build the arrays the check reads."""
+        if self.features != list(FEATURES):
+            raise ValueError(f"features {self.features} are not this version's {list(FEATURES)}; refit the check")
+        if len(self.center) != len(FEATURES) or len(self.scale) != len(FEATURES) or not self.references or any(
+                len(row) != len(FEATURES) for row in self.references):
+            raise ValueError("center, scale and every reference need one value per feature")
+        if min(self.scale) <= 0 or not all(0 <= b < 16**3 for b in self.palette):
+            raise ValueError("scales must be positive and palette bins in [0, 4096)")
         self._palette = np.zeros(16**3, dtype=bool)
         self._palette[np.asarray(self.palette, dtype=np.int64)] = True
         self._center, self._scale = np.asarray(self.center), np.asarray(self.scale)

@@ -90,10 +90,12 @@ def test_the_check_survives_a_json_round_trip_and_bad_sections_are_refused(shape
     hopper = package_photos()[0]
     assert loaded.check(hopper).score == pytest.approx(shapes_check.check(hopper).score, rel=1e-3)
     document = json.loads((tmp_path / "calibration.json").read_text())
-    del document["domain"]["threshold"]
-    (tmp_path / "calibration.json").write_text(json.dumps(document))
-    with pytest.raises(ModelLoadError, match="unreadable calibration"):
-        Calibration.load(tmp_path)
+    for broken in ({"threshold": None}, {"features": ["noise"]}, {"scale": [0.0] * len(FEATURES)},
+                   {"references": [[0.0]]}, {"palette": [4096]}):
+        (tmp_path / "calibration.json").write_text(json.dumps({**document, "domain": {**document["domain"],
+                                                                                     **broken}}))
+        with pytest.raises(ModelLoadError, match="unreadable calibration"):
+            Calibration.load(tmp_path)
 
 
 @pytest.mark.slow
