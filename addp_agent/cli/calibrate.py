@@ -49,7 +49,7 @@ def calibrate_command(
     test_split: str = typer.Option("test", "--test-split"),
     natural: int = typer.Option(400, "--natural", help="Natural images for the domain detection rate."),
     plot: Path = typer.Option(None, "--plot", help="Write the reliability diagram (on --test, else --data) here."),
-    limit: int = typer.Option(None, "--limit", help="Calibrate on the first N samples (default: all)."),
+    limit: int = typer.Option(None, "--limit", help="Use the first N samples of --data and of --test (default: all)."),
     steps: int = typer.Option(None, "--steps", help="Denoising steps (default: the model's)."),
     batch_size: int = typer.Option(16, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
