@@ -1,5 +1,6 @@
 """The found rule: fitted by hand, stored with the model (calibration.json), loaded by the registry, used by the
-decoder; `addp calibrate` writes it and refuses bad inputs with one line."""
+decoder; `addp calibrate` writes it (with the confidence map and the domain check) and refuses bad inputs with one
+line."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from addp_agent.cli import main
 from addp_agent.errors import ModelLoadError, UserError
 from addp_agent.models.calibration import Calibration, FoundCalibration, fit_found, fit_statistic
+from addp_agent.models.registry import load_pipeline
 
 GENERALIZED = "scenes-gen:12:1:64:default:generalized:empty_rate=0.4:multi_rate=0.3"
 
@@ -102,12 +105,43 @@ def test_calibrate_command_writes_the_rule(calibrated_dir, capsys):
     assert not [p for p in calibrated_dir.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("case", ["not a folder", "classic data", "bad spec", "bad limit"])
+def test_calibrate_fits_confidence_and_domain_with_a_test_report(calibrated_dir, tmp_path, capsys):
+    plot = tmp_path / "figures" / "reliability.png"
+    code, out, err = run(["calibrate", "--model", str(calibrated_dir), "--data", "shapes-gen:12:0:32", "--steps", "1",
+                          "--test", "shapes-gen:12:1:32", "--domain", "synthetic-shapes", "--domain-data",
+                          "shapes-gen:40:0:32", "--natural", "20", "--plot", str(plot)], capsys)
+    assert code in (0, None), err
+    saved = Calibration.load(calibrated_dir)
+    assert saved.found is None and "found rule: not fitted" in out  # Shapes-Ref has no no-target samples
+    assert saved.confidence.n == 12 and saved.confidence.test["n"] == 12 and saved.confidence.test["split"] == "test"
+    assert saved.domain.name == "synthetic-shapes" and saved.domain.n_fit == 60 and saved.domain.n_held_out == 18
+    assert saved.domain.measured["n_out_of_domain"] == 20 and saved.domain.measured["n_in_domain"] == 12
+    assert f"ECE {saved.confidence.ece_before:.3f} → {saved.confidence.ece_after:.3f}" in out
+    assert plot.is_file() and Image.open(plot).format == "PNG"
+    pipe = load_pipeline(str(calibrated_dir), device="cpu", progress=False)
+    assert pipe.confidence_map == saved.confidence_map() and pipe.domain_check == saved.domain
+
+    code, out, _ = run(["calibrate", "--model", str(calibrated_dir), "--data", "shapes-gen:4:0:32", "--only",
+                        "domain", "--domain", "synthetic-shapes", "--domain-data", "shapes-gen:6:0:32",
+                        "--resolution", "32"], capsys)
+    again = Calibration.load(calibrated_dir)
+    assert code in (0, None) and again.domain.n_fit == 9 and again.confidence == saved.confidence  # others kept
+
+
+@pytest.mark.parametrize("case", ["not a folder", "classic data", "bad spec", "bad limit", "domain alone",
+                                  "unknown section", "only domain unnamed", "bad plot", "bad domain data"])
 def test_calibrate_bad_inputs_are_one_line_and_write_nothing(case, calibrated_dir, tmp_path, capsys):
+    model = ["--model", str(calibrated_dir)]
     argv = {"not a folder": ["--model", str(tmp_path / "nowhere"), "--data", GENERALIZED],
-            "classic data": ["--model", str(calibrated_dir), "--data", "scenes-gen:4:1:64", "--steps", "1"],
-            "bad spec": ["--model", str(calibrated_dir), "--data", "scenes-gen:x"],
-            "bad limit": ["--model", str(calibrated_dir), "--data", GENERALIZED, "--limit", "0"]}[case]
+            "classic data": [*model, "--data", "scenes-gen:4:1:64", "--steps", "1", "--only", "found"],
+            "bad spec": [*model, "--data", "scenes-gen:x"],
+            "bad limit": [*model, "--data", GENERALIZED, "--limit", "0"],
+            "domain alone": [*model, "--data", GENERALIZED, "--domain", "synthetic-scenes3d"],
+            "unknown section": [*model, "--data", GENERALIZED, "--only", "found,colour"],
+            "only domain unnamed": [*model, "--data", GENERALIZED, "--only", "domain"],
+            "bad plot": [*model, "--data", GENERALIZED, "--plot", str(tmp_path)],
+            "bad domain data": [*model, "--data", "shapes-gen:4:0:32", "--only", "domain", "--domain", "x",
+                                "--domain-data", "nope:3", "--resolution", "32"]}[case]
     code, _, err = run(["calibrate", *argv], capsys)
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert not (calibrated_dir / "calibration.json").exists()

@@ -100,13 +100,13 @@ def test_generalized_run_shards_merge_and_records_reproduce_gres_metrics(red_dir
     """A calibrated model on generalized data: some rounds answer "not found"; 1 or 2 processes agree exactly."""
     import shutil
 
-    from addp_agent.eval.calibrate import fit_found_rule, write_found_rule
+    from addp_agent.eval.calibrate import fit_found_section, run_rounds, write_sections
     from addp_agent.models.registry import load_pipeline
 
     model = tmp_path / "calibrated"
     shutil.copytree(red_dir, model)
-    write_found_rule(model, fit_found_rule(load_pipeline(str(model), device="cpu", progress=False), GENERALIZED,
-                                           steps=1))
+    rounds = run_rounds(load_pipeline(str(model), device="cpu", progress=False), GENERALIZED, steps=1)
+    write_sections(model, found=fit_found_section(rounds))
     pipe = load_pipeline(str(model), device="cpu", progress=False)
     config = _config(model, data=GENERALIZED, max_rounds=2, correction_mode="paper")
     one = evaluate(config, tmp_path / "one", pipe, critic_factory(config))

@@ -19,8 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "addp_agent"
 LAYERS: list[set[str]] = [
     {"errors", "masks", "strict_schema"},  # plain helpers, no addp_agent imports but errors
     {"limits", "devices", "outputs_io"},  # bounds on user input, device names, writable and atomic output sets
-    # user text, images, mask, generalized and depth scores, extras, named presets of run settings (protocols, recipes)
-    {"text", "images", "metrics", "generalized_metrics", "depth_metrics", "extras", "presets"},
+    # user text, images, scores, extras, named presets (protocols, recipes), the domain check, confidence calibration
+    {"text", "images", "metrics", "generalized_metrics", "depth_metrics", "extras", "presets", "domain", "reliability"},
     {"data"},  # data sets and the sample types
     {"engine"},  # the diffusion pipeline and what it returns
     {"models"},  # building, loading and bundling pipelines

@@ -175,6 +175,8 @@ def agent_command(
                                          "model": model or "bundled default",
                                          "image": str(image) if image else f"shapes:{shapes_sample}"})
     _print_table(result, truth)
+    if result.best.result.warning:
+        typer.echo(f"warning: {result.best.result.warning}", err=True)
 
 
 def _write(out: Path, session: Any, result: Any, truth: np.ndarray | None, meta: dict[str, Any]) -> None:
@@ -182,7 +184,9 @@ def _write(out: Path, session: Any, result: Any, truth: np.ndarray | None, meta:
     from addp_agent.masks import mask_iou, mask_to_png_bytes, overlay
     from addp_agent.outputs_io import output_set
 
-    trace = {**meta, **result.to_json(), "config": {k: v for k, v in vars(session.config).items()}}
+    best = result.best
+    trace = {**meta, **result.to_json(), **best.result.domain.to_json(), "warning": best.result.warning,
+             "config": {k: v for k, v in vars(session.config).items()}}
     if truth is not None:
         for entry, r in zip(trace["rounds"], result.rounds, strict=True):
             entry["iou_with_ground_truth"] = round(mask_iou(r.mask, truth), 4)

@@ -64,6 +64,8 @@ def depth_command(
     with output_set(out, owns=DEPTH_FILES, command="addp depth") as staging:
         result.save(staging)
         write_file(staging / "result.json", json.dumps(record, indent=2))
+    if result.warning:
+        typer.echo(f"warning: {result.warning}", err=True)
     if not quiet:
         stats = result.stats()
         typer.echo(f"depth {rgb.shape[1]}×{rgb.shape[0]}: median {stats['median']:.3f} (0 = near, 1 = far), "

@@ -71,3 +71,6 @@ def eval_depth_command(
     if not quiet:
         typer.echo(f"{document['n']} samples ({document['skipped']['total']} skipped): AbsRel "
                    f"{100 * document['abs_rel']:.2f} %, δ1 {100 * document['delta1']:.2f} % → {out}")
+    if document["domain"]["out_of_domain"]:
+        typer.echo(f"warning: {document['domain']['out_of_domain']} of {document['n']} images look outside the "
+                   "model's domain (metrics.json: domain)", err=True)

@@ -76,6 +76,9 @@ def eval_command(
         overall = f", oIoU {100 * (document['rounds'][-1]['oIoU'] or 0):.2f}" if config.max_rounds == 1 else ""
         typer.echo(f"{document['n']} samples ({document['skipped']['total']} skipped), mIoU {rounds}{overall}"
                    f"{generalized} → {out}")
+    if document is not None and document["domain"]["out_of_domain"]:
+        typer.echo(f"warning: {document['domain']['out_of_domain']} of {document['n']} images look outside the "
+                   "model's domain (metrics.json: domain; samples.jsonl: in_domain)", err=True)
 
 
 @app.command("analyze-timesteps")

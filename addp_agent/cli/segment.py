@@ -90,6 +90,8 @@ def segment_command(
         rule = pipe.found_rule
         record["found_rule"] = None if rule is None else {"statistic": rule.statistic, "threshold": rule.threshold}
         write_file(staging / "result.json", json.dumps(record, indent=2))
+    if result.warning:
+        typer.echo(f"warning: {result.warning}", err=True)
     if quiet:
         return
     files = f"{out}/mask.png, overlay.png, result.json"

@@ -58,6 +58,7 @@ class DecodedMask:
     confidence: float
     found: bool = True
     paint: dict[str, float] = field(default_factory=dict)  # paint_statistics() of the paint before the found rule
+    raw_confidence: float | None = None  # the decoder's own score when ``confidence`` went through a fitted map
 
 
 def red_distance(painted: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
+from addp_agent.domain import DomainCheck, DomainVerdict
 from addp_agent.engine.depth_ensemble import ensemble_depth
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
@@ -104,6 +105,7 @@ class DepthPipeline(DiffusionPipeline):
             pad_multiple = self.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1)
         self.image_processor = MarigoldImageProcessor(vae_scale_factor=pad_multiple)
         self._empty_text: torch.Tensor | None = None
+        self.domain_check: DomainCheck | None = None  # a calibrated model's domain (models.registry sets it)
 
     # ----------------------------------------------------------------------------------------- properties
     @property
@@ -392,9 +394,14 @@ class DepthPipeline(DiffusionPipeline):
                 per_image[k].append(DepthTrajectoryPoint(step=step, timestep=timestep, prediction=maps[k]))
         return per_image
 
+    def check_domain(self, image: Any) -> DomainVerdict:
+        """The image's domain check (:attr:`domain_check`; an ``open`` verdict for a model without one)."""
+        return DomainVerdict() if self.domain_check is None else self.domain_check.check(as_rgb_array(image))
+
     def estimate(self, image: Any, num_inference_steps: int | None = None, ensemble_size: int = 1,
                  seed: int | None = 0, processing_resolution: int | None = None, **kwargs: Any):
-        """Depth of one image as a :class:`~addp_agent.engine.depth_result.DepthEstimate` (0 = near, 1 = far).
+        """Depth of one image as a :class:`~addp_agent.engine.depth_result.DepthEstimate` (0 = near, 1 = far),
+        with the model's domain check of the image.
 
         Disparity models (``prediction_type="disparity"``, 0 = far) are flipped so the convention always holds.
         """
@@ -415,4 +422,4 @@ class DepthPipeline(DiffusionPipeline):
                     "timestep_spacing": self.scheduler.config.get("timestep_spacing"),
                     "prediction_type": self.config.prediction_type}
         return DepthEstimate(depth=depth.astype(np.float32), uncertainty=uncertainty, seed=seed, settings=settings,
-                             timings=dict(output.timings or {}))
+                             timings=dict(output.timings or {}), domain=self.check_domain(image))

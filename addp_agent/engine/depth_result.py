@@ -10,6 +10,8 @@ import numpy as np
 from diffusers.pipelines.marigold.marigold_image_processing import MarigoldImageProcessor
 from PIL import Image
 
+from addp_agent.domain import DomainVerdict
+
 
 @dataclass
 class DepthEstimate:
@@ -20,6 +22,12 @@ class DepthEstimate:
     seed: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    domain: DomainVerdict = field(default_factory=DomainVerdict)  # was the image inside the model's domain
+
+    @property
+    def warning(self) -> str | None:
+        """What an interface must tell the user (an image outside the model's domain), or ``None``."""
+        return self.domain.warning()
 
     def stats(self) -> dict[str, float]:
         """min, max, median and mean of the depth map (and the mean uncertainty when there is one)."""
@@ -40,7 +48,8 @@ class DepthEstimate:
     def to_json(self) -> dict[str, Any]:
         return {**self.stats(), "height": int(self.depth.shape[0]), "width": int(self.depth.shape[1]),
                 "convention": "relative depth in [0, 1], 0 = near, 1 = far (affine-invariant)", "seed": self.seed,
-                "settings": dict(self.settings), "timings": {k: round(v, 4) for k, v in self.timings.items()}}
+                "settings": dict(self.settings), "timings": {k: round(v, 4) for k, v in self.timings.items()},
+                **self.domain.to_json(), "warning": self.warning}
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write depth.npy, depth.png, depth_colored.png (and uncertainty.npy for ensembles) into ``folder``."""

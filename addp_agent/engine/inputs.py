@@ -41,12 +41,12 @@ class PreparedImages:
     original_sizes: list[Size]
 
 
-def _items(image: Any) -> list[Any]:
+def image_items(image: Any) -> list[Any]:
     """The input as a flat list of single images (4-d arrays and tensors are split into their rows)."""
     if isinstance(image, (list, tuple)):
         if not image:
             raise UserError("no images given")
-        return [item for element in image for item in _items(element)]
+        return [item for element in image for item in image_items(element)]
     if isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 4:
         return list(image)
     return [image]
@@ -112,7 +112,7 @@ def prepare_images(image: Any, processor: VaeImageProcessor, resolution: Size | 
                    latent_channels: int | None) -> PreparedImages:
     """Any accepted image input → one batch, under the stock size rule (``resolution=None``) or resized to
     ``resolution``; ``latent_channels``: the channel count that marks a tensor as image latents (None: never)."""
-    items = [_standard(item) for item in _items(image)]
+    items = [_standard(item) for item in image_items(image)]
     factor = int(processor.config.vae_scale_factor)
     latents = [isinstance(i, torch.Tensor) and latent_channels is not None and i.shape[0] == latent_channels
                for i in items]

@@ -4,7 +4,8 @@
 settings with every default filled in), so a caller never recomputes them; :meth:`ADDPPipelineOutput.results`
 splits it into one :class:`SegmentationResult` per sample (PNG, COCO RLE, bbox, area, JSON). A result says whether
 the target was found (generalized RIS: a no-target expression is answered with ``found=False`` and an empty mask) and
-splits its mask into instances (connected components, several targets).
+splits its mask into instances (connected components, several targets). It also says whether the image looked
+inside the model's domain (:class:`addp_agent.domain.DomainVerdict`; a warning, the result is still returned).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from diffusers.utils import BaseOutput
 from PIL import Image
 
+from addp_agent.domain import DomainVerdict
 from addp_agent.engine.state import DenoiseSettings, DenoiseState
 from addp_agent.masks import area, bbox_xywh, connected_instances, encode_rle, mask_to_png_bytes, overlay
 
@@ -67,6 +69,13 @@ class SegmentationResult:
     trajectory: list[TrajectoryPoint] | None = None
     found: bool = True  # False: nothing (or, for a calibrated model, too little) was painted; ``mask`` is empty
     paint: dict[str, float] = field(default_factory=dict)  # the paint statistics the found rule read (decode.py)
+    raw_confidence: float | None = None  # the decoder's score, when ``confidence`` is the model's calibrated map of it
+    domain: DomainVerdict = field(default_factory=DomainVerdict)  # was the image inside the model's domain
+
+    @property
+    def warning(self) -> str | None:
+        """What an interface must tell the user about this result (an out-of-domain image), or ``None``."""
+        return self.domain.warning()
 
     @cached_property
     def instances(self) -> list[MaskInstance]:
@@ -96,11 +105,14 @@ class SegmentationResult:
         return overlay(image, self.mask)
 
     def mask_json(self) -> dict[str, Any]:
-        """The mask and what it says: found, COCO RLE, bbox, area, area fraction, decoder confidence, instances."""
+        """The mask and what it says: found, COCO RLE, bbox, area, area fraction, confidence (calibrated when the
+        model has a map; the decoder's score beside it), instances, paint statistics, domain check and warning."""
         return {"found": self.found, "mask_rle": self.rle(), "bbox": self.bbox, "area": self.area,
                 "area_fraction": round(self.area_fraction, 6), "confidence": round(self.confidence, 4),
+                "raw_confidence": None if self.raw_confidence is None else round(self.raw_confidence, 4),
                 "instances": [instance.to_json() for instance in self.instances],
-                "paint": {k: round(v, 6) for k, v in self.paint.items()}}
+                "paint": {k: round(v, 6) for k, v in self.paint.items()}, **self.domain.to_json(),
+                "warning": self.warning}
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the pixel arrays (the mask travels as RLE)."""
@@ -140,6 +152,8 @@ class ADDPPipelineOutput(BaseOutput):
     nsfw_content_detected: list[bool] | None = None  # only when a safety checker is loaded
     found: list[bool] = field(default_factory=list)  # per sample: was the target found (its mask is empty if not)
     paint: list[dict[str, float]] = field(default_factory=list)  # per sample: the paint statistics (decode.py)
+    raw_confidences: list[float | None] = field(default_factory=list)  # per sample: the decoder's own score
+    domain: list[DomainVerdict] = field(default_factory=list)  # per sample: the domain check of its image
 
     def results(self, seeds: int | Sequence[int | None] | None = None) -> list[SegmentationResult]:
         """One result per sample of an ``output_type='np'`` call; ``seeds`` (one, or one per sample) is recorded as
@@ -154,5 +168,7 @@ class ADDPPipelineOutput(BaseOutput):
             settings=DenoiseSettings(**self.settings), timings=dict(share),
             trajectory=self.trajectories[k] if self.trajectories is not None else None,
             found=self.found[k] if self.found else bool(self.masks[k].any()),
-            paint=dict(self.paint[k]) if self.paint else {})
+            paint=dict(self.paint[k]) if self.paint else {},
+            raw_confidence=self.raw_confidences[k] if self.raw_confidences else None,
+            domain=self.domain[k] if self.domain else DomainVerdict())
             for k, prompt in enumerate(self.prompts)]

@@ -11,8 +11,10 @@ paint, x̂₀ trajectories, and stop/resume at any step. Latent models (with a V
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import inspect
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
+import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
@@ -37,17 +40,20 @@ from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
+from addp_agent.domain import DomainCheck, DomainVerdict
 from addp_agent.engine.branches import GuidanceBranches
 from addp_agent.engine.callbacks import StepEnd, step_end_hook
 from addp_agent.engine.decode import DEFAULT_THRESHOLD, DecodedMask, FoundRule, MaskDecoding
 from addp_agent.engine.guidance import CorrectionMode, guidance_branches
-from addp_agent.engine.inputs import Size, prepare_images
+from addp_agent.engine.inputs import Size, image_items, prepare_images
 from addp_agent.engine.ip_adapter import embeds_from_images, embeds_from_rows
 from addp_agent.engine.outputs import ADDPPipelineOutput, SegmentationResult, TrajectoryPoint
 from addp_agent.engine.sampling import x0_capable
 from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch, Generator, IPAdapterEmbeds
 from addp_agent.errors import UserError
+from addp_agent.images import as_rgb_array
 from addp_agent.limits import MAX_STEPS, check_sampler_settings, check_threshold
+from addp_agent.reliability import ConfidenceMap
 from addp_agent.text import clean_corrections, clean_text
 
 logger = logging.get_logger(__name__)
@@ -121,7 +127,10 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         )
         self.vae_scale_factor = (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None
                                  else int(pixel_patch_size))
-        self.found_rule: FoundRule | None = None  # a calibrated model's rule (set by models.registry.load_pipeline)
+        # A calibrated model's found rule, confidence map and domain check (set by models.registry.load_pipeline)
+        self.found_rule: FoundRule | None = None
+        self.confidence_map: ConfidenceMap | None = None
+        self.domain_check: DomainCheck | None = None
         # a tensor input with these channels is image latents (pixel models of patch 1 have none: 3 = RGB)
         latent_channels = self.num_channels_out if self.num_channels_out != 3 else 0
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor,
@@ -266,11 +275,13 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
             if batch % count:
                 raise UserError(f"{batch} expressions but {count} images; give one image per expression")
             image_latents, sizes = torch.cat([image_latents] * (batch // count)), sizes * (batch // count)
+        domain = self.check_domain(image)
+        domain = domain * (batch // len(domain)) if len(domain) == count else [DomainVerdict()] * batch
         device, dtype = self.execution_device, self.compute_dtype
         embeds = self.encode_text(prompts) if prompt_embeds is None else prompt_embeds.to(device=device, dtype=dtype)
         return EncodedBatch(
             prompts=prompts, original_sizes=sizes, image_latents=image_latents, prompt_embeds=embeds,
-            null_embeds=self.encode_text([""]),
+            null_embeds=self.encode_text([""]), domain=domain,
             negative_embeds=self.encode_negatives(negative_prompt, negative_prompt_embeds, batch),
             ip_adapter_embeds=self.encode_ip_adapter(ip_adapter_image, ip_adapter_image_embeds))
 
@@ -507,27 +518,48 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         images, nsfw = self.safety_checker(images=images, clip_input=clip_input.to(images.device, images.dtype))
         return images, [bool(flag) for flag in nsfw]
 
-    def masks_from_images(self, array: np.ndarray, sizes: list[Size],
-                          decoding: MaskDecoding) -> list[DecodedMask]:
+    def masks_from_images(self, array: np.ndarray, sizes: list[Size], decoding: MaskDecoding,
+                          outside: Sequence[bool] = ()) -> list[DecodedMask]:
         """Painted images (B, H, W, 3) in [0, 1] → the red paint's mask of each, by ``decoding`` for inputs of
         ``sizes`` (cycled over rows); a target is found as :attr:`found_rule` says (``None``: found = something is
-        painted)."""
+        painted); confidences go through :attr:`confidence_map` when the model has one (the decoder's score stays as
+        ``raw_confidence``). A row whose image is ``outside`` the model's domain (cycled like ``sizes``) gets
+        confidence 0: nothing says its mask is right."""
         painted = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return [decoding.decode(p, sizes[r % len(sizes)], self.found_rule) for r, p in enumerate(painted)]
+        masks = [decoding.decode(p, sizes[r % len(sizes)], self.found_rule) for r, p in enumerate(painted)]
+        if self.confidence_map is None and not any(outside):
+            return masks
+        mapped = self.confidence_map or (lambda c: c)
+        out = [bool(outside) and outside[r % len(outside)] for r in range(len(masks))]
+        return [dataclasses.replace(m, confidence=0.0 if out[r] else mapped(m.confidence), raw_confidence=m.confidence)
+                for r, m in enumerate(masks)]
 
-    def decode_masks(self, images: torch.Tensor, sizes: list[Size], decoding: MaskDecoding) -> list[DecodedMask]:
+    def decode_masks(self, images: torch.Tensor, sizes: list[Size], decoding: MaskDecoding,
+                     outside: Sequence[bool] = ()) -> list[DecodedMask]:
         """Decoded images in [-1, 1] → the red paint's mask of each, by ``decoding`` (sizes cycled over the rows)."""
         return self.masks_from_images(self.image_processor.postprocess(images.float(), output_type="np"), sizes,
-                                      decoding)
+                                      decoding, outside)
 
-    def decode_trajectories(self, recorded: list[RawX0], encoded: EncodedBatch,
-                            decoding: MaskDecoding) -> list[list[TrajectoryPoint]]:
+    def check_domain(self, image: Any) -> list[DomainVerdict]:
+        """The domain check (:attr:`domain_check`) of each image of an input (as ``encode`` takes it); an ``open``
+        verdict for a model without one, and an unchecked one for tensors and latents."""
+        items = image_items(image)
+        if self.domain_check is None:
+            return [DomainVerdict() for _ in items]
+        check = self.domain_check
+        readable = (str, os.PathLike, PIL.Image.Image)
+        return [check.check(as_rgb_array(item)) if isinstance(item, readable) or (
+            isinstance(item, np.ndarray) and item.dtype == np.uint8) else DomainVerdict(check.name)
+                for item in items]
+
+    def decode_trajectories(self, recorded: list[RawX0], encoded: EncodedBatch, decoding: MaskDecoding,
+                            outside: Sequence[bool] = ()) -> list[list[TrajectoryPoint]]:
         """Decode every recorded x̂₀ in one batch and threshold it like the final sample."""
         trajectories: list[list[TrajectoryPoint]] = [[] for _ in range(encoded.batch_size)]
         if not recorded:
             return trajectories
         decoded = self.decode_masks(self.decode_latents(torch.cat([x0 for _, _, x0 in recorded])),
-                                    encoded.original_sizes, decoding)
+                                    encoded.original_sizes, decoding, outside)
         for r, (step, timestep, _) in enumerate(recorded):
             for k in range(encoded.batch_size):
                 mask = decoded[r * encoded.batch_size + k]
@@ -671,7 +703,8 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         # 9. Decode: the recorded x̂₀ and the final sample → painted images (NSFW-checked when a checker is loaded)
         #    → masks
         decode_start = time.perf_counter()
-        trajectories = self.decode_trajectories(recorded, encoded, decoding) if trajectory_every else None
+        outside = [verdict.in_domain is False for verdict in encoded.domain]
+        trajectories = self.decode_trajectories(recorded, encoded, decoding, outside) if trajectory_every else None
         resolved = {"prompts": encoded.prompts, "corrections": per_sample, "settings": branches.settings}
         if output_type == "latent":
             self.maybe_free_model_hooks()
@@ -682,7 +715,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         decoded, nsfw = self.run_safety_checker(self.decode_latents(latents))
         denormalize = None if nsfw is None else [not flagged for flagged in nsfw]
         array = self.image_processor.postprocess(decoded, output_type="np", do_denormalize=denormalize)
-        masks = self.masks_from_images(array, encoded.original_sizes, decoding)
+        masks = self.masks_from_images(array, encoded.original_sizes, decoding, outside)
         if output_type == "pil":
             images = self.image_processor.numpy_to_pil(array)
         elif output_type == "np" or output_type is None:
@@ -697,7 +730,9 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         return ADDPPipelineOutput(images=images, masks=[m.mask for m in masks], soft_masks=[m.soft for m in masks],
                                   confidences=[m.confidence for m in masks], trajectories=trajectories,
                                   state=new_state, timings=timings, nsfw_content_detected=nsfw,
-                                  found=[m.found for m in masks], paint=[m.paint for m in masks], **resolved)
+                                  found=[m.found for m in masks], paint=[m.paint for m in masks],
+                                  raw_confidences=[m.raw_confidence for m in masks], domain=list(encoded.domain),
+                                  **resolved)
 
     def segment(self, image: Any, expression: str, corrections: Any = None, num_inference_steps: int | None = None,
                 seed: int | None = 0, trajectory_every: int = 0, **kwargs: Any) -> SegmentationResult:

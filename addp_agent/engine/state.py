@@ -8,6 +8,7 @@ from typing import Any, TypedDict
 
 import torch
 
+from addp_agent.domain import DomainVerdict
 from addp_agent.engine.guidance import CorrectionMode
 
 Generator = torch.Generator | list[torch.Generator]  # one for the batch, or one per sample (diffusers' convention)
@@ -45,6 +46,7 @@ class EncodedBatch:
     negative_embeds: torch.Tensor | None = None
     ip_adapter_embeds: IPAdapterEmbeds | None = None
     text_cache: dict[str, torch.Tensor] = field(default_factory=dict)
+    domain: list[DomainVerdict] = field(default_factory=list)  # each input's domain check (empty: not checked)
 
     @property
     def batch_size(self) -> int:
@@ -63,6 +65,7 @@ class EncodedBatch:
         index = torch.arange(self.batch_size).repeat_interleave(count)
         return replace(self, prompts=[p for p in self.prompts for _ in range(count)],
                        original_sizes=[s for s in self.original_sizes for _ in range(count)],
+                       domain=[v for v in self.domain for _ in range(count)],
                        image_latents=self.image_latents[index.to(self.image_latents.device)],
                        prompt_embeds=self.prompt_embeds[index.to(self.prompt_embeds.device)],
                        negative_embeds=None if self.negative_embeds is None
@@ -80,7 +83,8 @@ class EncodedBatch:
                    original_sizes=[s for b in batches for s in b.original_sizes],
                    image_latents=torch.cat([b.image_latents for b in batches]),
                    prompt_embeds=torch.cat([b.prompt_embeds for b in batches]), null_embeds=batches[0].null_embeds,
-                   negative_embeds=negative, ip_adapter_embeds=batches[0].ip_adapter_embeds)
+                   negative_embeds=negative, ip_adapter_embeds=batches[0].ip_adapter_embeds,
+                   domain=[v for b in batches for v in (b.domain or [DomainVerdict()] * b.batch_size)])
 
 
 @dataclass

@@ -95,7 +95,8 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
             records[index] = _record(index, sample, error=f"failed sample: {error}")
             continue
         records[index] = _record(index, sample, stop_reason=result.stop_reason, stop_detail=result.stop_detail[:300],
-                                 best_round=result.best.index,
+                                 best_round=result.best.index, in_domain=first.domain.in_domain,
+                                 domain_score=first.domain.to_json()["domain_score"],
                                  rounds=[_round_record(r, scored.mask) for r in result.rounds],
                                  unet_calls=shared.calls + own.calls,
                                  unet_rows=shared.rows // len(sessions) + own.rows, unet_pass_rows=pass_rows)

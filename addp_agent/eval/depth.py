@@ -105,7 +105,7 @@ def evaluate_depth_run(config: DepthEvalConfig, pipe: Any, out: Path, progress: 
     check_out(out)
     limits = depth_range(config.data)
     source = load_depth_source(config.data, config.split, skip_bad=not config.strict)
-    metrics, curve, skipped = DepthMetrics(), CurveAccumulator(), Counter()
+    metrics, curve, skipped, domain = DepthMetrics(), CurveAccumulator(), Counter(), Counter()
     records: list[dict[str, Any]] = []
     gallery: list[GalleryItem] = []
     total = config.limit or (len(source) if hasattr(source, "__len__") else None)
@@ -130,8 +130,11 @@ def evaluate_depth_run(config: DepthEvalConfig, pipe: Any, out: Path, progress: 
         metrics.add(scores)
         if with_curve:
             curve.add(output.trajectories[0], sample.depth, sample.valid, limits, config.alignment_max_res)
+        verdict = pipe.check_domain(sample.image)
+        domain[{True: "in_domain", False: "out_of_domain", None: "unchecked"}[verdict.in_domain]] += 1
         records.append({"index": index, "sample_id": sample.sample_id, **{k: round(v, 6) for k, v in scores.items()},
-                        "valid_pixels": int(sample.valid.sum()), "seconds": round(seconds, 4)})
+                        "valid_pixels": int(sample.valid.sum()), "seconds": round(seconds, 4),
+                        "in_domain": verdict.in_domain, "domain_score": verdict.to_json()["domain_score"]})
         if len(gallery) < config.gallery:
             gallery.append(GalleryItem(sample.sample_id, sample.image, sample.depth, sample.valid,
                                        (prediction * scores["scale"] + scores["shift"]).astype(np.float32),
@@ -143,6 +146,7 @@ def evaluate_depth_run(config: DepthEvalConfig, pipe: Any, out: Path, progress: 
     summary = metrics.to_dict()
     document = {"config": config.model_dump(), **{k: summary[k] for k in DEPTH_KEYS}, "n": summary["n"],
                 "skipped": {"total": sum(skipped.values()), "reasons": dict(sorted(skipped.items()))},
+                "domain": {key: domain.get(key, 0) for key in ("in_domain", "out_of_domain", "unchecked")},
                 "depth_range": [limits.min_depth, limits.max_depth if np.isfinite(limits.max_depth) else None],
                 "seconds_per_sample": round(float(np.mean([r["seconds"] for r in records])), 4),
                 "x0_curve": curve.summary(int(pipe.scheduler.config.num_train_timesteps))}

@@ -106,6 +106,37 @@ def critic_study_plot(study: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{study['critic']}: {study['config']['data']}, n = {rows[0]['n'] if rows else 0}", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def reliability_diagram(raw: list[float], mapped: list[float], correct: list[bool], path: Path,
+                        title: str = "") -> Path:
+    """Accuracy against confidence in 10 equal-width bins, before (the decoder's score) and after the confidence
+    map, with each curve's ECE; the diagonal is perfect calibration."""
+    from addp_agent.reliability import expected_calibration_error, reliability_bins
+
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.8, 5.4), dpi=120, sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    for values, label, marker in ((raw, "decoder score", "o"), (mapped, "calibrated", "s")):
+        bins = reliability_bins(values, correct)
+        ece = expected_calibration_error(values, correct)
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker=marker,
+                label=f"{label} (ECE {ece:.3f})")
+        hist.hist(values, bins=np.linspace(0, 1, 11), alpha=0.5, label=label)
+    ax.set_ylabel("accuracy (IoU ≥ 0.5)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    hist.set_xlabel("confidence")
+    hist.set_ylabel("rounds")
+    hist.set_yscale("log")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path

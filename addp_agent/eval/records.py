@@ -144,6 +144,8 @@ class SampleRecord(BaseModel):
     unet_calls: int = 0  # UNet calls the sample needed (its round-1 batch's calls count once)
     unet_rows: int = 0  # images through the UNet for this sample (its share of round 1, its critic, later rounds)
     unet_pass_rows: int = 0  # rows of one uncorrected step of one sample: unet_rows / this = passes
+    in_domain: bool | None = Field(None, description="the model's domain check of the image (None: not checked)")
+    domain_score: float | None = None
 
 
 def read_records(paths: Iterable[Path]) -> dict[int, SampleRecord]:

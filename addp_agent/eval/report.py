@@ -76,7 +76,9 @@ def write_report(path: Path, document: dict[str, Any], records: list[SampleRecor
               f"{document['ran_round'][str(t['to'])]} |" for t in document["transitions"]]
     failures = document["critic_failures"]
     lines += ["", f"Critic failures: {failures['total']} (by round: {failures['by_round']}).",
-              f"Stop reasons: {document['stop_reasons']}."]
+              f"Stop reasons: {document['stop_reasons']}.",
+              "Domain check (the model's own; a warning, samples are still scored): "
+              + ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in document.get("domain", {}).items()) + "."]
     versus = document.get("answer_vs_round1")
     if versus:
         lines.append(f"Answer vs round 1: {versus['worse']['count']} samples ({_pct(versus['worse']['share'])} %) "

@@ -56,6 +56,7 @@ class EvalSummary:
         self.skipped: Counter = Counter()  # reason -> samples not evaluated
         self.changed = {s: Counter() for s in SUBSETS}  # "worse" / "better": answer vs round 1 by > CHANGE_BY
         self.unet = Counter()  # "calls", "rows", "pass_rows": UNet cost of the evaluated samples (eval/cost.py)
+        self.domain: Counter = Counter()  # in_domain / out_of_domain / unchecked (the model's domain check)
 
     def add(self, record: SampleRecord) -> None:
         """Account for one sample."""
@@ -83,6 +84,7 @@ class EvalSummary:
             self.ran[r.round - 1] += 1
             self.critic_failures[r.round - 1] += r.critic_error is not None
         self.stop_reasons[record.stop_reason] += 1
+        self.domain[{True: "in_domain", False: "out_of_domain", None: "unchecked"}[record.in_domain]] += 1
 
     def merge(self, other: EvalSummary) -> EvalSummary:
         """Add another shard's counts (in place); returns self."""
@@ -104,6 +106,7 @@ class EvalSummary:
         for s in SUBSETS:
             self.changed[s].update(other.changed[s])
         self.unet.update(other.unet)
+        self.domain.update(other.domain)
         return self
 
     def state(self) -> dict[str, Any]:
@@ -116,7 +119,7 @@ class EvalSummary:
                 "transitions": [dict(t) for t in self.transitions], "ran": self.ran,
                 "critic_failures": self.critic_failures, "stop_reasons": dict(self.stop_reasons),
                 "skipped": dict(self.skipped), "changed": {s: dict(self.changed[s]) for s in SUBSETS},
-                "unet": dict(self.unet)}
+                "unet": dict(self.unet), "domain": dict(self.domain)}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> EvalSummary:
@@ -132,6 +135,7 @@ class EvalSummary:
         summary.stop_reasons, summary.skipped = Counter(state["stop_reasons"]), Counter(state["skipped"])
         summary.changed = {s: Counter(state.get("changed", {}).get(s, {})) for s in SUBSETS}
         summary.unet = Counter(state.get("unet", {}))
+        summary.domain = Counter(state.get("domain", {}))
         return summary
 
     @classmethod
@@ -159,6 +163,7 @@ class EvalSummary:
         out["critic_failures"] = {"total": sum(self.critic_failures),
                                   "by_round": {str(k + 1): n for k, n in enumerate(self.critic_failures)}}
         out["stop_reasons"] = dict(sorted(self.stop_reasons.items()))
+        out["domain"] = {key: self.domain.get(key, 0) for key in ("in_domain", "out_of_domain", "unchecked")}
         out["skipped"] = {"total": sum(self.skipped.values()), "reasons": dict(sorted(self.skipped.items()))}
         n = out["n"]
         pass_rows = self.unet["pass_rows"]

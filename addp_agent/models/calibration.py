@@ -7,7 +7,14 @@ One optional section per calibrated quantity, so the file grows without breaking
   threshold. Fitted by ``addp calibrate`` (:func:`fit_found`): the statistic and threshold that maximise the
   balanced accuracy ½·(N-acc + T-acc) on the validation samples, the lowest such threshold on ties.
 
-A model folder without ``calibration.json`` keeps the uncalibrated rule: found = something is painted.
+- ``confidence``: the map from the decoder's confidence to the probability that the mask is right (IoU ≥ 0.5;
+  for a no-target expression: nothing found), Platt scaling fitted on validation rounds
+  (:mod:`addp_agent.reliability`), with the expected calibration error before and after.
+- ``domain``: the model's domain (``synthetic-shapes``, ``synthetic-scenes3d``) and the image statistics that tell
+  its images from others (:class:`addp_agent.domain.DomainCheck`), fitted on the model's training images.
+
+A model folder without ``calibration.json`` keeps the uncalibrated rule (found = something is painted), the raw
+decoder confidence, and the ``open`` domain (no check).
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from addp_agent.domain import DomainCheck
 from addp_agent.engine.decode import PAINT_STATISTICS, FoundRule, PaintStatistic
 from addp_agent.errors import ModelLoadError, UserError
+from addp_agent.reliability import ConfidenceMap
 
 CALIBRATION_FILE = "calibration.json"
 FOUND_RULE = "maximise ½·(N-acc + T-acc) on the fit samples; lowest threshold on ties"
@@ -60,15 +69,40 @@ class FoundCalibration(FoundFit):
         return FoundRule(self.statistic, self.threshold)
 
 
+class ConfidenceCalibration(BaseModel):
+    """The ``confidence`` section: ``p = σ(slope·logit(c) + bias)`` and how well it and the raw score fit."""
+
+    model_config = ConfigDict(extra="forbid")
+    slope: float = Field(gt=0)
+    bias: float
+    target: str = "IoU ≥ 0.5 with the ground truth (no-target expressions: nothing found)"
+    data: str
+    split: str
+    steps: int = Field(description="denoising steps of the fit's single rounds")
+    n: int
+    accuracy: float = Field(description="fraction of the fit rounds that are right")
+    ece_before: float = Field(description="ECE of the raw decoder confidence on the fit rounds")
+    ece_after: float = Field(description="ECE of the mapped confidence on the fit rounds")
+    test: dict[str, float | int | str] | None = Field(None, description="ECE before/after on unseen data")
+
+    def confidence_map(self) -> ConfidenceMap:
+        return ConfidenceMap(self.slope, self.bias)
+
+
 class Calibration(BaseModel):
     """Everything calibrated for one model (``calibration.json``); each section is optional."""
 
     model_config = ConfigDict(extra="forbid")
     version: Literal[1] = 1
     found: FoundCalibration | None = None
+    confidence: ConfidenceCalibration | None = None
+    domain: DomainCheck | None = None
 
     def found_rule(self) -> FoundRule | None:
         return self.found.found_rule() if self.found is not None else None
+
+    def confidence_map(self) -> ConfidenceMap | None:
+        return self.confidence.confidence_map() if self.confidence is not None else None
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Calibration | None:

@@ -73,7 +73,8 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
     Default device: CUDA when available else CPU; default dtype: fp32 on CPU, fp16 on CUDA.
     ``progress=False`` silences the libraries' loading bars. A stock folder's NSFW safety checker is not loaded: the
     engine paints masks, not pictures to publish (``ADDPPipeline.from_pretrained`` keeps it). A folder's
-    ``calibration.json`` (:mod:`addp_agent.models.calibration`) sets the decoder's found rule.
+    ``calibration.json`` (:mod:`addp_agent.models.calibration`) sets the decoder's found rule, the confidence map
+    and the domain check; without one (and for hub ids) the model's domain is ``open``.
     """
     from addp_agent.engine.pipeline import ADDPPipeline
     from addp_agent.models.single_file import SINGLE_FILE_SUFFIXES, is_single_file, load_single_file
@@ -115,7 +116,9 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
         from addp_agent.models.calibration import Calibration
 
         calibration = Calibration.load(path)
-        pipe.found_rule = calibration.found_rule() if calibration is not None else None
+        if calibration is not None:
+            pipe.found_rule, pipe.confidence_map = calibration.found_rule(), calibration.confidence_map()
+            pipe.domain_check = calibration.domain
     return pipe.to(device)
 
 
@@ -169,6 +172,7 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
     """Load a :class:`~addp_agent.engine.depth_pipeline.DepthPipeline`: a folder (Marigold format or the project's
     pixel models), a known hub id from the local cache, or the bundled depth model.
 
+    A folder's ``calibration.json`` sets the domain check (its ``domain`` section; without one: ``open``).
     ``timestep_spacing="trailing"`` (default) re-spaces a DDIM scheduler so few-step sampling starts at t = T − 1
     (Marigold v1-0 files use "leading"); ``None`` keeps the file's. Device and dtype defaults as
     :func:`load_pipeline`.
@@ -207,4 +211,9 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
         pipe.check_model()
     except UserError as error:
         raise ModelLoadError(f"{source}: {error}") from None
+    if not hub_id:
+        from addp_agent.models.calibration import Calibration
+
+        calibration = Calibration.load(path)
+        pipe.domain_check = calibration.domain if calibration is not None else None
     return pipe.to(device)

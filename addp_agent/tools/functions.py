@@ -267,7 +267,8 @@ class SegmentationTools(DepthTools):
             mask_id=mask_id(session_id, round_.index), expression=session.expression,
             width=mask.shape[1], height=mask.shape[0], found=round_.result.found, area_percent=_percent(mask),
             bbox=bbox_xywh(mask), instance_count=len(instances), instances=instances,
-            confidence=round(round_.confidence, 4), rounds=round_.index, corrections=round_.corrections,
+            confidence=round(round_.confidence, 4), **round_.result.domain.to_json(), warning=round_.result.warning,
+            rounds=round_.index, corrections=round_.corrections,
             stop_reason=self.store.status(session_id, client), history=history)
         png = overlay_png(session.image, round_.mask)  # both at the session's working size
         return ToolOutput(name, result, overlay_png=png,

@@ -6,6 +6,7 @@ Kept apart from the tool functions so that each family of tools (segmentation in
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ class ToolSpec:
 
     @property
     def description(self) -> str:
-        return (self.args.__doc__ or "").strip()
+        return " ".join(inspect.cleandoc(self.args.__doc__ or "").split("\n"))
 
 
 @dataclass
@@ -52,20 +53,26 @@ class ToolOutput:
         if isinstance(r, ToolError):
             return f"error ({r.error}): {r.message}"
         if isinstance(r, SegmentResult):
-            fixes = ", ".join(f"'{c}'" for c in r.corrections) or "none"
-            rounds = f"round {r.rounds} (corrections: {fixes}; stop: {r.stop_reason})"
-            if not r.found:
-                return (f"mask_id {r.mask_id}: '{r.expression}' was not found in the {r.width}x{r.height} image: "
-                        f"nothing was painted and the mask is empty; {rounds}. If it should be there, call segment "
-                        "with another wording.")
-            regions = "" if r.instance_count == 1 else f" in {r.instance_count} separate regions (" + "; ".join(
-                f"bbox {i.bbox}, {i.area_percent:.2f}%" for i in r.instances) + ")"
-            return (f"mask_id {r.mask_id}: '{r.expression}' found: covers {r.area_percent:.2f}% of the "
-                    f"{r.width}x{r.height} image{regions}, bbox [x, y, w, h] = {r.bbox}, confidence "
-                    f"{r.confidence:.2f}; {rounds}. If the overlay shows a wrongly covered object, call refine with "
-                    "mask_id and a correction naming it.")
+            warning = f"WARNING: {r.warning}. " if r.warning else ""
+            return warning + _segment_text(r)
         if isinstance(r, TrajectoryResult):
             steps = ", ".join(f"step {p.step + 1}: {p.area_percent:.1f}%" for p in r.points)
             return f"mask_id {r.mask_id}: intermediate mask areas ({r.num_inference_steps} steps): {steps}"
         summary = getattr(r, "summary", None)
         return summary() if callable(summary) else self.json()
+
+
+def _segment_text(r: SegmentResult) -> str:
+    """The summary of a segment or refine result."""
+    fixes = ", ".join(f"'{c}'" for c in r.corrections) or "none"
+    rounds = f"round {r.rounds} (corrections: {fixes}; stop: {r.stop_reason})"
+    if not r.found:
+        return (f"mask_id {r.mask_id}: '{r.expression}' was not found in the {r.width}x{r.height} image: "
+                f"nothing was painted and the mask is empty; {rounds}. If it should be there, call segment "
+                "with another wording.")
+    regions = "" if r.instance_count == 1 else f" in {r.instance_count} separate regions (" + "; ".join(
+        f"bbox {i.bbox}, {i.area_percent:.2f}%" for i in r.instances) + ")"
+    return (f"mask_id {r.mask_id}: '{r.expression}' found: covers {r.area_percent:.2f}% of the "
+            f"{r.width}x{r.height} image{regions}, bbox [x, y, w, h] = {r.bbox}, confidence "
+            f"{r.confidence:.2f}; {rounds}. If the overlay shows a wrongly covered object, call refine with "
+            "mask_id and a correction naming it.")

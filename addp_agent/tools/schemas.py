@@ -18,7 +18,10 @@ class _Args(BaseModel):
 
 
 class SegmentArgs(_Args):
-    """Segment the object a referring expression names; returns a summary, a mask_id and an overlay image."""
+    """Segment the object a referring expression names; returns a summary, a mask_id and an overlay image.
+    The bundled models only know synthetic worlds (flat Shapes-Ref shapes, rendered Scenes-3D scenes) and cannot
+    see photos: on an image outside the model's domain the result carries a warning and its mask means little;
+    for photos the server must load a real checkpoint (addp mcp --model PATH_OR_HUB_ID)."""
 
     image: str = Field(max_length=40_000_000, description=(
         "The image: a file path under a folder the server allows, a data URL (data:image/png;base64,...), plain "
@@ -95,7 +98,16 @@ class SegmentResult(BaseModel):
     instance_count: int = Field(description="separate regions in the mask: 0 when not found, more than 1 when the "
                                             "expression names several objects")
     instances: list[InstanceSummary] = Field(description="each region's bbox and area, largest first")
-    confidence: float = Field(description="decoder confidence of the mask, 0 to 1")
+    confidence: float = Field(description="probability that the mask is right (IoU ≥ 0.5), calibrated on the model's "
+                                          "validation data when the model has a confidence map; else the decoder's "
+                                          "score; 0 to 1, meaningful only inside the model's domain")
+    domain: str = Field(description="the model's domain: synthetic-shapes, synthetic-scenes3d, …, or open (a "
+                                    "real checkpoint: not checked)")
+    in_domain: bool | None = Field(description="false when the image looks outside the model's domain; null when "
+                                               "not checked")
+    domain_score: float | None = Field(description="out-of-domain score; above 1 is outside the domain")
+    warning: str | None = Field(description="what to tell the user before relying on this result (an image "
+                                            "outside the model's domain); null when nothing is wrong")
     rounds: int
     corrections: list[str]
     stop_reason: str
