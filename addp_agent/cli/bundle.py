@@ -12,7 +12,9 @@ from addp_agent.cli.app import app
 @app.command("bundle")
 def bundle_command(
     source: Path = typer.Argument(..., help="A trained pipeline folder, e.g. runs/default/model."),
-    target: Path = typer.Option(None, "--target", help="Where to write it (default: the bundled model's folder)."),
+    target: Path = typer.Option(None, "--target", help="Where to write it (default: the bundled model's folder for "
+                                "the task)."),
+    task: str = typer.Option("ris", "--task", help="ris | depth (depth takes --steps only)."),
     steps: int = typer.Option(None, "--steps", help="Default denoising steps (default: keep the model's)."),
     guidance_scale: float = typer.Option(None, "--guidance-scale", help="Default text guidance."),
     image_guidance_scale: float = typer.Option(None, "--image-guidance-scale", help="Default image guidance."),
@@ -20,6 +22,20 @@ def bundle_command(
                                          "starts few-step sampling at t = T − 1)."),
 ) -> None:
     """Copy a trained pipeline into the package as the bundled default (fp16 safetensors, loaded as fp32 on CPU)."""
+    from addp_agent.errors import UserError
+
+    if task == "depth":
+        if any(v is not None for v in (guidance_scale, image_guidance_scale, timestep_spacing)):
+            raise UserError("--task depth takes --steps only (a depth model has no guidance; its spacing is trailing)")
+        from addp_agent.models.depth_bundle import bundle_depth
+        from addp_agent.models.registry import DEFAULT_DEPTH_MODEL_DIR
+
+        target = target or DEFAULT_DEPTH_MODEL_DIR
+        size = bundle_depth(source, target, steps)
+        typer.echo(f"bundled {source} → {target} ({size / 2**20:.1f} MiB)")
+        return
+    if task != "ris":
+        raise UserError(f"--task must be ris or depth, got {task!r}")
     from addp_agent.models.bundle import bundle
     from addp_agent.models.registry import DEFAULT_MODEL_DIR
 
