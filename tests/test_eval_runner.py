@@ -254,8 +254,8 @@ def test_worse_than_round_1_is_exact_and_merges(red_dir) -> None:
     def record(index, first, answer, best):
         rounds = [RoundRecord(round=k + 1, intersection=i, union=10, iou=i / 10, found=True, confidence=0.5,
                               corrections=[], mask_rle={}) for k, i in enumerate((first, answer))]
-        return SampleRecord(index=index, sample_id=str(index), expression="x", rounds=rounds, best_round=best,
-                            unet_rows=5, unet_calls=2, unet_pass_rows=2)
+        return SampleRecord(index=index, sample_id=str(index), expression="x", targets=1, rounds=rounds,
+                            best_round=best, unet_rows=5, unet_calls=2, unet_pass_rows=2)
 
     # IoU 0.9 → 0.8 is exactly 0.1 lower: not worse; 0.9 → 0.7 is; a loop answering with round 1 is never worse
     shard = EvalSummary.of([record(0, 9, 8, 2), record(1, 9, 7, 2)], 2)

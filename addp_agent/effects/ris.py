@@ -75,7 +75,8 @@ class RISEffects:
             out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=steps,
                        guidance_scale=setting.guidance_scale, image_guidance_scale=config.image_guidance,
                        generator=seeded_generators([config.eval_seed + start + i for i in range(len(chunk))]),
-                       output_type="np", trajectory_every=1 if trajectory else 0, show_progress=False)
+                       output_type="np", trajectory_every=1 if trajectory else 0, show_progress=False,
+                       resolution="working")
             trajectories = out.trajectories if trajectory else [None] * len(chunk)
             yield from zip(chunk, out.masks, trajectories, strict=True)
 

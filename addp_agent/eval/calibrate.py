@@ -81,7 +81,7 @@ def run_rounds(pipe: ADDPPipeline, data: str, split: str = "val", limit: int | N
             chunk = samples[start : start + batch_size]
             output = pipe([s.expression for s in chunk], [s.image for s in chunk],
                           generator=seeded_generators([seed] * len(chunk)), output_type="np", show_progress=False,
-                          **settings)
+                          resolution="working", **settings)
             rounds.painted += output.masks
             rounds.statistics += output.paint
             rounds.confidences += output.confidences
