@@ -14,6 +14,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -160,25 +161,35 @@ def test_the_depth_tab_colours_depth_shows_uncertainty_and_compares(url, picture
 
 
 def test_concurrent_users_share_one_model_and_its_batches(url, service, picture):
-    pipe, before = service.tools.pipeline, list(service.tools.batcher.stats.batch_sizes)
+    """Two pages segmenting while the model is busy land in one UNet batch of the tool server's batcher (made
+    deterministic: the model lock is held until both requests are queued behind a first one)."""
+    tools = service.tools
+    pipe, before, submitted = tools.pipeline, len(tools.batcher.stats.batch_sizes), tools.batcher.stats.requests
     results, errors = [], []
-    ready = threading.Barrier(2)
 
     def user(text):
         try:
-            page = client(url)
-            ready.wait(timeout=60)  # both pages are open: the two requests reach the batcher's 400 ms window
-            results.append(page.predict(handle_file(str(picture)), text, 0, 0, api_name="/segment")[4])
+            results.append(client(url).predict(handle_file(str(picture)), text, 0, 0, api_name="/segment")[4])
         except Exception as error:  # collected and asserted below
             errors.append(error)
 
     threads = [threading.Thread(target=user, args=(text,)) for text in ("the red thing", "the left thing")]
-    for thread in threads:
-        thread.start()
+    with tools.exclusive():  # the model is busy: the batcher's worker waits for it with a first request in hand
+        blocker = tools.batcher.submit(np.asarray(Image.open(picture).convert("RGB")), "the blue thing", steps=1)
+        deadline = time.monotonic() + 120
+        while not blocker.running():
+            assert time.monotonic() < deadline, "the batcher never took the first request"
+            time.sleep(0.01)
+        for thread in threads:
+            thread.start()
+        while tools.batcher.stats.requests < submitted + 3:  # both pages' requests are queued
+            assert time.monotonic() < deadline and not errors, errors or "the pages' requests never arrived"
+            time.sleep(0.05)
+    blocker.result(timeout=120)
     for thread in threads:
         thread.join()
     assert not errors and len(results) == 2 and service.tools.pipeline is pipe
-    assert 2 in service.tools.batcher.stats.batch_sizes[len(before):]
+    assert tools.batcher.stats.batch_sizes[before:] == [1, 2]
 
 
 def huge_png(width: int = 20000, height: int = 20000) -> bytes:
