@@ -153,7 +153,7 @@ def _clean_stale(out: Path) -> None:
     parent, prefix = out.absolute().parent, f".{out.name[:150]}.addp-"
     for path in parent.glob(f"{glob.escape(prefix)}*"):
         match = _STAGING.search(path.name)
-        if match is None or path.name[: match.start()] != prefix[:-len(".addp-")] or _alive(int(match["pid"])):
+        if match is None or path.name[: match.start()] != prefix[:-len(".addp-")] or process_alive(int(match["pid"])):
             continue
         if match["kind"] == "old" and not out.exists():
             os.rename(path, out)
@@ -161,7 +161,8 @@ def _clean_stale(out: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this process counts; another user's counts too)."""
     if pid == os.getpid():
         return True
     try:

@@ -6,6 +6,7 @@ import importlib
 import json
 
 import pytest
+from cli_support import exit_code
 
 import addp_agent.cli as cli
 
@@ -17,20 +18,12 @@ def _train_command(monkeypatch) -> None:
                                                    for name in ("data", "train")])
 
 
-def _exit_code(args: list[str]) -> int:
-    try:
-        cli.main(args)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
-
-
 def test_tiny_run_writes_a_model(tmp_path, capsys, tiny_model_json):
     model = tiny_model_json
     out = tmp_path / "run"
     args = ["train", "--out", str(out), "--model-config", str(model), "--n-train", "8", "--steps", "2",
             "--batch-size", "2", "--val-every", "0", "--checkpoint-every", "2", "--timesteps", "analytic", "--quiet"]
-    assert _exit_code(args) == 0
+    assert exit_code(args) == 0
     assert f"model saved to {out / 'model'}" in capsys.readouterr().out
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["timesteps"] == "analytic" and saved["model"]["block_out_channels"] == [16, 32]
@@ -53,6 +46,6 @@ def test_tiny_run_writes_a_model(tmp_path, capsys, tiny_model_json):
     (["--data-device", "gpu"], "--data-device"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
-    assert _exit_code(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--quiet", *extra]) == 2
+    assert exit_code(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--quiet", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_support import exit_code
 
 import addp_agent.cli as cli
 from addp_agent.data.sample import RISSample
@@ -20,14 +21,6 @@ from addp_agent.train.config import TrainConfig
 from addp_agent.train.data import from_samples
 from addp_agent.train.plan import accumulation_steps, plan_run
 from addp_agent.train.recipe import find_recipe, recipe_config, recipes, resolve_recipe
-
-
-def _exit_code(args: list[str]) -> int:
-    try:
-        cli.main(args)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
 
 
 @pytest.fixture()
@@ -153,10 +146,10 @@ def test_recipe_run_prints_and_records_the_recipe_and_its_plan(_train_only, tiny
 
     data = tmp_path / "data"
     for split, n in (("train", 6), ("val", 2)):
-        assert _exit_code(["data", "shapes", "--out", str(data), "--split", split, "--n", str(n), "--format", "cris",
+        assert exit_code(["data", "shapes", "--out", str(data), "--split", split, "--n", str(n), "--format", "cris",
                            "--dataset-name", "refcoco", "--size", "48"]) == 0
     out = tmp_path / "run"
-    assert _exit_code(["train", "--recipe", "paper-refcoco", "--data", f"cris:{data}:refcoco", "--init-from",
+    assert exit_code(["train", "--recipe", "paper-refcoco", "--data", f"cris:{data}:refcoco", "--init-from",
                        str(tiny_latent_dir), "--out", str(out), "--resolution", "64", "--batch-size", "2",
                        "--effective-batch-size", "4", "--epochs", "1", "--val-every", "0", "--checkpoint-every", "2",
                        "--quiet"]) == 0
@@ -190,6 +183,6 @@ def test_recipe_run_prints_and_records_the_recipe_and_its_plan(_train_only, tiny
     (["--epochs", "-1"], "--epochs"),
 ])
 def test_bad_recipe_input_is_one_line_exit_2(_train_only, tmp_path, capsys, extra, message):
-    assert _exit_code(["train", "--out", str(tmp_path / "run"), "--quiet", *extra]) == 2
+    assert exit_code(["train", "--out", str(tmp_path / "run"), "--quiet", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err

@@ -30,6 +30,7 @@ from addp_agent.effects.registry import get_task
 from addp_agent.effects.results import RunResult, Selection, SelectionRow, device_name
 from addp_agent.effects.task import EffectsTask, Metric
 from addp_agent.errors import UserError
+from addp_agent.outputs_io import process_alive
 
 
 def run_dir(config: EffectsConfig, variant: str, seed_index: int) -> Path:
@@ -110,7 +111,7 @@ def run_lock(folder: Path) -> Iterator[None]:
             owner = int(lock.read_text().strip() or 0)
         except (OSError, ValueError):
             owner = 0
-        if owner and owner != os.getpid() and _alive(owner):
+        if owner and owner != os.getpid() and process_alive(owner):
             raise UserError(f"{folder}: process {owner} is working on this run; wait for it (or remove "
                             f"{lock} if that process is not an effects study)") from None
         lock.unlink(missing_ok=True)  # a stale lock
@@ -121,16 +122,6 @@ def run_lock(folder: Path) -> Iterator[None]:
         yield
     finally:
         lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _add_time(path: Path, cpu: float, wall: float) -> dict[str, float]:
