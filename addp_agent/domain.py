@@ -81,13 +81,16 @@ class DomainVerdict:
     in_domain: bool | None = None
     score: float | None = None
 
-    def warning(self) -> str | None:
-        """The warning an interface shows for an out-of-domain image (``None`` when in the domain or unchecked)."""
+    def warning(self, result: str = "mask") -> str | None:
+        """The warning an interface shows for an out-of-domain image (``None`` when in the domain or unchecked);
+        ``result`` names what the model made ("mask": its confidence is set to 0 too)."""
         if self.in_domain is not False:
             return None
+        consequence = (f"this {result} is probably meaningless and its confidence is set to 0" if result == "mask"
+                       else f"this {result} is probably meaningless")
         return (f"this image looks outside the model's {self.domain} domain (domain score {self.score:.2f} > 1): "
-                "the model only knows its synthetic training world, so this mask is probably meaningless and its "
-                "confidence is set to 0; for photos load a real checkpoint (--model PATH_OR_HUB_ID)")
+                f"the model only knows its synthetic training world, so {consequence}; for photos load a real "
+                "checkpoint (--model PATH_OR_HUB_ID)")
 
     def to_json(self) -> dict[str, object]:
         return {"domain": self.domain, "in_domain": self.in_domain,

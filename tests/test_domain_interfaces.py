@@ -174,6 +174,7 @@ def test_depth_models_declare_a_domain_and_warn(tiny_depth_dir, photo_dir, tmp_p
     record = json.loads((tmp_path / "d" / "result.json").read_text())
     assert code in (0, None) and err.startswith("warning: this image looks outside") and err.count("\n") == 1
     assert record["in_domain"] is False and record["domain"] == "synthetic-shapes" and record["warning"] in err
+    assert "this depth map is probably meaningless" in err and "mask" not in err  # worded for depth
     Image.fromarray(next(iter(load_source("shapes-gen:1:9:32", "test"))).image).save(tmp_path / "shapes32.png")
     code, _, err = run(["depth", str(tmp_path / "shapes32.png"), "--model", str(model), "--steps", "1", "--out",
                         str(tmp_path / "e"), "--quiet"], capsys)

@@ -27,7 +27,7 @@ class DepthEstimate:
     @property
     def warning(self) -> str | None:
         """What an interface must tell the user (an image outside the model's domain), or ``None``."""
-        return self.domain.warning()
+        return self.domain.warning("depth map")
 
     def stats(self) -> dict[str, float]:
         """min, max, median and mean of the depth map (and the mean uncertainty when there is one)."""
