@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,14 +32,37 @@ def default_model_path() -> Path:
     return DEFAULT_MODEL_DIR
 
 
-def _check_folder(folder: Path) -> None:
+def _read_index(folder: Path) -> Any:
+    """A pipeline folder's parsed ``model_index.json``; a :class:`ModelLoadError` when it is missing or malformed."""
     index = folder / "model_index.json"
     if not index.exists():
         raise ModelLoadError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
     try:
-        components = json.loads(index.read_text())
+        return json.loads(index.read_text())
     except json.JSONDecodeError as error:
         raise ModelLoadError(f"{index}: malformed JSON ({error})") from None
+
+
+def _resolve_source(source: str | os.PathLike) -> tuple[Path, bool]:
+    """(path, is a hub id): a name like ``owner/model`` that is not a local path is a hub id; a local path must
+    exist."""
+    path = Path(source)
+    if not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) is not None:
+        return path, True
+    path = path.expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"{path}: model path does not exist")
+    return path, False
+
+
+def _placement(device: str | torch.device | None, dtype: torch.dtype | None) -> tuple[torch.device, torch.dtype]:
+    """The checked device (default: CUDA when available) and dtype (default: fp16 on CUDA, fp32 on CPU)."""
+    resolved = resolve_device(device)
+    return resolved, dtype or (torch.float16 if resolved.type == "cuda" else torch.float32)
+
+
+def _check_folder(folder: Path) -> None:
+    components = _read_index(folder)
     for name in REQUIRED_COMPONENTS:
         entry = components.get(name)
         if not entry or entry[0] is None or not (folder / name).is_dir():
@@ -80,20 +104,14 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
     from addp_agent.models.single_file import SINGLE_FILE_SUFFIXES, is_single_file, load_single_file
 
     source = default_model_path() if model is None else model
-    path = Path(source)
-    hub_id = not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) is not None
+    path, hub_id = _resolve_source(source)
     if not hub_id:
-        path = path.expanduser()
-        if not path.exists():
-            raise ModelLoadError(f"{path}: model path does not exist")
         if path.is_file() and not is_single_file(path):
             raise ModelLoadError(f"{path}: not a model folder or a single-file checkpoint "
                                  f"({' / '.join(SINGLE_FILE_SUFFIXES)})")
         if not path.is_file():
             _check_folder(path)
-    device = resolve_device(device)
-    if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    device, dtype = _placement(device, dtype)
     if not hub_id and path.is_file():
         with _loading_bars(progress):
             pipe = load_single_file(path, dtype=dtype)
@@ -146,13 +164,7 @@ def default_depth_model_path() -> Path:
 
 
 def _check_depth_folder(folder: Path) -> None:
-    index = folder / "model_index.json"
-    if not index.exists():
-        raise ModelLoadError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
-    try:
-        components = json.loads(index.read_text())
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(f"{index}: malformed JSON ({error})") from None
+    components = _read_index(folder)
     if not isinstance(components, dict) or components.get("_class_name") not in DEPTH_PIPELINE_CLASSES:
         name = components.get("_class_name") if isinstance(components, dict) else None
         raise ModelLoadError(f"{folder}: a {name or 'unknown'} folder is not a depth model (expected "
@@ -180,16 +192,10 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
     from addp_agent.engine.depth_pipeline import DepthPipeline
 
     source = default_depth_model_path() if model is None else model
-    path = Path(source)
-    hub_id = not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) is not None
+    path, hub_id = _resolve_source(source)
     if not hub_id:
-        path = path.expanduser()
-        if not path.exists():
-            raise ModelLoadError(f"{path}: model path does not exist")
         _check_depth_folder(path)
-    device = resolve_device(device)
-    if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    device, dtype = _placement(device, dtype)
     try:
         with _loading_bars(progress), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
