@@ -6,22 +6,15 @@ import json
 
 import numpy as np
 import pytest
+from cli_support import run_cli as run
 from PIL import Image
 from test_agent_support import ChatServer, Reply, completion, scripted
 
-from addp_agent.cli import main
 from addp_agent.data.shapes import generate_sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_oracle_critic_on_a_shapes_sample_via_its_old_name(tmp_path, tiny_pixel_dir, capsys):

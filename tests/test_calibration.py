@@ -9,9 +9,9 @@ import shutil
 
 import numpy as np
 import pytest
+from cli_support import run_cli as run
 from PIL import Image
 
-from addp_agent.cli import main
 from addp_agent.errors import ModelLoadError, UserError
 from addp_agent.models.calibration import Calibration, FoundCalibration, fit_found, fit_statistic
 from addp_agent.models.registry import load_pipeline
@@ -86,13 +86,6 @@ def test_the_registry_loads_the_rule_and_the_decoder_applies_it(calibrated_dir):
     (calibrated_dir / "calibration.json").write_text("[]")
     with pytest.raises(ModelLoadError, match="calibration"):
         load_pipeline(str(calibrated_dir), device="cpu", progress=False)
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_calibrate_command_writes_the_rule(calibrated_dir, capsys):

@@ -7,17 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from cli_support import run_cli as run
 from PIL import Image
 
-from addp_agent.cli import main
 from addp_agent.masks import decode_rle
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture()

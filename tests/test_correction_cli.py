@@ -7,16 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from cli_support import run_cli as run
 from PIL import Image
-
-from addp_agent.cli import main
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_agent_runs_the_papers_form(tmp_path, red_dir, capsys):

@@ -5,21 +5,14 @@ import json
 
 import numpy as np
 import pytest
+from cli_support import run_cli as run
 from PIL import Image
 
-from addp_agent.cli import main
 from addp_agent.data.depth_sources import write_depth_dir
 from addp_agent.data.depth_synthetic import SyntheticDepth
 from addp_agent.depth_metrics import DEPTH_KEYS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture()

@@ -12,10 +12,10 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
+from cli_support import run_cli as run
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from PIL import Image
 
-from addp_agent.cli import main
 from addp_agent.data.natural import TEXTURES, package_photos
 from addp_agent.data.sources import load_source
 from addp_agent.domain import fit_domain
@@ -43,13 +43,6 @@ def photo_dir(tmp_path_factory) -> Path:
     Image.fromarray(sample.image).save(folder / "shapes.png")
     (folder / "expression.txt").write_text(sample.expression)
     return folder
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_cli_warns_on_stderr_and_records_the_check(photo_dir, tmp_path, capsys):
