@@ -62,6 +62,17 @@ def export_ema(pipe, ema_unet, ema_text, accelerator, folder: Path, config: Trai
         ema_text.restore(text.parameters())
 
 
+def append_log(accelerator, path: Path, record: dict, bar, summary: str | None) -> None:
+    """Append ``record`` to the run's ``log.jsonl`` (main process only) and print ``summary`` above the progress
+    bar when there is one (a validation row)."""
+    if not record or not accelerator.is_main_process:
+        return
+    with path.open("a") as log:
+        log.write(json.dumps(record) + "\n")
+    if summary:
+        bar.write(summary)
+
+
 def last_val(log: Path) -> dict[str, float]:
     """The ``val_*`` values of the last validation row of ``log.jsonl``."""
     if not log.exists():

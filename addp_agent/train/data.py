@@ -14,6 +14,7 @@ from PIL import Image
 
 from addp_agent.data.sample import RISSample
 from addp_agent.errors import DataError
+from addp_agent.train.cache import load_cached, store_cached
 from addp_agent.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -162,21 +163,12 @@ def generate_shapes(split: str, n: int, seed: int, size: int, workers: int = 0
 
 def _cached(meta: dict, make, cache: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``make()``'s arrays, kept in ``cache`` (torch file) and reused when the stored ``meta`` matches."""
-    if cache is not None and Path(cache).is_file():
-        try:
-            stored = torch.load(cache, weights_only=True)
-        except Exception:  # noqa: BLE001 - an unreadable cache is regenerated, never trusted
-            stored = None
-        if isinstance(stored, dict) and stored.get("meta") == meta:
-            return stored["images"].numpy(), stored["masks"].numpy(), list(stored["expressions"])
+    stored = load_cached(cache, meta)
+    if stored is not None:
+        return stored["images"].numpy(), stored["masks"].numpy(), list(stored["expressions"])
     images, masks, texts = make()
-    if cache is not None:
-        cache = Path(cache)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        torch.save({"meta": meta, "images": torch.from_numpy(images), "masks": torch.from_numpy(masks),
-                    "expressions": texts}, staging)
-        staging.replace(cache)
+    store_cached(cache, meta, {"images": torch.from_numpy(images), "masks": torch.from_numpy(masks),
+                               "expressions": texts})
     return images, masks, texts
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
@@ -14,6 +13,7 @@ from PIL import Image
 
 from addp_agent.data.depth_sample import DepthSample
 from addp_agent.errors import DataError
+from addp_agent.train.cache import load_cached, store_cached
 from addp_agent.train.depth_recipe import normalize_depth
 
 
@@ -96,18 +96,9 @@ def load_depth_training_data(spec: str, split: str, resolution: int, multiple: i
     from addp_agent.data.depth_sources import load_depth_source
 
     meta = {"spec": spec, "split": split, "resolution": resolution, "multiple": multiple, "limit": limit}
-    if cache is not None and Path(cache).is_file():
-        try:
-            stored = torch.load(cache, weights_only=True)
-        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
-            stored = None
-        if isinstance(stored, dict) and stored.get("meta") == meta:
-            return DepthTrainingData(stored["images"], stored["depth"], stored["valid"])
+    stored = load_cached(cache, meta)
+    if stored is not None:
+        return DepthTrainingData(stored["images"], stored["depth"], stored["valid"])
     data = stack_samples(load_depth_source(spec, split), resolution, multiple, limit)
-    if cache is not None:
-        cache = Path(cache)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        torch.save({"meta": meta, "images": data.images, "depth": data.depth, "valid": data.valid}, staging)
-        staging.replace(cache)
+    store_cached(cache, meta, {"images": data.images, "depth": data.depth, "valid": data.valid})
     return data

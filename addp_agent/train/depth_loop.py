@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from addp_agent.errors import UserError
 from addp_agent.limits import Seed
 from addp_agent.models.depth_build import PixelDepthModelConfig
-from addp_agent.train.checkpoints import latest_checkpoint, save_checkpoint
+from addp_agent.train.checkpoints import append_log, latest_checkpoint, save_checkpoint
 from addp_agent.train.depth_data import DepthTrainingData, load_depth_training_data
 from addp_agent.train.depth_recipe import (
     MULTIRES_STRENGTH,
@@ -305,12 +305,9 @@ def train_depth(config: DepthTrainConfig, progress: bool = True) -> Path:
 
 
 def _log(accelerator, path: Path, record: dict, bar) -> None:
-    if not record or not accelerator.is_main_process:
-        return
-    with path.open("a") as log:
-        log.write(json.dumps(record) + "\n")
-    if "val_abs_rel" in record:
-        bar.write(f"step {record['step']}: val AbsRel {record['val_abs_rel']:.4f} δ1 {record['val_delta1']:.4f}")
+    summary = (f"step {record['step']}: val AbsRel {record['val_abs_rel']:.4f} δ1 {record['val_delta1']:.4f}"
+               if "val_abs_rel" in record else None)
+    append_log(accelerator, path, record, bar, summary)
 
 
 @torch.no_grad()

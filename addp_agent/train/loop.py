@@ -21,7 +21,7 @@ from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.engine.sampling import set_resolution
 from addp_agent.errors import UserError
 from addp_agent.train.augment import augment_ris_targets, paint
-from addp_agent.train.checkpoints import export_ema, latest_checkpoint, save_checkpoint
+from addp_agent.train.checkpoints import append_log, export_ema, latest_checkpoint, save_checkpoint
 from addp_agent.train.config import TrainConfig
 from addp_agent.train.data import TrainingData, check_sources, load_training_data
 from addp_agent.train.plan import RunPlan, accumulation_steps, plan_run
@@ -305,12 +305,9 @@ def _end_of_step(run: TrainingRun, step: int, record: dict, bar, finished: bool,
 
 
 def _log(accelerator, path: Path, record: dict, bar) -> None:
-    if not record or not accelerator.is_main_process:
-        return
-    with path.open("a") as log:
-        log.write(json.dumps(record) + "\n")
-    if "val_mIoU" in record:
-        bar.write(f"step {record['step']}: val mIoU {record['val_mIoU']:.3f} oIoU {record['val_oIoU']:.3f}")
+    summary = (f"step {record['step']}: val mIoU {record['val_mIoU']:.3f} oIoU {record['val_oIoU']:.3f}"
+               if "val_mIoU" in record else None)
+    append_log(accelerator, path, record, bar, summary)
 
 
 @dataclass
