@@ -35,10 +35,8 @@ def marigold(tiny_marigold_dir):
 
 
 @pytest.fixture(scope="module")
-def pixel(tiny_depth_dir):
-    pipe = load_depth_pipeline(str(tiny_depth_dir), device="cpu", progress=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def pixel(depth_pipe):
+    return depth_pipe  # conftest: the tiny pixel depth model loaded through the registry
 
 
 def unet_batches(pipe):
