@@ -72,11 +72,11 @@ class RISEffects:
 
         for start in range(0, len(samples), config.eval_batch):
             chunk = samples[start : start + config.eval_batch]
-            out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=steps,
-                       guidance_scale=setting.guidance_scale, image_guidance_scale=config.image_guidance,
-                       generator=seeded_generators([config.eval_seed + start + i for i in range(len(chunk))]),
-                       output_type="np", trajectory_every=1 if trajectory else 0, show_progress=False,
-                       resolution="working")
+            out = pipe.segment_batch(
+                [s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=steps,
+                guidance_scale=setting.guidance_scale, image_guidance_scale=config.image_guidance,
+                generator=seeded_generators([config.eval_seed + start + i for i in range(len(chunk))]),
+                trajectory_every=1 if trajectory else 0)
             trajectories = out.trajectories if trajectory else [None] * len(chunk)
             yield from zip(chunk, out.masks, trajectories, strict=True)
 

@@ -160,11 +160,10 @@ class DynamicBatcher:
     def run_batch(self, requests: list[_Request]) -> list[SegmentationResult]:
         """One pipeline call for requests with the same settings; each sample keeps its own seed."""
         corrections = [r.corrections for r in requests]
-        output = self.pipe([r.expression for r in requests], [r.image for r in requests],
-                           generator=seeded_generators([r.seed for r in requests]),
-                           corrections=corrections if any(corrections) else None,
-                           trajectory_every=requests[0].trajectory_every, output_type="np", show_progress=False,
-                           resolution="working", **requests[0].settings)
+        output = self.pipe.segment_batch([r.expression for r in requests], [r.image for r in requests],
+                                         generator=seeded_generators([r.seed for r in requests]),
+                                         corrections=corrections if any(corrections) else None,
+                                         trajectory_every=requests[0].trajectory_every, **requests[0].settings)
         self.stats.calls += 1
         self.stats.batch_sizes.append(len(requests))
         return output.results([r.seed for r in requests])

@@ -742,3 +742,9 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
         output = self(expression, image, num_inference_steps=num_inference_steps, generator=seeded_generators(seed),
                       corrections=corrections, trajectory_every=trajectory_every, output_type="np", **kwargs)
         return output.results(seed)[0]
+
+    def segment_batch(self, expressions: list[str], images: list[Any], **kwargs: Any) -> ADDPPipelineOutput:
+        """One round for a batch of (expression, image) pairs on the segmentation path: the square working
+        resolution, numpy outputs, masks at each image's own size, no progress bar. ``kwargs`` go to ``__call__``."""
+        kwargs.setdefault("show_progress", False)
+        return self(expressions, images, output_type="np", resolution=WORKING, **kwargs)

@@ -79,9 +79,8 @@ def run_rounds(pipe: ADDPPipeline, data: str, split: str = "val", limit: int | N
     try:
         for start in range(0, len(samples), batch_size):
             chunk = samples[start : start + batch_size]
-            output = pipe([s.expression for s in chunk], [s.image for s in chunk],
-                          generator=seeded_generators([seed] * len(chunk)), output_type="np", show_progress=False,
-                          resolution="working", **settings)
+            output = pipe.segment_batch([s.expression for s in chunk], [s.image for s in chunk],
+                                        generator=seeded_generators([seed] * len(chunk)), **settings)
             rounds.painted += output.masks
             rounds.statistics += output.paint
             rounds.confidences += output.confidences

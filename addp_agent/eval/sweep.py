@@ -106,10 +106,10 @@ def run_point(pipe: ADDPPipeline, samples: Sequence[RISSample], point: SweepPoin
         for start in range(0, len(samples), batch_size):
             chunk = list(samples[start : start + batch_size])
             began = time.perf_counter()
-            out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=point.steps,
-                       guidance_scale=point.guidance_scale, image_guidance_scale=point.image_guidance_scale,
-                       generator=seeded_generators([seed] * len(chunk)), output_type="np", show_progress=False,
-                       resolution="working")
+            out = pipe.segment_batch([s.expression for s in chunk], [s.image for s in chunk],
+                                     num_inference_steps=point.steps, guidance_scale=point.guidance_scale,
+                                     image_guidance_scale=point.image_guidance_scale,
+                                     generator=seeded_generators([seed] * len(chunk)))
             seconds += time.perf_counter() - began
             for sample, mask in zip(chunk, out.masks, strict=True):
                 metrics.update(mask, sample.mask)

@@ -49,9 +49,8 @@ def measure(pipe: ADDPPipeline, samples: Sequence[RISSample], steps: int | None 
     timesteps: list[int] = []
     for start in range(0, len(samples), batch_size):
         chunk = list(samples[start : start + batch_size])
-        out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=steps,
-                   generator=seeded_generators([seed] * len(chunk)), trajectory_every=1, output_type="np",
-                   show_progress=False, resolution="working")
+        out = pipe.segment_batch([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=steps,
+                                 generator=seeded_generators([seed] * len(chunk)), trajectory_every=1)
         for sample, trajectory in zip(chunk, out.trajectories, strict=True):
             step_ids, timesteps = [p.step for p in trajectory], [p.timestep for p in trajectory]
             counts.append([iou_counts(p.mask, sample.mask) for p in trajectory])

@@ -78,9 +78,9 @@ def measure_iou_curve(pipe, samples: Sequence, num_inference_steps: int = 10, ba
     counts: list[tuple[int, int]] = []
     for start in range(0, len(samples), batch_size):
         chunk = [samples[i] for i in range(start, min(start + batch_size, len(samples)))]
-        out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=num_inference_steps,
-                   generator=torch.Generator().manual_seed(seed + start), output_type="np", trajectory_every=1,
-                   show_progress=False, resolution="working")
+        out = pipe.segment_batch([s.expression for s in chunk], [s.image for s in chunk],
+                                 num_inference_steps=num_inference_steps,
+                                 generator=torch.Generator().manual_seed(seed + start), trajectory_every=1)
         for sample, mask, trajectory in zip(chunk, out.masks, out.trajectories, strict=True):
             if not per_step:
                 per_step = [RISMetrics() for _ in trajectory]

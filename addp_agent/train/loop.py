@@ -430,9 +430,8 @@ def validate(config: TrainConfig, pipe, ema_unet, ema_text, accelerator) -> dict
         metrics, generalized = RISMetrics(), GeneralizedMetrics()
         for start in range(0, len(samples), 32):
             chunk = [samples[i] for i in range(start, min(start + 32, len(samples)))]
-            out = pipe([s.expression for s in chunk], [s.image for s in chunk], num_inference_steps=config.val_steps,
-                       generator=torch.Generator().manual_seed(0), output_type="np", show_progress=False,
-                       resolution="working")
+            out = pipe.segment_batch([s.expression for s in chunk], [s.image for s in chunk],
+                                     num_inference_steps=config.val_steps, generator=torch.Generator().manual_seed(0))
             for sample, mask in zip(chunk, out.masks, strict=True):
                 counts = iou_counts(mask, sample.mask)
                 metrics.add(*counts)
