@@ -42,6 +42,8 @@ class LoopConfig:
     num_inference_steps: int | None = None  # None: the model's default
     seed: int | None = 0
     resume_step: int | None = None  # k: later rounds resume from the state after step k (None: restart)
+    correction_steps: int | None = None  # steps of restarted rounds after the first (None: the model's default,
+    #                                      else round 1's); a session that resumes from step k keeps round 1's steps
     convergence_iou: float = 0.98
     trajectory_every: int = 0  # record x̂₀ masks every k-th step (0: none)
     correction_scale: float | None = None
@@ -57,6 +59,11 @@ class LoopConfig:
             raise UserError(f"max_rounds must be ≥ 1, got {self.max_rounds}")
         if self.resume_step is not None and self.resume_step < 1:
             raise UserError(f"resume_step must be ≥ 1, got {self.resume_step}")
+        if self.correction_steps is not None and self.correction_steps < 1:
+            raise UserError(f"correction_steps must be ≥ 1, got {self.correction_steps}")
+        if self.correction_steps is not None and self.resume_step is not None:
+            raise UserError("correction_steps and resume_step exclude each other: a resumed round continues round 1's "
+                            "schedule")
         MaskDecoding(self.decode_size, self.threshold)  # a bad size or threshold fails here, as a UserError
 
     @property
@@ -164,6 +171,10 @@ class Session:
                                               self.config.image_guidance_scale,
                                               correction_scale=self.config.correction_scale,
                                               correction_mode=self.config.correction_mode)
+        self.correction_settings = self.settings if self.resumable else pipe.resolve_settings(
+            self.config.correction_steps or pipe.config.default_correction_steps or self.num_steps,
+            self.config.guidance_scale, self.config.image_guidance_scale,
+            correction_scale=self.config.correction_scale, correction_mode=self.config.correction_mode)
         self._encoded: EncodedBatch | None = None  # encoded on first use (a precomputed first round needs none)
         self.rounds: list[Round] = []
         self.state: DenoiseState | None = None
@@ -212,8 +223,9 @@ class Session:
                 return self._add(precomputed, timings={"denoise_s": precomputed.timings.get("total_s", 0.0)})
             start = time.perf_counter()
             every = self.config.trajectory_every
+            settings = self.correction_settings if self.rounds else self.settings
             common = {"corrections": cleaned or None, "trajectory_every": every, "output_type": "np",
-                      "show_progress": False, **self.settings, **self.decoding}
+                      "show_progress": False, **settings, **self.decoding}
             intermediate, prefix_points = None, []
             if self.resumable:
                 intermediate, prefix_points = self._ensure_prefix(self.config.resume_step)

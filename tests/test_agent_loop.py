@@ -157,6 +157,36 @@ def test_resume_from_step_k_reproduces_a_full_run_and_later_rounds_reuse_it(pipe
     assert [r["round"] for r in trace["rounds"]] == [1, 2, 3] and trace["rounds"][2]["critique"]["verdict"] == "accept"
 
 
+def test_corrected_rounds_restart_with_their_own_steps(pipe, sample):
+    config = LoopConfig(num_inference_steps=1, correction_steps=3, trajectory_every=1, max_rounds=2,
+                        convergence_iou=1.01)
+    critic = ScriptedCritic([revise("the cross"), ACCEPT])
+    result = Session(pipe, sample.image, sample.expression, config).run(critic)
+    first, second = result.rounds
+    assert first.result.settings["num_inference_steps"] == 1 and len(first.trajectory) == 1
+    assert second.result.settings["num_inference_steps"] == 3 and [p.step for p in second.trajectory] == [0, 1, 2]
+    alone = Session(pipe, sample.image, sample.expression, LoopConfig(num_inference_steps=3)).run_round(["the cross"])
+    assert np.array_equal(second.mask, alone.mask)  # a restart from the session's noise with the correction
+    assert critic.requests[1].settings["num_inference_steps"] == 3  # the critic reads the round it judges
+
+
+def test_the_models_correction_steps_are_the_default_and_resume_keeps_round_1s(pipe, sample):
+    pipe.register_to_config(default_correction_steps=2)
+    try:
+        restart = Session(pipe, sample.image, sample.expression, LoopConfig(num_inference_steps=1))
+        resumed = Session(pipe, sample.image, sample.expression, LoopConfig(num_inference_steps=4, resume_step=1))
+        assert restart.correction_settings["num_inference_steps"] == 2
+        assert resumed.correction_settings["num_inference_steps"] == 4
+    finally:
+        pipe.register_to_config(default_correction_steps=None)
+    assert Session(pipe, sample.image, sample.expression,
+                   LoopConfig(num_inference_steps=2)).correction_settings["num_inference_steps"] == 2
+    with pytest.raises(UserError, match="correction_steps and resume_step exclude each other"):
+        LoopConfig(num_inference_steps=4, resume_step=1, correction_steps=2)
+    with pytest.raises(UserError, match="correction_steps must be ≥ 1, got 0"):
+        LoopConfig(correction_steps=0)
+
+
 STOPS = [  # (critic answers or None for no critic, max_rounds, convergence IoU, reason, detail, rounds, best round)
     ([ACCEPT], 4, 1.01, "accepted", "scripted critic accepted round 1", 1, 1),
     ([revise("a"), revise("b")], 2, 1.01, "max_rounds", "wrong object", 2, 2),

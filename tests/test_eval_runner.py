@@ -190,6 +190,8 @@ def test_cli_writes_outputs(red_dir, tmp_path, capsys) -> None:
     (["--data", "shapes-gen:4", "--critic", "self", "--self-seeds", "1"],
      "--self-seeds: Input should be greater than or equal to 2"),
     (["--data", "shapes-gen:4", "--max-rounds", "0"], "--max-rounds: Input should be greater than or equal to 1"),
+    (["--data", "shapes-gen:4", "--steps", "4", "--resume-step", "1", "--correction-steps", "2"],
+     "correction_steps and resume_step exclude each other"),
     (["--data", "shapes-gen:4", "--correction-mode", "sideways"],
      "--correction-mode: Input should be 'additive', 'replace' or 'paper'"),
 ])
@@ -289,3 +291,37 @@ def test_paper_critic_reads_each_samples_caption_and_refuses_a_sample_without_on
     assert factory(captioned).caption == "three objects on a grey floor"
     with pytest.raises(UserError, match="sample s2 has no caption, and the paper critic needs one"):
         factory(RISSample("s2", image, "the cube", mask))
+
+
+def test_resumed_rounds_share_round_1_and_pay_only_the_steps_after_k(red_pipe, red_dir, tmp_path) -> None:
+    restart = evaluate(_config(red_dir, steps=2), tmp_path / "restart", red_pipe, critic_factory(_config(red_dir)))
+    config = _config(red_dir, steps=2, resume_step=1)
+    resumed = evaluate(config, tmp_path / "resume", red_pipe, critic_factory(config))
+    assert resumed["rounds"][0] == restart["rounds"][0]  # prefix to k, then the rest: round 1 is the same
+    records = [json.loads(line) for line in (tmp_path / "resume" / "samples.jsonl").read_text().splitlines()]
+    corrected = [len(x["corrections"]) for r in records for x in r["rounds"][1:]]
+    assert corrected  # 3 rows a step (text, image-only, unconditional) plus one per correction
+    assert resumed["unet"]["rows"] == 8 * 3 * 2 + sum(3 + k for k in corrected)  # corrected rounds: 1 step, not 2
+    assert restart["unet"]["rows"] > resumed["unet"]["rows"]
+
+
+def test_corrected_rounds_pay_their_own_steps(red_pipe, red_dir, tmp_path) -> None:
+    config = _config(red_dir, steps=1, correction_steps=2)
+    document = evaluate(config, tmp_path, red_pipe, critic_factory(config))
+    records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    corrected = [len(x["corrections"]) for r in records for x in r["rounds"][1:]]
+    assert corrected and document["unet"]["rows"] == 8 * 3 + sum(2 * (3 + k) for k in corrected)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--steps", "2", "--resume-step", "2"], "resume_step must be below steps (2), got 2"),
+    (["--resume-step", "40"], "--resume-step must be below the steps (20, the model's default; give --steps), got 40"),
+])
+def test_resume_step_outside_the_steps_is_refused_before_any_output(args, message, red_dir, tmp_path,
+                                                                      capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--data", DATA, "--model", str(red_dir), *args, "--out", str(tmp_path / "o"), "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()

@@ -114,6 +114,9 @@ def agent_command(
                                         help="additive | replace | paper (default: the model's)."),
     resume_step: int = typer.Option(None, "--resume-step", min=1,
                                     help="k: the critic also sees the mask at step k; later rounds resume there."),
+    correction_steps: int = typer.Option(None, "--correction-steps", min=1, max=MAX_STEPS,
+                                         help="Steps of the corrected rounds, restarted (default: the model's, else "
+                                              "--steps)."),
     correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt for round 1 (repeatable)."),
     gt_mask: Path = typer.Option(None, "--gt-mask", help="Ground-truth mask PNG (for --critic oracle / noisy)."),
     shapes_sample: str = typer.Option(None, "--shapes-sample", metavar="SPLIT:INDEX[:SEED]",
@@ -147,6 +150,9 @@ def agent_command(
         raise UserError(f"--correction-mode must be one of {', '.join(CORRECTION_MODES)}, got {correction_mode!r}")
     if resume_step is not None and steps is not None and resume_step >= steps:
         raise UserError(f"--resume-step must be below --steps ({steps}), got {resume_step}")
+    if resume_step is not None and correction_steps is not None:
+        raise UserError("--correction-steps and --resume-step exclude each other: a resumed round continues round 1's "
+                        "schedule")
     correction = check_value(Corrections, [clean_text(c, "--correction") for c in correction or []], "--correction")
     if expression is not None:
         expression = check_value(Expression, clean_text(expression), "EXPRESSION")
@@ -168,6 +174,7 @@ def agent_command(
     pipe.set_progress_bar_config(disable=True)
     judge = judge if critic != "self" else _critic(*checked, pipe=pipe)
     config = LoopConfig(max_rounds=max_rounds, num_inference_steps=steps, seed=seed, resume_step=resume_step,
+                        correction_steps=correction_steps,
                         convergence_iou=convergence_iou, correction_mode=correction_mode)  # type: ignore[arg-type]
     session = Session(pipe, rgb, expression, config)
     result = session.run(judge, list(correction or []))

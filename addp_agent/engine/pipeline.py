@@ -108,8 +108,8 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
                  image_encoder: CLIPVisionModelWithProjection | None = None, requires_safety_checker: bool = False,
                  default_num_inference_steps: int | None = None, default_guidance_scale: float | None = None,
                  default_image_guidance_scale: float | None = None, default_correction_scale: float = 1.0,
-                 default_correction_mode: str = "additive", resolution: int | None = None,
-                 pixel_patch_size: int = 1):
+                 default_correction_mode: str = "additive", default_correction_steps: int | None = None,
+                 resolution: int | None = None, pixel_patch_size: int = 1):
         super().__init__()
         if safety_checker is None and requires_safety_checker:
             logger.warning(f"{type(self).__name__}: the safety checker is disabled (safety_checker=None) although "
@@ -123,7 +123,7 @@ class ADDPPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversionLoad
             requires_safety_checker=requires_safety_checker, default_num_inference_steps=default_num_inference_steps,
             default_guidance_scale=default_guidance_scale, default_image_guidance_scale=default_image_guidance_scale,
             default_correction_scale=default_correction_scale, default_correction_mode=default_correction_mode,
-            resolution=resolution, pixel_patch_size=pixel_patch_size,
+            default_correction_steps=default_correction_steps, resolution=resolution, pixel_patch_size=pixel_patch_size,
         )
         self.vae_scale_factor = (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None
                                  else int(pixel_patch_size))

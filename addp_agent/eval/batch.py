@@ -69,7 +69,8 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
     loop = LoopConfig(max_rounds=config.max_rounds, num_inference_steps=config.steps, seed=config.seed,
                       guidance_scale=config.guidance_scale, image_guidance_scale=config.image_guidance_scale,
                       decode_size=config.decode_size, threshold=config.threshold,
-                      correction_mode=config.correction_mode)
+                      correction_mode=config.correction_mode, resume_step=config.resume_step,
+                      correction_steps=config.correction_steps)
     records: dict[int, SampleRecord] = {}
     sessions: list[tuple[int, RISSample, Session]] = []
     for index, sample in batch:
@@ -81,8 +82,10 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
             if config.strict:
                 raise UserError(f"sample {sample.sample_id}: {error}") from None
             records[index] = _record(index, sample, error=f"unreadable sample: {error}")
+    resumable = bool(sessions) and sessions[0][2].resumable  # round 1 then runs inside each session, from its prefix
     with UNetMeter(pipe.unet) as shared:
-        firsts = first_rounds(pipe, [s for _, _, s in sessions]) if sessions else []
+        firsts = first_rounds(pipe, [s for _, _, s in sessions]) if sessions and not resumable else []
+    firsts = firsts or [None] * len(sessions)
     pass_rows = rows_per_pass(pipe, sessions[0][2].settings) if sessions else 0
     for (index, sample, session), first in zip(sessions, firsts, strict=True):
         scored = scored_view(sample, loop.decoding)
@@ -95,8 +98,8 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
             records[index] = _record(index, sample, error=f"failed sample: {error}")
             continue
         records[index] = _record(index, sample, stop_reason=result.stop_reason, stop_detail=result.stop_detail[:300],
-                                 best_round=result.best.index, in_domain=first.domain.in_domain,
-                                 domain_score=first.domain.to_json()["domain_score"],
+                                 best_round=result.best.index, in_domain=result.rounds[0].result.domain.in_domain,
+                                 domain_score=result.rounds[0].result.domain.to_json()["domain_score"],
                                  rounds=[_round_record(r, scored.mask) for r in result.rounds],
                                  unet_calls=shared.calls + own.calls,
                                  unet_rows=shared.rows // len(sessions) + own.rows, unet_pass_rows=pass_rows)

@@ -56,6 +56,10 @@ class EvalConfig(BaseModel):
                                                                "with the other readings).")
     max_rounds: int = Field(3, ge=1)
     steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")
+    resume_step: int | None = Field(None, ge=1, description="k: corrected rounds resume from the first round's "
+                                                            "state after step k (below the steps; default: restart).")
+    correction_steps: Steps | None = Field(None, description="Steps of the restarted rounds after the first (default: "
+                                                             "the model's, else --steps).")
     correction_mode: CorrectionModeName | None = Field(None, description="How corrections guide: additive | replace | "
                                                                      "paper (default: the model's).")
     limit: int | None = Field(None, ge=1, description="Evaluate the first K samples.")
@@ -87,6 +91,15 @@ class EvalConfig(BaseModel):
     @classmethod
     def _alias(cls, value: Any) -> Any:
         return ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _resume_below_steps(self) -> EvalConfig:
+        if self.resume_step is not None and self.steps is not None and self.resume_step >= self.steps:
+            raise ValueError(f"resume_step must be below steps ({self.steps}), got {self.resume_step}")
+        if self.resume_step is not None and self.correction_steps is not None:
+            raise ValueError("correction_steps and resume_step exclude each other: a resumed round continues round "
+                             "1's schedule")
+        return self
 
     @model_validator(mode="after")
     def _noisy_rates(self) -> EvalConfig:

@@ -79,6 +79,16 @@ def configure_pipeline(pipe: ADDPPipeline, config: EvalConfig) -> None:
         pipe.register_modules(scheduler=switch_scheduler(pipe.scheduler, config.scheduler, **spacing))
 
 
+def check_resume_step(config: EvalConfig, pipe: ADDPPipeline) -> None:
+    """``resume_step`` must fall inside the run's steps (the model's default when ``steps`` is unset)."""
+    if config.resume_step is None:
+        return
+    steps = pipe.resolve_settings(config.steps)["num_inference_steps"]
+    if config.resume_step >= steps:
+        given = "--steps" if config.steps is not None else "the model's default; give --steps"
+        raise UserError(f"--resume-step must be below the steps ({steps}, {given}), got {config.resume_step}")
+
+
 def prepare(config: EvalConfig, out: Path) -> None:
     """Check the output folder: writable, and resumed only with the same settings."""
     check_output_folder(out)
@@ -91,6 +101,7 @@ def evaluate(config: EvalConfig, out: Path, pipe: ADDPPipeline, critic_for: Crit
 
     A run started from a protocol keeps it, and what the run changed in it, in ``protocol.json`` and ``metrics.json``.
     """
+    check_resume_step(config, pipe)
     prepare(config, out)
     wait()
     if rank == 0:

@@ -1,0 +1,43 @@
+"""Tabulate `scripts/step_sweep.sh`: round-1 and answer mIoU, net gain, answers worse by > 0.1, UNet passes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def rows(out: Path) -> list[dict]:
+    table = []
+    for metrics in sorted(out.glob("*/metrics.json")):
+        document = json.loads(metrics.read_text())
+        config = document["config"]
+        first, answer = document["rounds"][0]["mIoU"], document["answer"]["mIoU"]
+        table.append({"run": metrics.parent.name, "critic": config["critic"], "steps": config["steps"],
+                      "resume_step": config.get("resume_step"),
+                      "correction_steps": config.get("correction_steps"), "n": document["n"], "round1_mIoU": first,
+                      "answer_mIoU": answer, "net_gain": answer - first,
+                      "worse": document["answer_vs_round1"]["worse"]["count"],
+                      "better": document["answer_vs_round1"]["better"]["count"],
+                      "ran_round_2": document["ran_round"].get("2", 0),
+                      "passes_per_sample": document["unet"]["passes_per_sample"]})
+    return sorted(table, key=lambda r: (r["critic"], r["steps"], r["correction_steps"] or 0,
+                                         r["resume_step"] or 0))
+
+
+def markdown(table: list[dict]) -> str:
+    lines = ["| critic | steps (round 1 → corrected) | resume from k | round 1 mIoU | answer mIoU | net | worse by > 0.1 | better by > 0.1 "
+             "| UNet passes / sample |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        steps = f"{r['steps']} → {r['correction_steps']}" if r["correction_steps"] else str(r["steps"])
+        lines.append(f"| {r['critic']} | {steps} | {r['resume_step'] or 'restart'} | {100 * r['round1_mIoU']:.2f} "
+                     f"| {100 * r['answer_mIoU']:.2f} | {100 * r['net_gain']:+.2f} | {r['worse']} | {r['better']} "
+                     f"| {r['passes_per_sample']:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1])
+    table = rows(folder)
+    (folder / "step_sweep.json").write_text(json.dumps(table, indent=2))
+    print(markdown(table))
