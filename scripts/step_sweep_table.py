@@ -20,18 +20,22 @@ def rows(out: Path) -> list[dict]:
                       "worse": document["answer_vs_round1"]["worse"]["count"],
                       "better": document["answer_vs_round1"]["better"]["count"],
                       "ran_round_2": document["ran_round"].get("2", 0),
-                      "passes_per_sample": document["unet"]["passes_per_sample"]})
+                      "passes_per_sample": document["unet"]["passes_per_sample"],
+                      "confusable": {k: document["subsets"]["confusable"][k]["mIoU"] if k == "answer" else
+                                     document["subsets"]["confusable"]["rounds"][0]["mIoU"]
+                                     for k in ("round1", "answer")}})
     return sorted(table, key=lambda r: (r["critic"], r["steps"], r["correction_steps"] or 0,
                                          r["resume_step"] or 0))
 
 
 def markdown(table: list[dict]) -> str:
     lines = ["| critic | steps (round 1 → corrected) | resume from k | round 1 mIoU | answer mIoU | net | worse by > 0.1 | better by > 0.1 "
-             "| UNet passes / sample |", "|---|---|---|---|---|---|---|---|---|"]
+             "| confusable subset (round 1 → answer) | UNet passes / sample |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         steps = f"{r['steps']} → {r['correction_steps']}" if r["correction_steps"] else str(r["steps"])
         lines.append(f"| {r['critic']} | {steps} | {r['resume_step'] or 'restart'} | {100 * r['round1_mIoU']:.2f} "
                      f"| {100 * r['answer_mIoU']:.2f} | {100 * r['net_gain']:+.2f} | {r['worse']} | {r['better']} "
+                     f"| {100 * r['confusable']['round1']:.2f} → {100 * r['confusable']['answer']:.2f} "
                      f"| {r['passes_per_sample']:.2f} |")
     return "\n".join(lines)
 

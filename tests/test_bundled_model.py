@@ -58,14 +58,16 @@ def test_bundle_tool_sets_inference_defaults_and_refuses_bad_input(tiny_pixel_di
 
     target = tmp_path / "bundle"
     size = bundle.bundle(tiny_pixel_dir, target, steps=2, guidance_scale=3.0, image_guidance_scale=1.0,
-                         timestep_spacing="trailing")
+                         timestep_spacing="trailing", correction_steps=3)
     assert 0 < size <= 30 * 2**20
     pipe = load_pipeline(target, device="cpu", progress=False)
     assert pipe.config.default_num_inference_steps == 2 and pipe.config.default_image_guidance_scale == 1.0
+    assert pipe.config.default_correction_steps == 3
     assert pipe.scheduler.config.timestep_spacing == "trailing" and pipe.unet.dtype == torch.float32
     capsys.readouterr()
     for argv, message in [([str(tmp_path / "missing")], "does not exist"),
                           ([str(tiny_pixel_dir), "--steps", "0"], "--steps"),
+                          ([str(tiny_pixel_dir), "--correction-steps", "0"], "--correction-steps"),
                           ([str(tiny_pixel_dir), "--guidance-scale", "0.5"], "guidance")]:
         with pytest.raises(SystemExit) as exit_info:
             main(["bundle", *argv, "--target", str(tmp_path / "bad")])

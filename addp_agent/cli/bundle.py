@@ -20,12 +20,14 @@ def bundle_command(
     image_guidance_scale: float = typer.Option(None, "--image-guidance-scale", help="Default image guidance."),
     timestep_spacing: str = typer.Option(None, "--timestep-spacing", help="leading | trailing | linspace (trailing "
                                          "starts few-step sampling at t = T − 1)."),
+    correction_steps: int = typer.Option(None, "--correction-steps", help="Default steps of corrected rounds, "
+                                         "restarted (default: keep the model's)."),
 ) -> None:
     """Copy a trained pipeline into the package as the bundled default (fp16 safetensors, loaded as fp32 on CPU)."""
     from addp_agent.errors import UserError
 
     if task == "depth":
-        if any(v is not None for v in (guidance_scale, image_guidance_scale, timestep_spacing)):
+        if any(v is not None for v in (guidance_scale, image_guidance_scale, timestep_spacing, correction_steps)):
             raise UserError("--task depth takes --steps only (a depth model has no guidance; its spacing is trailing)")
         from addp_agent.models.depth_bundle import bundle_depth
         from addp_agent.models.registry import DEFAULT_DEPTH_MODEL_DIR
@@ -40,5 +42,5 @@ def bundle_command(
     from addp_agent.models.registry import DEFAULT_MODEL_DIR
 
     target = target or DEFAULT_MODEL_DIR
-    size = bundle(source, target, steps, guidance_scale, image_guidance_scale, timestep_spacing)
+    size = bundle(source, target, steps, guidance_scale, image_guidance_scale, timestep_spacing, correction_steps)
     typer.echo(f"bundled {source} → {target} ({size / 2**20:.1f} MiB)")

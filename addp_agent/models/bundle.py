@@ -1,6 +1,7 @@
 """Copy a trained pipeline into the package as the bundled default (fp16 safetensors, loaded as fp32 on CPU).
 
-    addp bundle runs/default/model [--steps 2 --guidance-scale 3 --image-guidance-scale 1 --timestep-spacing trailing]
+    addp bundle runs/default/model [--steps 2 --guidance-scale 3 --image-guidance-scale 1 --timestep-spacing trailing
+                                    --correction-steps 2]
 
 The inference options become the pipeline's defaults (``model_index.json`` and the scheduler config), so every
 entry point that loads the bundle without naming them uses the settings the model card reports.
@@ -28,13 +29,14 @@ def folder_bytes(folder: Path) -> int:
 
 def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = None,
            guidance_scale: float | None = None, image_guidance_scale: float | None = None,
-           timestep_spacing: str | None = None) -> int:
+           timestep_spacing: str | None = None, correction_steps: int | None = None) -> int:
     """Save ``source`` (a pipeline folder) to ``target`` in fp16 with optional new inference defaults; keeps
     target's README.md; returns the size."""
     from addp_agent.models.registry import load_pipeline
 
-    if steps is not None:
-        check_value(Steps, steps, "--steps")
+    for name, value in (("--steps", steps), ("--correction-steps", correction_steps)):
+        if value is not None:
+            check_value(Steps, value, name)
     for name, scale in (("--guidance-scale", guidance_scale), ("--image-guidance-scale", image_guidance_scale)):
         if scale is not None:
             check_value(Scale, scale, name)
@@ -46,7 +48,7 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
     pipe = load_pipeline(str(source), device="cpu", dtype=torch.float32, progress=False)  # ModelLoadError if bad
     pipe.to(torch.float16)
     defaults = {"default_num_inference_steps": steps, "default_guidance_scale": guidance_scale,
-                "default_image_guidance_scale": image_guidance_scale}
+                "default_image_guidance_scale": image_guidance_scale, "default_correction_steps": correction_steps}
     pipe.register_to_config(**{key: value for key, value in defaults.items() if value is not None})
     if timestep_spacing is not None:
         pipe.register_modules(scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config,
