@@ -22,6 +22,8 @@ def test_bundled_model_is_small_and_loads_as_fp32_on_cpu():
     # the card's inference defaults: 1 DDIM step at t = 999 (trailing spacing), text guidance 1.5, image guidance 1
     assert pipe.config.default_num_inference_steps == 1 and pipe.scheduler.config.timestep_spacing == "trailing"
     assert pipe.config.default_guidance_scale == 1.5 and pipe.config.default_image_guidance_scale == 1.0
+    # corrected rounds restart with 2 steps (docs/critics/steps.md: the best answer for the self critic)
+    assert pipe.config.default_correction_steps == 2
 
 
 def test_bundled_model_meets_the_quality_target_on_unseen_test_samples():
