@@ -24,7 +24,7 @@ from addp_agent.engine.decode import DEFAULT_THRESHOLD, MaskDecoding
 from addp_agent.engine.guidance import CorrectionMode
 from addp_agent.engine.outputs import SegmentationResult, TrajectoryPoint
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
-from addp_agent.engine.state import DenoiseState, EncodedBatch
+from addp_agent.engine.state import DenoiseSettings, DenoiseState, EncodedBatch
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array, resized
 from addp_agent.masks import mask_iou
@@ -171,10 +171,9 @@ class Session:
                                               self.config.image_guidance_scale,
                                               correction_scale=self.config.correction_scale,
                                               correction_mode=self.config.correction_mode)
-        self.correction_settings = self.settings if self.resumable else pipe.resolve_settings(
-            self.config.correction_steps or pipe.config.default_correction_steps or self.num_steps,
-            self.config.guidance_scale, self.config.image_guidance_scale,
-            correction_scale=self.config.correction_scale, correction_mode=self.config.correction_mode)
+        correction_steps = self.config.correction_steps or pipe.config.default_correction_steps
+        self.correction_settings = self.settings if self.resumable or not correction_steps else DenoiseSettings(
+            **{**self.settings, "num_inference_steps": correction_steps})  # rounds after the first
         self._encoded: EncodedBatch | None = None  # encoded on first use (a precomputed first round needs none)
         self.rounds: list[Round] = []
         self.state: DenoiseState | None = None

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import run_cli
 from PIL import Image
 from pycocotools import mask as mask_utils
 from test_agent_support import ChatServer, Reply, completion, scripted
 from test_demo_support import served
 
-from addp_agent.cli import main
 from addp_agent.demo.depth import closer_sentence, median_depth, uncertainty_image
 
 pytest.importorskip("gradio_client")
@@ -306,13 +306,6 @@ def test_closer_rule_and_depth_pictures():
     assert uncertainty_image(np.zeros((3, 3), np.float32)).max() == 0
 
 
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.err
-
-
 @pytest.mark.parametrize(("extra", "message"), [
     (["--port", "0"], "--port must be between 1 and 65535"),
     (["--port", "70000"], "--port must be between 1 and 65535"),
@@ -325,7 +318,7 @@ def test_cli_bad_arguments_are_one_line_and_exit_2(capsys, extra, message):
     from test_demo_support import free_port
 
     extra = [free_port() if value == "{free}" else value for value in extra]
-    code, err = run(["demo", *map(str, extra)], capsys)
+    code, _, err = run_cli(["demo", *map(str, extra)], capsys)
     assert code == 2 and err.count("\n") == 1 and message in err
 
 
@@ -333,5 +326,5 @@ def test_cli_refuses_a_port_in_use(capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        code, err = run(["demo", "--port", str(taken.getsockname()[1])], capsys)
+        code, _, err = run_cli(["demo", "--port", str(taken.getsockname()[1])], capsys)
     assert code == 2 and err.count("\n") == 1 and "cannot serve on 127.0.0.1" in err

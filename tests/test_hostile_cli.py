@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_support import run_cli
 from PIL import Image
 
 from addp_agent.cli import main
@@ -25,9 +26,8 @@ CUDA = [] if torch.cuda.is_available() else [("device-cuda-on-cpu-torch", ["--de
 
 
 def run(argv: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    return exit_info.value.code, capsys.readouterr().err
+    code, _, err = run_cli(argv, capsys)
+    return code, err
 
 
 def one_line(code: int, err: str, message: str) -> None:

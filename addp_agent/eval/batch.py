@@ -82,10 +82,9 @@ def run_batch(pipe: ADDPPipeline, batch: list[tuple[int, RISSample]], config: Ev
             if config.strict:
                 raise UserError(f"sample {sample.sample_id}: {error}") from None
             records[index] = _record(index, sample, error=f"unreadable sample: {error}")
-    resumable = bool(sessions) and sessions[0][2].resumable  # round 1 then runs inside each session, from its prefix
+    batched = bool(sessions) and not sessions[0][2].resumable  # a resuming session runs round 1 from its own prefix
     with UNetMeter(pipe.unet) as shared:
-        firsts = first_rounds(pipe, [s for _, _, s in sessions]) if sessions and not resumable else []
-    firsts = firsts or [None] * len(sessions)
+        firsts = first_rounds(pipe, [s for _, _, s in sessions]) if batched else [None] * len(sessions)
     pass_rows = rows_per_pass(pipe, sessions[0][2].settings) if sessions else 0
     for (index, sample, session), first in zip(sessions, firsts, strict=True):
         scored = scored_view(sample, loop.decoding)
