@@ -33,5 +33,8 @@ def validation_message(error: ValidationError, name: Callable[[str], str] = str,
     parts = []
     for item in error.errors()[:limit]:
         where = ".".join(str(p) for p in item["loc"])
-        parts.append(f"{name(where) if where else 'arguments'}: {item['msg']}")
+        if where:
+            parts.append(f"{name(where)}: {item['msg']}")
+        else:  # a rule across fields (a model validator): its own message says which fields
+            parts.append(str(item["msg"]).removeprefix("Value error, "))
     return "; ".join(parts)

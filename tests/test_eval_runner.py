@@ -325,3 +325,11 @@ def test_resume_step_outside_the_steps_is_refused_before_any_output(args, messag
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_rule_across_fields_reads_as_its_own_message(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval", "--data", DATA, "--critic", "noisy", "--model", str(tmp_path / "m"),
+              "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert err.startswith("error: the noisy critic needs --critic-accuracy") and "Value error" not in err
