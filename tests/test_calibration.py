@@ -27,6 +27,29 @@ def test_fit_statistic_by_hand():
     assert fit.threshold == pytest.approx(0.035) and fit.n_acc == 1.0 and fit.t_acc == pytest.approx(2 / 3)
 
 
+def test_the_giou_objective_keeps_weak_targets_that_balanced_accuracy_drops():
+    # A weak model: the no-target sample is painted (0.2); of the targets, a good mask (IoU 0.9, value 0.6) and two
+    # faint, mostly wrong ones (IoU 0.1, values 0.1 and 0.15).
+    values, painted, targets, ious = [0.2, 0.6, 0.1, 0.15], [True] * 4, [0, 1, 1, 1], [0.0, 0.9, 0.1, 0.1]
+    # balanced: τ = 0 → (0 + 1)/2; τ = 0.4 → (1 + ⅓)/2 = ⅔, the best.  gIoU: τ = 0 → (0 + .9 + .1 + .1)/4 = 0.275;
+    # τ = 0.175 → (0 + .9)/4; τ = 0.4 → (1 + .9)/4 = 0.475, the best; τ above all → ¼.
+    balanced = fit_statistic("area_fraction", values, painted, targets, ious, "balanced")
+    g_iou = fit_statistic("area_fraction", values, painted, targets, ious, "gIoU")
+    assert balanced.threshold == pytest.approx(0.4) and g_iou.threshold == pytest.approx(0.4)
+    assert g_iou.g_iou == pytest.approx(0.475) and balanced.g_iou == pytest.approx(0.475)
+    # Make the faint targets better masks (IoU 0.6): gIoU now keeps them (τ = 0: 2.1/4 > 1.9/4), balanced does not.
+    ious = [0.0, 0.9, 0.6, 0.6]
+    assert fit_statistic("area_fraction", values, painted, targets, ious, "balanced").threshold == pytest.approx(0.4)
+    kept = fit_statistic("area_fraction", values, painted, targets, ious, "gIoU")
+    assert kept.threshold == 0.0 and kept.g_iou == pytest.approx(2.1 / 4) and (kept.n_acc, kept.t_acc) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="needs each sample's IoU"):
+        fit_statistic("area_fraction", values, painted, targets, None, "gIoU")
+    found = fit_found([{"area_fraction": v, "mean_redness": v} for v in values], targets, "spec", "val", steps=1,
+                      ious=ious, objective="gIoU")
+    assert found.objective == "gIoU" and "gIoU" in found.rule and found.threshold == 0.0
+    assert found.uncalibrated_g_iou == pytest.approx(2.1 / 4)
+
+
 def test_fit_found_picks_the_better_statistic_and_reports_the_uncalibrated_rule():
     statistics = [{"area_fraction": a, "mean_redness": r} for a, r in
                   [(0.0, 0.0), (0.02, 0.55), (0.05, 0.9), (0.3, 0.95), (0.01, 0.8)]]
@@ -94,7 +117,13 @@ def test_calibrate_command_writes_the_rule(calibrated_dir, capsys):
     assert code in (0, None), err
     saved = Calibration.load(calibrated_dir).found
     assert saved.n == 12 and saved.n_no_target == 3 and saved.data == GENERALIZED and saved.steps == 1
-    assert f"N-acc {saved.n_acc:.3f}, T-acc {saved.t_acc:.3f}" in out and "uncalibrated" in out
+    assert f"N-acc {saved.n_acc:.3f}, T-acc {saved.t_acc:.3f}, gIoU {saved.g_iou:.3f}" in out and "uncalibrated" in out
+    assert saved.objective == "gIoU" and saved.g_iou >= saved.uncalibrated_g_iou  # τ = 0 is a candidate
+    code, out, err = run(["calibrate", "--model", str(calibrated_dir), "--data", GENERALIZED, "--batch-size", "6",
+                          "--steps", "1", "--only", "found", "--found-objective", "balanced"], capsys)
+    balanced = Calibration.load(calibrated_dir).found
+    assert code in (0, None) and balanced.objective == "balanced" and "maximises balanced" in out
+    assert balanced.balanced >= saved.balanced
     assert not [p for p in calibrated_dir.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -122,7 +151,8 @@ def test_calibrate_fits_confidence_and_domain_with_a_test_report(calibrated_dir,
 
 
 @pytest.mark.parametrize("case", ["not a folder", "classic data", "bad spec", "bad limit", "domain alone",
-                                  "unknown section", "only domain unnamed", "bad plot", "bad domain data"])
+                                  "unknown section", "only domain unnamed", "bad plot", "bad domain data",
+                                  "bad objective"])
 def test_calibrate_bad_inputs_are_one_line_and_write_nothing(case, calibrated_dir, tmp_path, capsys):
     model = ["--model", str(calibrated_dir)]
     argv = {"not a folder": ["--model", str(tmp_path / "nowhere"), "--data", GENERALIZED],
@@ -134,7 +164,8 @@ def test_calibrate_bad_inputs_are_one_line_and_write_nothing(case, calibrated_di
             "only domain unnamed": [*model, "--data", GENERALIZED, "--only", "domain"],
             "bad plot": [*model, "--data", GENERALIZED, "--plot", str(tmp_path)],
             "bad domain data": [*model, "--data", "shapes-gen:4:0:32", "--only", "domain", "--domain", "x",
-                                "--domain-data", "nope:3", "--resolution", "32"]}[case]
+                                "--domain-data", "nope:3", "--resolution", "32"],
+            "bad objective": [*model, "--data", GENERALIZED, "--found-objective", "mIoU"]}[case]
     code, _, err = run(["calibrate", *argv], capsys)
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert not (calibrated_dir / "calibration.json").exists()

@@ -51,16 +51,20 @@ def calibrate_command(
     plot: Path = typer.Option(None, "--plot", help="Write the reliability diagram (on --test, else --data) here."),
     limit: int = typer.Option(None, "--limit", help="Use the first N samples of --data and of --test (default: all)."),
     steps: int = typer.Option(None, "--steps", help="Denoising steps (default: the model's)."),
+    found_objective: str = typer.Option("gIoU", "--found-objective", help="What the found rule maximises on "
+                                        "--data: gIoU (GRES's headline metric) or balanced (½·(N-acc + T-acc))."),
     batch_size: int = typer.Option(16, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
 ) -> None:
-    """Fit the found rule (best ½·(N-acc + T-acc)), the confidence map (Platt scaling of the decoder's score to
+    """Fit the found rule (best gIoU, or ½·(N-acc + T-acc)), the confidence map (Platt scaling of the decoder's score to
     P(IoU ≥ 0.5)) and the domain check (image statistics of the training images) on validation data."""
     from addp_agent.errors import UserError
     from addp_agent.eval import calibrate as fit
-    from addp_agent.models.calibration import Calibration
+    from addp_agent.models.calibration import FOUND_OBJECTIVES, Calibration
 
+    if found_objective not in FOUND_OBJECTIVES:
+        raise UserError(f"--found-objective must be one of {', '.join(FOUND_OBJECTIVES)}, got {found_objective!r}")
     if not model.is_dir():
         raise UserError(f"--model {model}: not a model folder (calibration.json is written into it)")
     for name, value in (("--limit", limit), ("--steps", steps), ("--resolution", resolution)):
@@ -92,11 +96,12 @@ def calibrate_command(
             test_rounds = fit.run_rounds(pipe, test, test_split, limit, batch_size, seed, steps)
     rule = existing.found_rule()
     if "found" in sections and rounds is not None and (only is not None or 0 in rounds.targets):
-        found = fit.fit_found_section(rounds)
+        found = fit.fit_found_section(rounds, found_objective)  # type: ignore[arg-type]
         fitted["found"], rule = found, found.found_rule()
-        lines.append(f"found rule: {found.statistic} ≥ {found.threshold:.6g} on {found.n} samples "
-                     f"({found.n_no_target} without a target): N-acc {found.n_acc:.3f}, T-acc {found.t_acc:.3f} "
-                     f"(uncalibrated: N-acc {found.uncalibrated_n_acc:.3f}, T-acc {found.uncalibrated_t_acc:.3f})")
+        lines.append(f"found rule (maximises {found.objective}): {found.statistic} ≥ {found.threshold:.6g} on "
+                     f"{found.n} samples ({found.n_no_target} without a target): N-acc {found.n_acc:.3f}, T-acc "
+                     f"{found.t_acc:.3f}, gIoU {found.g_iou:.3f} (uncalibrated: N-acc {found.uncalibrated_n_acc:.3f}, "
+                     f"T-acc {found.uncalibrated_t_acc:.3f}, gIoU {found.uncalibrated_g_iou:.3f})")
     elif "found" in sections and rounds is not None:
         lines.append(f"found rule: not fitted ({data} has no no-target samples); kept: "
                      f"{'none' if rule is None else f'{rule.statistic} ≥ {rule.threshold:.6g}'}")

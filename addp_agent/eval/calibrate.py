@@ -4,7 +4,8 @@ One pass of the model over the validation samples feeds the two model sections: 
 round with the model's default settings (or ``steps``), seeded like the first round of ``addp eval``, decoded
 without a found rule and without a confidence map. From those rounds:
 
-- ``found`` (:func:`addp_agent.models.calibration.fit_found`): needs samples with and without targets;
+- ``found`` (:func:`addp_agent.models.calibration.fit_found`): needs samples with and without targets; the
+  objective is gIoU by default (each painted mask's IoU with its truth comes from the same rounds);
 - ``confidence`` (:func:`addp_agent.reliability.fit_confidence_map`): is the round right (IoU ≥ 0.5 under the found
   rule the model will use; a no-target sample is right when nothing is found)?
 
@@ -30,7 +31,13 @@ from addp_agent.engine.decode import FoundRule
 from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.errors import UserError
 from addp_agent.metrics import iou_counts, iou_from_counts
-from addp_agent.models.calibration import Calibration, ConfidenceCalibration, FoundCalibration, fit_found
+from addp_agent.models.calibration import (
+    Calibration,
+    ConfidenceCalibration,
+    FoundCalibration,
+    FoundObjective,
+    fit_found,
+)
 from addp_agent.reliability import ConfidenceMap, expected_calibration_error, fit_confidence_map
 
 
@@ -53,6 +60,11 @@ class Rounds:
     painted: list[np.ndarray]
     statistics: list[dict[str, float]]
     confidences: list[float]
+
+    def painted_ious(self) -> list[float]:
+        """Each painted mask's IoU with its truth, before any found rule (both empty counts as 1)."""
+        pairs = zip(self.painted, self.truths, strict=True)
+        return [iou_from_counts(*iou_counts(mask, truth)) for mask, truth in pairs]
 
     def correct(self, rule: FoundRule | None) -> list[bool]:
         """Is each round right under ``rule``: IoU ≥ 0.5 (both empty counts as 1)?"""
@@ -89,8 +101,9 @@ def run_rounds(pipe: ADDPPipeline, data: str, split: str = "val", limit: int | N
     return rounds
 
 
-def fit_found_section(rounds: Rounds) -> FoundCalibration:
-    return fit_found(rounds.statistics, rounds.targets, rounds.data, rounds.split, rounds.steps)
+def fit_found_section(rounds: Rounds, objective: FoundObjective = "gIoU") -> FoundCalibration:
+    return fit_found(rounds.statistics, rounds.targets, rounds.data, rounds.split, rounds.steps,
+                     rounds.painted_ious(), objective)
 
 
 def fit_confidence_section(rounds: Rounds, rule: FoundRule | None) -> ConfidenceCalibration:

@@ -5,7 +5,9 @@ One optional section per calibrated quantity, so the file grows without breaking
 - ``found``: when a target counts as found (generalized RIS). The decoder computes paint statistics
   (:func:`addp_agent.engine.decode.paint_statistics`); a target is found when the section's statistic reaches its
   threshold. Fitted by ``addp calibrate`` (:func:`fit_found`): the statistic and threshold that maximise the
-  balanced accuracy ½·(N-acc + T-acc) on the validation samples, the lowest such threshold on ties.
+  objective on the validation samples, the lowest such threshold on ties. The objective is gIoU (GRES's headline
+  metric; never below the uncalibrated rule's on the fit samples, since threshold 0 is a candidate) or the balanced
+  accuracy ½·(N-acc + T-acc), which files written before the choice existed used.
 
 - ``confidence``: the map from the decoder's confidence to the probability that the mask is right (IoU ≥ 0.5;
   for a no-target expression: nothing found), Platt scaling fitted on validation rounds
@@ -34,7 +36,13 @@ from addp_agent.errors import ModelLoadError, UserError
 from addp_agent.reliability import ConfidenceMap
 
 CALIBRATION_FILE = "calibration.json"
-FOUND_RULE = "maximise ½·(N-acc + T-acc) on the fit samples; lowest threshold on ties"
+FoundObjective = Literal["gIoU", "balanced"]
+FOUND_OBJECTIVES: tuple[FoundObjective, ...] = ("gIoU", "balanced")
+FOUND_RULES: dict[FoundObjective, str] = {
+    "balanced": "maximise ½·(N-acc + T-acc) on the fit samples; lowest threshold on ties",
+    "gIoU": "maximise gIoU (mean per-sample IoU; a no-target sample scores 1 when nothing is found) on the fit "
+            "samples; lowest threshold on ties",
+}
 
 
 class FoundFit(BaseModel):
@@ -45,16 +53,25 @@ class FoundFit(BaseModel):
     threshold: float = Field(ge=0.0)
     n_acc: float = Field(description="no-target samples answered 'not found', fraction")
     t_acc: float = Field(description="samples with targets answered 'found', fraction")
+    g_iou: float | None = Field(None, description="gIoU on the fit samples under this rule (None: IoUs not given)")
 
     @property
     def balanced(self) -> float:
         return (self.n_acc + self.t_acc) / 2
 
+    def score(self, objective: FoundObjective) -> float:
+        if objective == "balanced":
+            return self.balanced
+        if self.g_iou is None:
+            raise ValueError("the gIoU objective needs each sample's IoU")
+        return self.g_iou
+
 
 class FoundCalibration(FoundFit):
     """The ``found`` section: the chosen rule, what it was fitted on, and the uncalibrated accuracies beside it."""
 
-    rule: str = FOUND_RULE
+    objective: FoundObjective = "balanced"
+    rule: str = FOUND_RULES["balanced"]
     data: str
     split: str
     steps: int = Field(description="denoising steps of the fit's single rounds")
@@ -63,6 +80,7 @@ class FoundCalibration(FoundFit):
     n_target: int
     uncalibrated_n_acc: float
     uncalibrated_t_acc: float
+    uncalibrated_g_iou: float | None = None
     candidates: list[FoundFit] = Field(default_factory=list, description="each statistic's best fit")
 
     def found_rule(self) -> FoundRule:
@@ -129,44 +147,56 @@ class Calibration(BaseModel):
         return path
 
 
-def _accuracies(values: np.ndarray, painted: np.ndarray, no_target: np.ndarray,
-                threshold: float) -> tuple[float, float]:
+def _scores(values: np.ndarray, painted: np.ndarray, no_target: np.ndarray, ious: np.ndarray | None,
+            threshold: float) -> tuple[float, float, float | None]:
+    """N-acc, T-acc and (with ``ious``: each painted mask's IoU with the truth) gIoU when found is
+    ``painted and value ≥ threshold``."""
     found = painted & (values >= threshold)
-    return float((~found[no_target]).mean()), float(found[~no_target].mean())
+    g_iou = None if ious is None else float(np.where(no_target, ~found, found * ious).mean())
+    return float((~found[no_target]).mean()), float(found[~no_target].mean()), g_iou
 
 
 def fit_statistic(statistic: PaintStatistic, values: Sequence[float], painted: Sequence[bool],
-                  targets: Sequence[int]) -> FoundFit:
-    """The threshold on ``statistic`` with the best balanced accuracy (lowest on ties). Candidates: 0 (the
-    uncalibrated rule), the midpoints between consecutive distinct values of painted samples, and one above all."""
+                  targets: Sequence[int], ious: Sequence[float] | None = None,
+                  objective: FoundObjective = "balanced") -> FoundFit:
+    """The threshold on ``statistic`` with the best ``objective`` (lowest on ties). Candidates: 0 (the uncalibrated
+    rule), the midpoints between consecutive distinct values of painted samples, and one above all. ``ious`` (each
+    sample's painted mask against its truth) is needed for the gIoU objective."""
+    if objective == "gIoU" and ious is None:
+        raise ValueError("the gIoU objective needs each sample's IoU")
     v, p, no_target = np.asarray(values, float), np.asarray(painted, bool), np.asarray(targets) == 0
+    iou = None if ious is None else np.asarray(ious, float)
     distinct = np.unique(v[p])
     candidates = [0.0, *((distinct[1:] + distinct[:-1]) / 2).tolist(),
                   *([float(distinct[-1]) * 1.5 + 1e-6] if distinct.size else [])]
     best: FoundFit | None = None
     for threshold in candidates:
-        n_acc, t_acc = _accuracies(v, p, no_target, threshold)
-        fit = FoundFit(statistic=statistic, threshold=float(threshold), n_acc=n_acc, t_acc=t_acc)
-        if best is None or fit.balanced > best.balanced:
+        n_acc, t_acc, g_iou = _scores(v, p, no_target, iou, threshold)
+        fit = FoundFit(statistic=statistic, threshold=float(threshold), n_acc=n_acc, t_acc=t_acc, g_iou=g_iou)
+        if best is None or fit.score(objective) > best.score(objective):
             best = fit
     assert best is not None
     return best
 
 
 def fit_found(statistics: Sequence[dict[str, float]], targets: Sequence[int], data: str, split: str,
-              steps: int) -> FoundCalibration:
-    """Fit the ``found`` section from each sample's paint statistics (decoded without a found rule) and its number
-    of ground-truth targets; needs samples without a target and samples with one or more."""
+              steps: int, ious: Sequence[float] | None = None, objective: FoundObjective = "balanced"
+              ) -> FoundCalibration:
+    """Fit the ``found`` section from each sample's paint statistics (decoded without a found rule), its number of
+    ground-truth targets and (for gIoU) its painted mask's IoU; needs samples without a target and with one or
+    more."""
     painted = [s["area_fraction"] > 0 for s in statistics]
     n_no_target = sum(1 for t in targets if t == 0)
     if not n_no_target or n_no_target == len(targets):
         raise UserError(f"calibration needs samples with and without targets; {data} split {split} gave "
                         f"{n_no_target} no-target of {len(targets)} (use a generalized source, e.g. "
                         "scenes-gen:N:SEED:SIZE:default:generalized)")
-    fits = [fit_statistic(name, [s[name] for s in statistics], painted, targets)  # type: ignore[arg-type]
-            for name in PAINT_STATISTICS]
-    best = max(fits, key=lambda f: f.balanced)  # the first statistic on ties
-    n_acc, t_acc = _accuracies(np.zeros(len(targets)), np.asarray(painted, bool), np.asarray(targets) == 0, 0.0)
-    return FoundCalibration(**best.model_dump(), data=data, split=split, steps=steps, n=len(targets),
-                            n_no_target=n_no_target, n_target=len(targets) - n_no_target, uncalibrated_n_acc=n_acc,
-                            uncalibrated_t_acc=t_acc, candidates=fits)
+    fits = [fit_statistic(name, [s[name] for s in statistics], painted, targets, ious,  # type: ignore[arg-type]
+                          objective) for name in PAINT_STATISTICS]
+    best = max(fits, key=lambda f: f.score(objective))  # the first statistic on ties
+    n_acc, t_acc, g_iou = _scores(np.zeros(len(targets)), np.asarray(painted, bool), np.asarray(targets) == 0,
+                                  None if ious is None else np.asarray(ious, float), 0.0)
+    return FoundCalibration(**best.model_dump(), objective=objective, rule=FOUND_RULES[objective], data=data,
+                            split=split, steps=steps, n=len(targets), n_no_target=n_no_target,
+                            n_target=len(targets) - n_no_target, uncalibrated_n_acc=n_acc, uncalibrated_t_acc=t_acc,
+                            uncalibrated_g_iou=g_iou, candidates=fits)
