@@ -106,8 +106,8 @@ def agent_command(
     critic: str = typer.Option("none", "--critic", help=CHOICES_HELP),
     max_rounds: int = typer.Option(3, "--max-rounds", min=1, max=20),
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
-    model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file or hub id "
-                              "(default: the bundled model)."),
+    model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file, hub id "
+                              "or bundled name, e.g. scenes3d-ris-small (default: shapes-ref-small)."),
     steps: int = typer.Option(None, "--steps", min=1, max=MAX_STEPS, help="Denoising steps (default: the model's)."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     correction_mode: str = typer.Option(None, "--correction-mode",

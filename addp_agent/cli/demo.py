@@ -68,7 +68,8 @@ def check_address(host: str, port: int) -> None:
 def demo_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
     port: int = typer.Option(7860, "--port", help="Port to serve on."),
-    model: str = typer.Option(None, "--model", help="Segmentation model folder or hub id (default: bundled)."),
+    model: str = typer.Option(None, "--model", help="Segmentation model folder, hub id or bundled "
+                                                    "name (default: shapes-ref-small)."),
     depth_model: str = typer.Option(None, "--depth-model",
                                     help="Depth model folder or Marigold hub id in your cache (default: the "
                                          "bundled one; without one the page has no Depth tab)."),
@@ -80,12 +81,15 @@ def demo_command(
 ) -> None:
     """Serve the web demo: segment with a referring expression, correct it (by hand or a critic), depth."""
     from addp_agent.extras import require_extra
+    from addp_agent.models.registry import BUNDLED_MODELS
 
     require_extra("demo")
     if batch_max < 1:
         raise UserError(f"--batch-max must be ≥ 1, got {batch_max}")
-    if depth_model is not None and not Path(depth_model).expanduser().exists() and not HUB_ID.fullmatch(depth_model):
-        raise UserError(f"--depth-model {depth_model}: no such folder (nor a hub id like prs-eth/marigold-depth-v1-1)")
+    if depth_model is not None and not Path(depth_model).expanduser().exists() and not HUB_ID.fullmatch(depth_model) \
+            and depth_model not in BUNDLED_MODELS:
+        raise UserError(f"--depth-model {depth_model}: no such folder (nor a hub id like prs-eth/marigold-depth-v1-1 "
+                        f"or a bundled model: {', '.join(BUNDLED_MODELS)})")
     check_address(host, port)
     settings = llm_settings(critic_model, base_url)
 

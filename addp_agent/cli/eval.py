@@ -85,8 +85,8 @@ def eval_command(
 def analyze_timesteps_command(
     data: str = typer.Option(..., "--data", help="Data source spec (as for `addp eval`)."),
     split: str = typer.Option("val", "--split"),
-    model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file or hub id "
-                              "(default: the bundled model)."),
+    model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file, hub id "
+                              "or bundled name, e.g. scenes3d-ris-small (default: shapes-ref-small)."),
     steps: int = typer.Option(None, "--steps", min=2, max=MAX_STEPS, help="Denoising steps (default: the "
                                                                           "model's)."),
     limit: int = typer.Option(64, "--limit", min=1, help="Samples to average over."),

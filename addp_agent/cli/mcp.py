@@ -20,8 +20,8 @@ def parse_host_port(value: str) -> tuple[str, int]:
 
 @app.command("mcp")
 def mcp(
-    model: str = typer.Option(None, "--model", help="model folder, .ckpt/.safetensors file or hub id "
-                              "(default: the bundled model)"),
+    model: str = typer.Option(None, "--model", help="model folder, .ckpt/.safetensors file, hub id "
+                              "or bundled name, e.g. scenes3d-ris-small (default: shapes-ref-small)"),
     depth_model: str = typer.Option(None, "--depth-model",
                                     help="depth model folder or Marigold hub id in your cache, for the depth tools "
                                          "(default: the bundled depth model, if this install has one); depth maps "

@@ -50,8 +50,8 @@ def segment_command(
     options: dict[str, Any],
     image: Path = typer.Argument(..., help="Input image (PNG, JPEG, …; any mode is converted to RGB)."),
     expression: str = typer.Argument(..., help="Referring expression, e.g. 'the large green circle'."),
-    model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file or hub id "
-                              "(default: the bundled model)."),
+    model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file, hub id "
+                              "or bundled name, e.g. scenes3d-ris-small (default: shapes-ref-small)."),
     correction: list[str] = typer.Option(None, "--correction", help="Correctional prompt D⁻ (repeatable)."),
     out: Path = typer.Option(Path("out"), "--out", help="Output folder (its files are replaced together)."),
     device: str = typer.Option(None, help="cpu | cuda | cuda:1 (default: cuda if available)."),

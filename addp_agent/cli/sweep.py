@@ -15,8 +15,8 @@ def sweep_command(
     data: str = typer.Option(..., "--data", help="Data source spec (as for `addp eval`); use a split you do not "
                              "report on, e.g. --split val."),
     split: str = typer.Option("val", "--split"),
-    model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file or hub id "
-                              "(default: the bundled model)."),
+    model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file, hub id "
+                              "or bundled name, e.g. scenes3d-ris-small (default: shapes-ref-small)."),
     steps: str = typer.Option("1,2,4,10", "--steps", help="Comma-separated denoising steps."),
     guidance_scale: str = typer.Option("1,3", "--guidance-scale", help="Comma-separated text guidance scales."),
     image_guidance_scale: str = typer.Option("1,1.5", "--image-guidance-scale",

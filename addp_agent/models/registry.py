@@ -1,4 +1,4 @@
-"""Find and load models: the bundled default, local diffusers folders, and known hub checkpoints."""
+"""Find and load models: the bundled models (by name), local diffusers folders, and known hub checkpoints."""
 
 from __future__ import annotations
 
@@ -16,7 +16,17 @@ import torch
 from addp_agent.devices import resolve_device
 from addp_agent.errors import ModelLoadError, UserError
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "shapes_ref_small"
+MODELS_DIR = Path(__file__).parent
+DEFAULT_MODEL_DIR = MODELS_DIR / "shapes_ref_small"
+DEFAULT_DEPTH_MODEL_DIR = MODELS_DIR / "depth_small"
+
+# The models shipped in the package, by the name `--model` / `model=` accepts: name → (folder, what it is).
+BUNDLED_MODELS: dict[str, tuple[Path, str]] = {
+    "shapes-ref-small": (DEFAULT_MODEL_DIR, "RIS on Shapes-Ref, 64 px; the default RIS model"),
+    "scenes3d-ris-small": (MODELS_DIR / "scenes3d_ris_small", "generalized RIS on Scenes-3D, 128 px; below the "
+                                                              "issue's quality targets (see its README.md)"),
+    "depth-small": (DEFAULT_DEPTH_MODEL_DIR, "relative depth on Scenes-3D, 128 px; the default depth model"),
+}
 REQUIRED_COMPONENTS = ("unet", "scheduler", "text_encoder", "tokenizer")
 
 # Known InstructPix2Pix-format checkpoints (users download them at home; nothing here fetches them).
@@ -43,15 +53,26 @@ def _read_index(folder: Path) -> Any:
         raise ModelLoadError(f"{index}: malformed JSON ({error})") from None
 
 
+def bundled_model_path(name: str) -> Path:
+    """The folder of the bundled model called ``name`` (:data:`BUNDLED_MODELS`); a clear error if this install
+    lacks it."""
+    folder = BUNDLED_MODELS[name][0]
+    if not (folder / "model_index.json").is_file():
+        raise ModelLoadError(f"bundled model {name!r} is not in this install ({folder}); pass --model PATH_OR_HUB_ID")
+    return folder
+
+
 def _resolve_source(source: str | os.PathLike) -> tuple[Path, bool]:
-    """(path, is a hub id): a name like ``owner/model`` that is not a local path is a hub id; a local path must
-    exist."""
+    """(path, is a hub id): an existing local path first, then a bundled model's name, then a name like
+    ``owner/model`` as a hub id; anything else must be an existing local path."""
     path = Path(source)
+    if not path.exists() and str(source) in BUNDLED_MODELS:
+        return bundled_model_path(str(source)), False
     if not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) is not None:
         return path, True
     path = path.expanduser()
     if not path.exists():
-        raise ModelLoadError(f"{path}: model path does not exist")
+        raise ModelLoadError(f"{path}: model path does not exist (bundled models: {', '.join(BUNDLED_MODELS)})")
     return path, False
 
 
@@ -92,7 +113,8 @@ def _loading_bars(show: bool) -> Iterator[None]:
 def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.device | None = None,
                   dtype: torch.dtype | None = None, progress: bool = True):
     """Load an ADDPPipeline from a folder, a single-file checkpoint (``.ckpt`` / ``.safetensors`` in the original
-    layout, see ``single_file.py``), a hub id (cache or download at home), or the bundled default.
+    layout, see ``single_file.py``), a hub id (cache or download at home), a bundled model's name
+    (:data:`BUNDLED_MODELS`), or the bundled default.
 
     Default device: CUDA when available else CPU; default dtype: fp32 on CPU, fp16 on CUDA.
     ``progress=False`` silences the libraries' loading bars. A stock folder's NSFW safety checker is not loaded: the
@@ -141,7 +163,6 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
 
 
 # ------------------------------------------------------------------------------------------------- depth models
-DEFAULT_DEPTH_MODEL_DIR = Path(__file__).parent / "depth_small"
 
 # Known Marigold-format depth checkpoints: download at home (`huggingface-cli download prs-eth/marigold-depth-v1-1`);
 # they load from the local Hugging Face cache only, nothing here fetches them.
@@ -182,7 +203,7 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
                         dtype: torch.dtype | None = None, progress: bool = True,
                         timestep_spacing: str | None = "trailing"):
     """Load a :class:`~addp_agent.engine.depth_pipeline.DepthPipeline`: a folder (Marigold format or the project's
-    pixel models), a known hub id from the local cache, or the bundled depth model.
+    pixel models), a known hub id from the local cache, a bundled model's name, or the bundled depth model.
 
     A folder's ``calibration.json`` sets the domain check (its ``domain`` section; without one: ``open``).
     ``timestep_spacing="trailing"`` (default) re-spaces a DDIM scheduler so few-step sampling starts at t = T − 1
