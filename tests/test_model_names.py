@@ -44,3 +44,20 @@ def test_segment_by_name_matches_the_default(tmp_path, capsys):
     code, _, err = run(["segment", str(SCENE), "the triangle", "--out", str(tmp_path / "default"), "--quiet"], capsys)
     assert code in (0, None), err
     assert (tmp_path / "named" / "mask.png").read_bytes() == (tmp_path / "default" / "mask.png").read_bytes()
+
+
+def test_models_lists_each_bundled_model(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setitem(BUNDLED_MODELS, "scenes3d-ris-small", (tmp_path / "absent", "not shipped here"))
+    code, out, err = run(["models", "--json"], capsys)
+    assert code in (0, None), err
+    listed = {m["name"]: m for m in json.loads(out)}
+    assert list(listed) == list(BUNDLED_MODELS)
+    ris, depth, absent = listed["shapes-ref-small"], listed["depth-small"], listed["scenes3d-ris-small"]
+    assert (ris["task"], ris["default"], ris["steps"], ris["domain"]) == ("ris", True, 1, "synthetic-shapes")
+    assert (depth["task"], depth["default"], depth["domain"]) == ("depth", True, "synthetic-scenes3d")
+    assert 0 < ris["size_mib"] <= 30 and 0 < depth["size_mib"] <= 30
+    assert absent["installed"] is False and absent["task"] is None
+    code, out, _ = run(["models"], capsys)
+    assert code in (0, None) and "shapes-ref-small" in out and "not in this install" in out

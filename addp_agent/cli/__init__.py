@@ -9,7 +9,7 @@ from importlib import import_module
 from addp_agent.errors import UserError
 
 COMMANDS = ("agent", "bundle", "calibrate", "critic_study", "data", "data_scenes", "demo", "depth", "effects",
-            "eval", "manifests", "mcp",
+            "eval", "manifests", "mcp", "models",
             "segment", "sweep", "train")
 
 

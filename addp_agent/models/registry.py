@@ -23,8 +23,8 @@ DEFAULT_DEPTH_MODEL_DIR = MODELS_DIR / "depth_small"
 # The models shipped in the package, by the name `--model` / `model=` accepts: name → (folder, what it is).
 BUNDLED_MODELS: dict[str, tuple[Path, str]] = {
     "shapes-ref-small": (DEFAULT_MODEL_DIR, "RIS on Shapes-Ref, 64 px; the default RIS model"),
-    "scenes3d-ris-small": (MODELS_DIR / "scenes3d_ris_small", "generalized RIS on Scenes-3D, 128 px; below the "
-                                                              "issue's quality targets (see its README.md)"),
+    "scenes3d-ris-small": (MODELS_DIR / "scenes3d_ris_small", "generalized RIS on Scenes-3D, 128 px; a CPU-trained "
+                                                              "preview below its quality targets (docs/scenes-3d.md)"),
     "depth-small": (DEFAULT_DEPTH_MODEL_DIR, "relative depth on Scenes-3D, 128 px; the default depth model"),
 }
 REQUIRED_COMPONENTS = ("unet", "scheduler", "text_encoder", "tokenizer")
