@@ -76,7 +76,9 @@ def test_save_is_atomic_and_load_refuses_broken_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["calibration.json"]
     assert Calibration.load(tmp_path).found_rule().threshold == 0.25
     for broken in ("{not json", json.dumps({"version": 2}), json.dumps({"found": {"statistic": "area"}}),
-                   json.dumps({"version": 1, "colour": {}})):
+                   json.dumps({"version": 1, "colour": {}}),
+                   path.read_text().replace('"n_acc": 1.0', '"n_acc": NaN'),
+                   path.read_text().replace('"threshold": 0.25', '"threshold": 1e400')):  # not finite
         path.write_text(broken)
         with pytest.raises(ModelLoadError, match="unreadable calibration"):
             Calibration.load(tmp_path)
