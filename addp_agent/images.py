@@ -106,7 +106,10 @@ def _read(file: Path) -> bytes:
         raise UserError(f"{file}: no such file")
     if not file.is_file():
         raise UserError(f"{file}: not a file")
-    return file.read_bytes()
+    try:
+        return file.read_bytes()
+    except OSError as error:  # no read permission, an I/O error
+        raise UserError(f"{file}: cannot read it ({error.strerror or error})") from None
 
 
 def as_rgb_array(image: np.ndarray | Image.Image | str | Path) -> np.ndarray:

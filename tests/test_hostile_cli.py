@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_support import run_cli
+from cli_support import exit_code, run_cli
 from PIL import Image
 
 from addp_agent.cli import main
@@ -221,6 +221,15 @@ def test_bundle_target_that_is_not_a_pipeline_folder(tmp_path, capsys):
     assert (target / "notes.txt").read_text() == "mine"
 
 
+def run_unprivileged(argv: list[str], capsys) -> tuple[int, str]:
+    """``run(argv)`` as ``nobody`` (see :func:`unprivileged`), after one run as this user so that every module the
+    command imports is loaded (``nobody`` may not read the interpreter's files)."""
+    exit_code(argv)
+    capsys.readouterr()
+    with unprivileged():
+        return run(argv, capsys)
+
+
 @contextmanager
 def unprivileged():
     """Permission bits apply: as root, act as ``nobody`` for the block (root writes into read-only folders)."""
@@ -243,13 +252,27 @@ def test_read_only_out_folder_fails_before_any_work(image, capsys):
         read_only = shared / "read-only"
         read_only.mkdir()
         read_only.chmod(0o555)
-        with unprivileged():
-            code, err = run(["segment", str(image), "the circle", "--model", str(shared / "no-model"), "--out",
-                             str(read_only)], capsys)
+        code, err = run_unprivileged(["segment", str(image), "the circle", "--model", str(shared / "no-model"),
+                                      "--out", str(read_only)], capsys)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     one_line(code, err, "cannot write there")
     assert "Permission denied" in err
+
+
+@pytest.mark.parametrize("command", ["segment", "depth", "agent"])
+def test_unreadable_image_is_one_line(command, image, capsys):
+    shared = Path(tempfile.mkdtemp(prefix="addp-eacces-"))
+    try:
+        shared.chmod(0o777)
+        locked = shared / "locked.png"
+        shutil.copy(image, locked)
+        locked.chmod(0o000)
+        code, err = run_unprivileged([*command_argv(command, locked, shared), "--out", str(shared / "o")], capsys)
+        assert not (shared / "o").exists()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    one_line(code, err, "cannot read it (Permission denied)")
 
 
 # -------------------------------------------------------------------------------------------- data specs
