@@ -60,12 +60,13 @@ def check_output_folder(out: Path, owns: Owns | None = None, command: str = "") 
     _probe(_existing(out.absolute().parent), out)
 
 
-def check_output_file(out: Path) -> None:
-    """:class:`UserError` unless ``out`` can be written as one file (its folder writable, not a folder itself)."""
+def check_output_file(out: Path, flag: str = "--out") -> None:
+    """:class:`UserError` unless ``out`` can be written as one file (its folder writable, not a folder itself);
+    ``flag``: the option that names it, in the message."""
     out = Path(out)
     if out.is_dir():
-        raise UserError(f"{out}: is a folder, not a writable file path; give a file path for --out")
-    _probe(_existing(out.absolute().parent), out)
+        raise UserError(f"{out}: is a folder, not a writable file path; give a file path for {flag}")
+    _probe(_existing(out.absolute().parent), out, flag)
 
 
 @contextmanager
@@ -134,13 +135,13 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def _probe(folder: Path, out: Path) -> None:
+def _probe(folder: Path, out: Path, flag: str = "--out") -> None:
     """Create and remove a folder in ``folder``: permission bits say yes on read-only mounts and for root."""
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".addp-probe-", dir=folder))
     except OSError as error:
         where = "" if folder == out else f" ({folder} is not writable)"
-        raise UserError(f"{out}: cannot write there{where}: {error.strerror or error}; give a writable --out") \
+        raise UserError(f"{out}: cannot write there{where}: {error.strerror or error}; give a writable {flag}") \
             from None
 
 

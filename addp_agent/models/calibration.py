@@ -126,7 +126,7 @@ class Calibration(BaseModel):
     def load(cls, folder: str | os.PathLike) -> Calibration | None:
         """The folder's calibration; ``None`` without a ``calibration.json``; :class:`ModelLoadError` if unreadable."""
         path = Path(folder) / CALIBRATION_FILE
-        if not path.is_file():
+        if not path.exists():
             return None
         try:
             return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
