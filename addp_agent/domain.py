@@ -101,7 +101,7 @@ class DomainCheck(BaseModel):
     """A model's domain and the statistics that tell its images from others (the ``domain`` section of a
     model's ``calibration.json``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(description="the domain, e.g. synthetic-shapes or synthetic-scenes3d")
     resolution: int = Field(ge=1, description="the model's working resolution; images are checked at it")
     features: list[str] = Field(default_factory=lambda: list(FEATURES))

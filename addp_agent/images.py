@@ -7,6 +7,7 @@ import re
 import struct
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,21 @@ def _decode(data: bytes, source: str) -> Image.Image:
 
 def load_image_bytes(data: bytes, source: str = "image") -> np.ndarray:
     """Decode encoded image bytes (PNG, JPEG, …) to RGB uint8 (H, W, 3)."""
+    return _decoded(data, source, to_rgb)
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """Read a mask image file (any mode; grey level > 127 is foreground) to bool (H, W), with the checks of
+    :func:`load_image`."""
+    file = Path(path)
+    return _decoded(_read(file), str(file), lambda image: np.asarray(image.convert("L")) > 127)
+
+
+def _decoded(data: bytes, source: str, convert: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """``convert`` of the decoded image; one :class:`UserError` for an unreadable, damaged or oversized one."""
     try:
         with _decode(data, source) as image:
-            return to_rgb(image)
+            return convert(image)
     except UnidentifiedImageError:
         raise UserError(f"{source}: not a readable image (unknown or corrupt format)") from None
     except UserError:
@@ -85,11 +98,18 @@ def load_image_bytes(data: bytes, source: str = "image") -> np.ndarray:
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image file to RGB uint8 (H, W, 3)."""
     file = Path(path)
+    return load_image_bytes(_read(file), source=str(file))
+
+
+def _read(file: Path) -> bytes:
     if not file.exists():
         raise UserError(f"{file}: no such file")
     if not file.is_file():
         raise UserError(f"{file}: not a file")
-    return load_image_bytes(file.read_bytes(), source=str(file))
+    try:
+        return file.read_bytes()
+    except OSError as error:  # no read permission, an I/O error
+        raise UserError(f"{file}: cannot read it ({error.strerror or error})") from None
 
 
 def as_rgb_array(image: np.ndarray | Image.Image | str | Path) -> np.ndarray:

@@ -39,33 +39,35 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
-def check_output_folder(out: Path, owns: Owns | None = None, command: str = "") -> None:
+def check_output_folder(out: Path, owns: Owns | None = None, command: str = "", flag: str = "--out") -> None:
     """:class:`UserError` unless ``out`` can become an output folder.
 
     ``owns``: the names (glob patterns, or a predicate) of the command's own files; given, an existing ``out`` may
     hold only those (an earlier output the new one replaces), so a folder of other files is never swapped away.
+    ``flag``: the option that names it, in the message.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
+        raise UserError(f"{out}: exists and is not a folder; give a folder for {flag}")
     if out.is_dir():
-        _probe(out, out)
+        _probe(out, out, flag)
         if owns is not None:
             foreign = sorted(p.name for p in out.iterdir() if not _STAGING.search(p.name) and not _owned(p.name, owns))
             if foreign:
                 shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
                 what = f"`{command}` output" if command else "output of this command"
                 raise UserError(f"{out}: holds files that are not an earlier {what} ({shown}); give a new or empty "
-                                "folder for --out")
-    _probe(_existing(out.absolute().parent), out)
+                                f"folder for {flag}")
+    _probe(_existing(out.absolute().parent), out, flag)
 
 
-def check_output_file(out: Path) -> None:
-    """:class:`UserError` unless ``out`` can be written as one file (its folder writable, not a folder itself)."""
+def check_output_file(out: Path, flag: str = "--out") -> None:
+    """:class:`UserError` unless ``out`` can be written as one file (its folder writable, not a folder itself);
+    ``flag``: the option that names it, in the message."""
     out = Path(out)
     if out.is_dir():
-        raise UserError(f"{out}: is a folder, not a writable file path; give a file path for --out")
-    _probe(_existing(out.absolute().parent), out)
+        raise UserError(f"{out}: is a folder, not a writable file path; give a file path for {flag}")
+    _probe(_existing(out.absolute().parent), out, flag)
 
 
 @contextmanager
@@ -134,13 +136,13 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def _probe(folder: Path, out: Path) -> None:
+def _probe(folder: Path, out: Path, flag: str = "--out") -> None:
     """Create and remove a folder in ``folder``: permission bits say yes on read-only mounts and for root."""
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".addp-probe-", dir=folder))
     except OSError as error:
         where = "" if folder == out else f" ({folder} is not writable)"
-        raise UserError(f"{out}: cannot write there{where}: {error.strerror or error}; give a writable --out") \
+        raise UserError(f"{out}: cannot write there{where}: {error.strerror or error}; give a writable {flag}") \
             from None
 
 

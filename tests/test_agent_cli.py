@@ -9,6 +9,7 @@ import pytest
 from cli_support import run_cli as run
 from PIL import Image
 from test_agent_support import ChatServer, Reply, completion, scripted
+from test_hostile_images import png_declaring
 
 from addp_agent.data.shapes import generate_sample
 
@@ -89,13 +90,29 @@ def test_self_and_noisy_critics_on_a_shapes_sample(tmp_path, tiny_pixel_dir, cap
     (["--critic", "simulated", "--gt-mask", "GT"], "differ"),
     (["--steps", "4", "--resume-step", "1", "--correction-steps", "2"], "--correction-steps and --resume-step exclude"),
     (["--correction-steps", "0"], "--correction-steps"),
+    (["--critic", "oracle", "--gt-mask", "GT-TEXT"], "not a readable image"),
+    (["--critic", "oracle", "--gt-mask", "GT-EMPTY"], "not a readable image"),
+    (["--critic", "oracle", "--gt-mask", "GT-TRUNCATED"], "damaged or truncated"),
+    (["--critic", "oracle", "--gt-mask", "GT-BOMB"], "over the 40 MP cap"),
+    (["--critic", "oracle", "--gt-mask", "GT-FOLDER"], "not a file"),
+    (["--critic", "noisy", "--critic-accuracy", "0.5", "--critic-seed", "-1", "--gt-mask", "GT10"],
+     "Invalid value for '--critic-seed'"),
 ])
 def test_clear_errors(tmp_path, tiny_pixel_dir, capsys, extra, message):
     image = tmp_path / "scene.png"
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(image)
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "gt.png")
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "gt-fits.png")
-    paths = {"GT": str(tmp_path / "gt.png"), "GT10": str(tmp_path / "gt-fits.png")}
+    (tmp_path / "gt.txt").write_text("not a mask")
+    (tmp_path / "gt-empty.png").write_bytes(b"")
+    noisy = np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "gt-noisy.png")
+    (tmp_path / "gt-truncated.png").write_bytes((tmp_path / "gt-noisy.png").read_bytes()[:300])
+    (tmp_path / "gt-bomb.png").write_bytes(png_declaring(20_000, 20_000))
+    (tmp_path / "gt-folder").mkdir()
+    paths = {"GT": str(tmp_path / "gt.png"), "GT10": str(tmp_path / "gt-fits.png"), "GT-TEXT": str(tmp_path / "gt.txt"),
+             "GT-EMPTY": str(tmp_path / "gt-empty.png"), "GT-TRUNCATED": str(tmp_path / "gt-truncated.png"),
+             "GT-BOMB": str(tmp_path / "gt-bomb.png"), "GT-FOLDER": str(tmp_path / "gt-folder")}
     extra = [paths.get(e, e) for e in extra]
     code, _, err = run(["agent", str(image), "the cup", "--out", str(tmp_path / "o"), "--model", str(tiny_pixel_dir),
                         *extra], capsys)

@@ -76,10 +76,16 @@ def test_save_is_atomic_and_load_refuses_broken_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["calibration.json"]
     assert Calibration.load(tmp_path).found_rule().threshold == 0.25
     for broken in ("{not json", json.dumps({"version": 2}), json.dumps({"found": {"statistic": "area"}}),
-                   json.dumps({"version": 1, "colour": {}})):
+                   json.dumps({"version": 1, "colour": {}}),
+                   path.read_text().replace('"n_acc": 1.0', '"n_acc": NaN'),
+                   path.read_text().replace('"threshold": 0.25', '"threshold": 1e400')):  # not finite
         path.write_text(broken)
         with pytest.raises(ModelLoadError, match="unreadable calibration"):
             Calibration.load(tmp_path)
+    path.unlink()
+    path.mkdir()  # a folder named calibration.json is not silently "no calibration"
+    with pytest.raises(ModelLoadError, match="unreadable calibration"):
+        Calibration.load(tmp_path)
 
 
 @pytest.fixture()
@@ -152,9 +158,13 @@ def test_calibrate_fits_confidence_and_domain_with_a_test_report(calibrated_dir,
 
 @pytest.mark.parametrize("case", ["not a folder", "classic data", "bad spec", "bad limit", "domain alone",
                                   "unknown section", "only domain unnamed", "bad plot", "bad domain data",
-                                  "bad objective"])
+                                  "bad objective", "plot below a file", "plot on read-only sysfs", "negative seed",
+                                  "calibration.json a folder"])
 def test_calibrate_bad_inputs_are_one_line_and_write_nothing(case, calibrated_dir, tmp_path, capsys):
     model = ["--model", str(calibrated_dir)]
+    (tmp_path / "a-file").write_text("x")
+    if case == "calibration.json a folder":
+        (calibrated_dir / "calibration.json").mkdir()
     argv = {"not a folder": ["--model", str(tmp_path / "nowhere"), "--data", GENERALIZED],
             "classic data": [*model, "--data", "scenes-gen:4:1:64", "--steps", "1", "--only", "found"],
             "bad spec": [*model, "--data", "scenes-gen:x"],
@@ -165,7 +175,11 @@ def test_calibrate_bad_inputs_are_one_line_and_write_nothing(case, calibrated_di
             "bad plot": [*model, "--data", GENERALIZED, "--plot", str(tmp_path)],
             "bad domain data": [*model, "--data", "shapes-gen:4:0:32", "--only", "domain", "--domain", "x",
                                 "--domain-data", "nope:3", "--resolution", "32"],
-            "bad objective": [*model, "--data", GENERALIZED, "--found-objective", "mIoU"]}[case]
+            "bad objective": [*model, "--data", GENERALIZED, "--found-objective", "mIoU"],
+            "plot below a file": [*model, "--data", GENERALIZED, "--plot", str(tmp_path / "a-file" / "r.png")],
+            "plot on read-only sysfs": [*model, "--data", GENERALIZED, "--plot", "/sys/addp/r.png"],
+            "negative seed": [*model, "--data", GENERALIZED, "--seed", "-1"],
+            "calibration.json a folder": [*model, "--data", GENERALIZED]}[case]
     code, _, err = run(["calibrate", *argv], capsys)
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
-    assert not (calibrated_dir / "calibration.json").exists()
+    assert not (calibrated_dir / "calibration.json").is_file()

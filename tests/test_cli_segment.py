@@ -66,6 +66,16 @@ def make_bad_inputs(tmp_path, image_path, tiny_pixel_dir):
     no_unet = tmp_path / "no-unet"
     shutil.copytree(tiny_pixel_dir, no_unet)
     shutil.rmtree(no_unet / "unet")
+
+    def edited(name: str, file: str, edit) -> object:
+        """A copy of the tiny model whose ``file`` (JSON) holds ``edit(parsed)`` (bytes are written as they are)."""
+        folder = tmp_path / name
+        shutil.copytree(tiny_pixel_dir, folder)
+        value = edit(json.loads((folder / file).read_text()))
+        (folder / file).write_bytes(value if isinstance(value, bytes) else json.dumps(value).encode())
+        return folder
+
+    index, scheduler = "model_index.json", "scheduler/scheduler_config.json"
     return {
         "missing file": (tmp_path / "nope.png", "the circle", tiny_pixel_dir, "no such file"),
         "text named .png": (text_png, "the circle", tiny_pixel_dir, "not a readable image"),
@@ -75,12 +85,23 @@ def make_bad_inputs(tmp_path, image_path, tiny_pixel_dir):
         "whitespace expression": (image_path, " \t\n ", tiny_pixel_dir, "expression is empty"),
         "model path missing": (image_path, "the circle", tmp_path / "no-model", "does not exist"),
         "model missing a component": (image_path, "the circle", no_unet, "component 'unet' is missing"),
+        "model index a JSON list": (image_path, "the circle", edited("index-list", index, lambda _: []),
+                                    "a JSON object of components expected, got list"),
+        "model index not UTF-8": (image_path, "the circle", edited("index-latin1", index, lambda _: b'{"a": "\xff"}'),
+                                  "model_index.json: malformed JSON"),
+        "model index component a number": (image_path, "the circle",
+                                           edited("index-unet-5", index, lambda i: {**i, "unet": 5}),
+                                           "component 'unet' is missing"),
+        "model scheduler of 0 timesteps": (image_path, "the circle",
+                                           edited("no-timesteps", scheduler, lambda c: {**c, "num_train_timesteps": 0}),
+                                           "cannot load as an InstructPix2Pix-format model"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "text named .png", "truncated png", "truncated jpeg",
                                   "empty expression", "whitespace expression", "model path missing",
-                                  "model missing a component"])
+                                  "model missing a component", "model index a JSON list", "model index not UTF-8",
+                                  "model index component a number", "model scheduler of 0 timesteps"])
 def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, image_path, tiny_pixel_dir, capsys):
     image, expression, model, message = make_bad_inputs(tmp_path, image_path, tiny_pixel_dir)[case]
     out = tmp_path / "out"

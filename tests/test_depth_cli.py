@@ -106,8 +106,11 @@ def test_train_task_depth_via_cli(tmp_path, capsys):
     (["--task", "depth", "--lr", "-1"], "--lr"),
     (["--task", "depth", "--data", "bogus:1"], "depth source"),
     (["--task", "depth", "--model-config", "/nonexistent.json"], "model-config"),
+    (["--task", "depth", "--model-config", "{tmp}/latin-1.json"], "model-config"),  # not UTF-8
 ])
 def test_train_task_depth_bad_settings(argv, message, tmp_path, capsys):
+    (tmp_path / "latin-1.json").write_bytes(b'{"name": "\xe9"}')
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
     code, _, err = run(["train", "--out", str(tmp_path / "run"), *argv, "--quiet"], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run").exists()

@@ -182,6 +182,9 @@ def test_loading_errors(tmp_path, tiny_pixel_dir):
     (tmp_path / "bad" / "model_index.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="malformed"):
         load_depth_pipeline(str(tmp_path / "bad"))
+    (tmp_path / "bad" / "model_index.json").write_bytes(b'{"_class_name": "\xff"}')  # not UTF-8
+    with pytest.raises(ModelLoadError, match="malformed"):
+        load_depth_pipeline(str(tmp_path / "bad"))
 
 
 def test_a_unet_with_the_wrong_channels_is_refused(tiny_depth_dir, tmp_path):

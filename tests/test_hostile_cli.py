@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_support import run_cli
+from cli_support import exit_code, run_cli
 from PIL import Image
 
 from addp_agent.cli import main
@@ -141,6 +142,8 @@ def test_sweep_option(extra, message, tmp_path, capsys):
     (["mcp", "--device", "cuda:99"], "--device cuda:99"),
     (["mcp", "--client-memory-mb", "2048"], "--client-memory-mb (2048) must not exceed --total-memory-mb"),
     (["mcp", "--max-clients", "0"], "Invalid value for '--max-clients'"),
+    (["mcp", "--http", "192.0.2.1:8765"], "cannot serve on 192.0.2.1:8765 (Cannot assign requested address)"),
+    (["mcp", "--http", ""], "--http expects HOST:PORT"),
     (["train", "--lr", "inf"], "--lr: must be a finite number"),
     (["train", "--cfg-dropout", "1.5"], "--cfg-dropout: Input should be less than or equal to 1"),
     (["train", "--task", "depth", "--seed", "-5"], "--seed: Input should be greater than or equal to 0"),
@@ -149,8 +152,9 @@ def test_sweep_option(extra, message, tmp_path, capsys):
     (["data", "shapes", "--seed", "-1"], "Invalid value for '--seed'"),
     (["no-such-command"], "No such command 'no-such-command'"),
 ], ids=["analyze-device-tpu", "analyze-seed-minus-5", "mcp-device-cuda-99", "mcp-client-memory-over-total",
-        "mcp-max-clients-0", "train-lr-inf", "train-cfg-dropout-1.5", "train-depth-seed-minus-5",
-        "bundle-steps-1001", "bundle-guidance-nan", "data-shapes-seed-minus-1", "unknown-command"])
+        "mcp-max-clients-0", "mcp-http-address-not-on-this-machine", "mcp-http-empty", "train-lr-inf",
+        "train-cfg-dropout-1.5", "train-depth-seed-minus-5", "bundle-steps-1001", "bundle-guidance-nan",
+        "data-shapes-seed-minus-1", "unknown-command"])
 def test_other_command_option(argv, message, tmp_path, capsys):
     if argv[0] in ("analyze-timesteps", "train", "data"):
         argv = [*argv, "--out", str(tmp_path / "o")]
@@ -221,6 +225,15 @@ def test_bundle_target_that_is_not_a_pipeline_folder(tmp_path, capsys):
     assert (target / "notes.txt").read_text() == "mine"
 
 
+def run_unprivileged(argv: list[str], capsys) -> tuple[int, str]:
+    """``run(argv)`` as ``nobody`` (see :func:`unprivileged`), after one run as this user so that every module the
+    command imports is loaded (``nobody`` may not read the interpreter's files)."""
+    exit_code(argv)
+    capsys.readouterr()
+    with unprivileged():
+        return run(argv, capsys)
+
+
 @contextmanager
 def unprivileged():
     """Permission bits apply: as root, act as ``nobody`` for the block (root writes into read-only folders)."""
@@ -243,13 +256,36 @@ def test_read_only_out_folder_fails_before_any_work(image, capsys):
         read_only = shared / "read-only"
         read_only.mkdir()
         read_only.chmod(0o555)
-        with unprivileged():
-            code, err = run(["segment", str(image), "the circle", "--model", str(shared / "no-model"), "--out",
-                             str(read_only)], capsys)
+        code, err = run_unprivileged(["segment", str(image), "the circle", "--model", str(shared / "no-model"),
+                                      "--out", str(read_only)], capsys)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     one_line(code, err, "cannot write there")
     assert "Permission denied" in err
+
+
+def test_mcp_http_port_in_use_fails_before_the_models_load(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = run(["mcp", "--model", "no-model-needed", "--http", f"127.0.0.1:{port}"], capsys)
+    one_line(code, err, f"cannot serve on 127.0.0.1:{port} (Address already in use)")
+
+
+@pytest.mark.parametrize("command", ["segment", "depth", "agent"])
+def test_unreadable_image_is_one_line(command, image, capsys):
+    shared = Path(tempfile.mkdtemp(prefix="addp-eacces-"))
+    try:
+        shared.chmod(0o777)
+        locked = shared / "locked.png"
+        shutil.copy(image, locked)
+        locked.chmod(0o000)
+        code, err = run_unprivileged([*command_argv(command, locked, shared), "--out", str(shared / "o")], capsys)
+        assert not (shared / "o").exists()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    one_line(code, err, "cannot read it (Permission denied)")
 
 
 # -------------------------------------------------------------------------------------------- data specs

@@ -34,6 +34,7 @@ def test_tiny_run_writes_a_model(tmp_path, capsys, tiny_model_json):
     (["--timesteps", "cosine"], "unknown --timesteps"),
     (["--timesteps", "estimated", "--timesteps-file", "/nonexistent.json"], "no such contribution file"),
     (["--model-config", "/nonexistent.json"], "--model-config"),
+    (["--model-config", "{tmp}/latin-1.json"], "--model-config"),  # not UTF-8
     (["--n-train", "-1"], "--n-train: Input should be greater than or equal to 0"),
     (["--lr", "nan"], "--lr: must be a finite number"),
     (["--seed", "-5"], "--seed: Input should be greater than or equal to 0"),
@@ -46,6 +47,8 @@ def test_tiny_run_writes_a_model(tmp_path, capsys, tiny_model_json):
     (["--data-device", "gpu"], "--data-device"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
+    (tmp_path / "latin-1.json").write_bytes(b'{"name": "\xe9"}')
+    extra = [arg.format(tmp=tmp_path) for arg in extra]
     assert exit_code(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--quiet", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err

@@ -37,8 +37,7 @@ def parse_shapes_spec(spec: str) -> tuple[str, int, int]:
 
 def _inputs(image: Path | None, expression: str | None, shapes_sample: str | None, gt_mask: Path | None):
     """(RGB image, expression, ground truth or None, other instances) from the arguments."""
-    from addp_agent.images import load_image
-    from addp_agent.masks import mask_from_png_bytes
+    from addp_agent.images import load_image, load_mask
 
     if shapes_sample:
         from addp_agent.data.shapes import SPLITS, generate_sample
@@ -55,9 +54,7 @@ def _inputs(image: Path | None, expression: str | None, shapes_sample: str | Non
     rgb = load_image(image)
     truth = None
     if gt_mask is not None:
-        if not gt_mask.is_file():
-            raise UserError(f"--gt-mask {gt_mask}: no such file")
-        truth = mask_from_png_bytes(gt_mask.read_bytes())
+        truth = load_mask(gt_mask)
         if truth.shape != rgb.shape[:2]:
             raise UserError(f"--gt-mask is {truth.shape[1]}×{truth.shape[0]} but the image is "
                             f"{rgb.shape[1]}×{rgb.shape[0]}")
@@ -127,7 +124,8 @@ def agent_command(
     accept_iou: float = typer.Option(0.9, "--accept-iou", min=0.0, max=1.0, help="The oracle's accept threshold."),
     critic_accuracy: float = typer.Option(None, "--critic-accuracy", min=0.0, max=1.0,
                                           help="--critic noisy: every error rate is 1 − this."),
-    critic_seed: int = typer.Option(0, "--critic-seed", help="--critic noisy: seed of its errors."),
+    critic_seed: int = typer.Option(0, "--critic-seed", min=0, max=MAX_SEED,
+                                    help="--critic noisy: seed of its errors."),
     caption: str = typer.Option(None, "--caption", help="Image caption for --critic paper."),
     critic_model: str = typer.Option(None, "--critic-model", help="LLM/VLM name (default: $ADDP_CRITIC_MODEL)."),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)."),

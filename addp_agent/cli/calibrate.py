@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from addp_agent.cli.app import app
+from addp_agent.limits import MAX_SEED
 
 SECTIONS = ("found", "confidence", "domain")
 
@@ -54,14 +55,15 @@ def calibrate_command(
     found_objective: str = typer.Option("gIoU", "--found-objective", help="What the found rule maximises on "
                                         "--data: gIoU (GRES's headline metric) or balanced (½·(N-acc + T-acc))."),
     batch_size: int = typer.Option(16, "--batch-size"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     device: str = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
 ) -> None:
     """Fit the found rule (best gIoU, or ½·(N-acc + T-acc)), the confidence map (Platt scaling of the decoder's score to
     P(IoU ≥ 0.5)) and the domain check (image statistics of the training images) on validation data."""
     from addp_agent.errors import UserError
     from addp_agent.eval import calibrate as fit
-    from addp_agent.models.calibration import FOUND_OBJECTIVES, Calibration
+    from addp_agent.models.calibration import CALIBRATION_FILE, FOUND_OBJECTIVES, Calibration
+    from addp_agent.outputs_io import check_output_file
 
     if found_objective not in FOUND_OBJECTIVES:
         raise UserError(f"--found-objective must be one of {', '.join(FOUND_OBJECTIVES)}, got {found_objective!r}")
@@ -72,6 +74,9 @@ def calibrate_command(
             raise UserError(f"{name} must be ≥ 1, got {value}")
     if plot is not None and (plot.suffix.lower() != ".png" or plot.is_dir()):
         raise UserError(f"--plot {plot}: give a .png file path")
+    check_output_file(model / CALIBRATION_FILE, "--model")  # both written after the fit: checked before it
+    if plot is not None:
+        check_output_file(plot, "--plot")
     if natural < 0:
         raise UserError(f"--natural must be ≥ 0, got {natural}")
     sections = _sections(only, domain, domain_data)

@@ -36,8 +36,8 @@ def train_depth_command(
     require_extra("train", "accelerate")
     if model_config is not None:
         try:
-            options["model"] = json.loads(model_config.read_text())
-        except (OSError, json.JSONDecodeError) as error:
+            options["model"] = json.loads(model_config.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # unreadable, not UTF-8, malformed JSON
             raise UserError(f"--model-config {model_config}: cannot read a JSON model config ({error})") from None
     config = build_config(DepthTrainConfig, options)
     check_output_folder(config.out)  # before any data or model work

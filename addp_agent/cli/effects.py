@@ -42,6 +42,13 @@ def effects_command(
         raise UserError("--note goes on the page: give --doc too")
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be ≥ 1, got {threads}")
+    if doc is not None:  # the page is written after the study: where it goes is checked before
+        from addp_agent.outputs_io import check_output_file, check_output_folder
+
+        check_output_file(doc, "--doc")
+        check_output_folder(img_dir, flag="--img-dir")
+        if artifacts is not None:
+            check_output_folder(artifacts, flag="--artifacts")
     config = build_config(EffectsConfig, options)
     plan(config, variant or None, seed_index or None)  # bad options stop here, before torch loads
     import torch

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from addp_agent.cli.app import app
+from addp_agent.cli.demo import check_address
 from addp_agent.errors import UserError
 
 
@@ -65,7 +66,9 @@ def mcp(
     for folder in allow_dir:
         if not folder.expanduser().is_dir():
             raise UserError(f"--allow-dir {folder}: not a folder")
-    address = parse_host_port(http) if http else None
+    address = parse_host_port(http) if http is not None else None
+    if address is not None:
+        check_address(*address)  # a port in use or a host not here fails now, not after the models load
     factory = None
     if critic_model or os.environ.get("ADDP_CRITIC_MODEL"):
         from addp_agent.critic.chat import ChatSettings

@@ -47,6 +47,6 @@ def _model_config(path: Path) -> dict:
     from addp_agent.errors import UserError
 
     try:
-        return {"model": json.loads(path.read_text())}
-    except (OSError, json.JSONDecodeError) as error:
+        return {"model": json.loads(path.read_text(encoding="utf-8"))}
+    except (OSError, ValueError) as error:  # unreadable, not UTF-8, malformed JSON
         raise UserError(f"--model-config {path}: cannot read a JSON model config ({error})") from None

@@ -48,7 +48,7 @@ FOUND_RULES: dict[FoundObjective, str] = {
 class FoundFit(BaseModel):
     """One statistic's best threshold on the fit samples, and the accuracies it reaches there."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     statistic: PaintStatistic
     threshold: float = Field(ge=0.0)
     n_acc: float = Field(description="no-target samples answered 'not found', fraction")
@@ -90,7 +90,7 @@ class FoundCalibration(FoundFit):
 class ConfidenceCalibration(BaseModel):
     """The ``confidence`` section: ``p = σ(slope·logit(c) + bias)`` and how well it and the raw score fit."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     slope: float = Field(gt=0)
     bias: float
     target: str = "IoU ≥ 0.5 with the ground truth (no-target expressions: nothing found)"
@@ -110,7 +110,7 @@ class ConfidenceCalibration(BaseModel):
 class Calibration(BaseModel):
     """Everything calibrated for one model (``calibration.json``); each section is optional."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     version: Literal[1] = 1
     found: FoundCalibration | None = None
     confidence: ConfidenceCalibration | None = None
@@ -126,7 +126,7 @@ class Calibration(BaseModel):
     def load(cls, folder: str | os.PathLike) -> Calibration | None:
         """The folder's calibration; ``None`` without a ``calibration.json``; :class:`ModelLoadError` if unreadable."""
         path = Path(folder) / CALIBRATION_FILE
-        if not path.is_file():
+        if not path.exists():
             return None
         try:
             return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))

@@ -28,6 +28,9 @@ BUNDLED_MODELS: dict[str, tuple[Path, str]] = {
     "depth-small": (DEFAULT_DEPTH_MODEL_DIR, "relative depth on Scenes-3D, 128 px; the default depth model"),
 }
 REQUIRED_COMPONENTS = ("unet", "scheduler", "text_encoder", "tokenizer")
+# What diffusers, transformers and torch raise on a damaged folder: a file that does not parse, or a config value no
+# component can be built from (a negative width, zero training timesteps, a wrong type).
+_LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError)
 
 # Known InstructPix2Pix-format checkpoints (users download them at home; nothing here fetches them).
 KNOWN_CHECKPOINTS: dict[str, str] = {
@@ -42,15 +45,27 @@ def default_model_path() -> Path:
     return DEFAULT_MODEL_DIR
 
 
-def _read_index(folder: Path) -> Any:
-    """A pipeline folder's parsed ``model_index.json``; a :class:`ModelLoadError` when it is missing or malformed."""
+def _read_index(folder: Path) -> dict[str, Any]:
+    """A pipeline folder's parsed ``model_index.json``; a :class:`ModelLoadError` when it is missing, unreadable,
+    malformed or not a JSON object."""
     index = folder / "model_index.json"
     if not index.exists():
         raise ModelLoadError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")
     try:
-        return json.loads(index.read_text())
-    except json.JSONDecodeError as error:
+        components = json.loads(index.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ModelLoadError(f"{index}: cannot read it ({error.strerror or error})") from None
+    except ValueError as error:  # malformed JSON, or not UTF-8
         raise ModelLoadError(f"{index}: malformed JSON ({error})") from None
+    if not isinstance(components, dict):
+        raise ModelLoadError(f"{index}: malformed, a JSON object of components expected, got "
+                             f"{type(components).__name__}")
+    return components
+
+
+def _named(entry: Any) -> bool:
+    """Whether a ``model_index.json`` entry names a component: ``[library, class]`` with a class."""
+    return isinstance(entry, (list, tuple)) and len(entry) > 0 and entry[0] is not None
 
 
 def bundled_model_path(name: str) -> Path:
@@ -85,12 +100,10 @@ def _placement(device: str | torch.device | None, dtype: torch.dtype | None) -> 
 def _check_folder(folder: Path) -> None:
     components = _read_index(folder)
     for name in REQUIRED_COMPONENTS:
-        entry = components.get(name)
-        if not entry or entry[0] is None or not (folder / name).is_dir():
+        if not _named(components.get(name)) or not (folder / name).is_dir():
             raise ModelLoadError(f"{folder}: component '{name}' is missing; an InstructPix2Pix-format model needs "
                                  f"{', '.join(REQUIRED_COMPONENTS)} (+ vae for latent models)")
-    vae = components.get("vae")
-    if vae and vae[0] is not None and not (folder / "vae").is_dir():
+    if _named(components.get("vae")) and not (folder / "vae").is_dir():
         raise ModelLoadError(f"{folder}: model_index.json names a vae but the vae/ folder is missing")
 
 
@@ -144,7 +157,7 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
             pipe = ADDPPipeline.from_pretrained(str(source if hub_id else path), torch_dtype=dtype,
                                                 safety_checker=None, feature_extractor=None,
                                                 requires_safety_checker=False)
-    except (OSError, ValueError) as error:
+    except _LOAD_ERRORS as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         hint = ""
         if hub_id:
@@ -186,13 +199,11 @@ def default_depth_model_path() -> Path:
 
 def _check_depth_folder(folder: Path) -> None:
     components = _read_index(folder)
-    if not isinstance(components, dict) or components.get("_class_name") not in DEPTH_PIPELINE_CLASSES:
-        name = components.get("_class_name") if isinstance(components, dict) else None
-        raise ModelLoadError(f"{folder}: a {name or 'unknown'} folder is not a depth model (expected "
-                             f"{' / '.join(DEPTH_PIPELINE_CLASSES)})")
+    if components.get("_class_name") not in DEPTH_PIPELINE_CLASSES:
+        raise ModelLoadError(f"{folder}: a {components.get('_class_name') or 'unknown'} folder is not a depth model "
+                             f"(expected {' / '.join(DEPTH_PIPELINE_CLASSES)})")
     for name in ("unet", "scheduler", "vae", "text_encoder", "tokenizer"):
-        entry = components.get(name)
-        named = bool(entry) and entry[0] is not None
+        named = _named(components.get(name))
         if name in ("unet", "scheduler") and not named:
             raise ModelLoadError(f"{folder}: component '{name}' is missing from model_index.json")
         if named and not (folder / name).is_dir():
@@ -222,7 +233,7 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
             pipe = DepthPipeline.from_pretrained(str(source if hub_id else path), torch_dtype=dtype,
                                                  local_files_only=hub_id)
-    except (OSError, ValueError, TypeError) as error:
+    except _LOAD_ERRORS as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         hint = ""
         if hub_id:
