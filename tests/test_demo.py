@@ -4,7 +4,7 @@ trajectory, downloads, typed corrections, a critic's rounds, depth, concurrency,
 Bad inputs tried: no image, a blank expression, a blank correction, bytes that are no image (named .png), a text
 file (.txt), a PNG declaring 20000×20000 pixels, a file over the size limit, a critic the page does not offer, the
 paper critic without a caption, one of two depth expressions, HTML in an error message; CLI: ports 0 and 70000, an
-unresolvable host, a port in use, a missing depth model folder, a missing model folder, --batch-max 0.
+unresolvable or empty host, a port in use, a missing depth model folder, a missing model folder, --batch-max 0.
 """
 
 from __future__ import annotations
@@ -313,6 +313,7 @@ def test_closer_rule_and_depth_pictures():
     (["--model", "/no/such/model", "--port", "{free}"], "/no/such/model: model path does not exist"),
     (["--batch-max", "0"], "--batch-max must be ≥ 1"),
     (["--host", "256.1.1.1"], "cannot serve on 256.1.1.1"),
+    (["--host", ""], "--host is empty"),  # an empty host would bind every interface
 ])
 def test_cli_bad_arguments_are_one_line_and_exit_2(capsys, extra, message):
     from test_demo_support import free_port

@@ -11,11 +11,14 @@ from addp_agent.cli.app import app
 from addp_agent.limits import MAX_SEED
 
 SECTIONS = ("found", "confidence", "domain")
+MAX_NATURAL = 20_000  # natural images for the domain detection rate (generated and checked one at a time)
 
 
 def _sections(only: str | None, domain: str | None, domain_data: str | None) -> set[str]:
     from addp_agent.errors import UserError
 
+    if domain is not None and not domain.strip():
+        raise UserError("--domain is empty; name the model's domain, e.g. synthetic-scenes3d")
     if (domain is None) != (domain_data is None):
         raise UserError("--domain and --domain-data go together (the domain's name and the model's training images)")
     if only is None:
@@ -77,8 +80,8 @@ def calibrate_command(
     check_output_file(model / CALIBRATION_FILE, "--model")  # both written after the fit: checked before it
     if plot is not None:
         check_output_file(plot, "--plot")
-    if natural < 0:
-        raise UserError(f"--natural must be ≥ 0, got {natural}")
+    if not 0 <= natural <= MAX_NATURAL:
+        raise UserError(f"--natural must be between 0 and {MAX_NATURAL}, got {natural}")
     sections = _sections(only, domain, domain_data)
     existing = Calibration.load(model) or Calibration()
     pipe = None

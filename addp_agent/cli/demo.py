@@ -56,6 +56,9 @@ def check_address(host: str, port: int) -> None:
     """A bindable host and a free port, checked before any model loads (one line, exit 2 otherwise)."""
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {port}")
+    if not host.strip():
+        raise UserError("--host is empty; give an address, e.g. 127.0.0.1 (this machine) or 0.0.0.0 (every "
+                        "interface)")
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.bind((host, port))

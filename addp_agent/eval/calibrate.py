@@ -139,7 +139,7 @@ def domain_rates(check: DomainCheck, in_domain: Sequence[np.ndarray], n_natural:
                  seed: int = 7) -> dict[str, float]:
     """False alarms on (unseen) in-domain images and detection on ``n_natural`` natural images
     (:func:`addp_agent.data.natural.natural_images`)."""
-    return rates(check, in_domain, list(natural_images(n_natural, seed)))
+    return rates(check, in_domain, natural_images(n_natural, seed))
 
 
 def write_sections(folder: Path, **sections: object) -> Path:
