@@ -66,6 +66,10 @@ def make_bad_inputs(tmp_path, image_path, tiny_pixel_dir):
     no_unet = tmp_path / "no-unet"
     shutil.copytree(tiny_pixel_dir, no_unet)
     shutil.rmtree(no_unet / "unet")
+    no_vocabulary = tmp_path / "no-vocabulary"  # the tokenizer/ folder is there, its files are not
+    shutil.copytree(tiny_pixel_dir, no_vocabulary)
+    for file in (no_vocabulary / "tokenizer").iterdir():
+        file.unlink()
 
     def edited(name: str, file: str, edit) -> object:
         """A copy of the tiny model whose ``file`` (JSON) holds ``edit(parsed)`` (bytes are written as they are)."""
@@ -95,13 +99,16 @@ def make_bad_inputs(tmp_path, image_path, tiny_pixel_dir):
         "model scheduler of 0 timesteps": (image_path, "the circle",
                                            edited("no-timesteps", scheduler, lambda c: {**c, "num_train_timesteps": 0}),
                                            "cannot load as an InstructPix2Pix-format model"),
+        "model tokenizer without its files": (image_path, "the circle", no_vocabulary,
+                                              "the tokenizer is empty or damaged"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "text named .png", "truncated png", "truncated jpeg",
                                   "empty expression", "whitespace expression", "model path missing",
                                   "model missing a component", "model index a JSON list", "model index not UTF-8",
-                                  "model index component a number", "model scheduler of 0 timesteps"])
+                                  "model index component a number", "model scheduler of 0 timesteps",
+                                  "model tokenizer without its files"])
 def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, image_path, tiny_pixel_dir, capsys):
     image, expression, model, message = make_bad_inputs(tmp_path, image_path, tiny_pixel_dir)[case]
     out = tmp_path / "out"

@@ -123,6 +123,20 @@ def _loading_bars(show: bool) -> Iterator[None]:
             lib.enable_progress_bar() if enabled else lib.disable_progress_bar()
 
 
+def _check_tokenizer(pipe: Any, source: str | os.PathLike) -> None:
+    """A tokenizer folder without its vocabulary still loads (two special tokens, an unbounded max length) and only
+    fails at the first prompt; refuse it at load time instead."""
+    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+    if tokenizer is None:
+        return
+    positions = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
+    limit = positions if isinstance(positions, int) else 4096
+    if len(tokenizer) < 3 or not 0 < tokenizer.model_max_length <= limit:
+        raise ModelLoadError(f"{source}: the tokenizer is empty or damaged ({len(tokenizer)} tokens, max length "
+                             f"{tokenizer.model_max_length}, the text encoder takes {limit}); restore its tokenizer/ "
+                             "folder")
+
+
 def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.device | None = None,
                   dtype: torch.dtype | None = None, progress: bool = True):
     """Load an ADDPPipeline from a folder, a single-file checkpoint (``.ckpt`` / ``.safetensors`` in the original
@@ -165,6 +179,7 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
             hint = f"; hub ids need the model in the local cache or network access (known: {known})"
         raise ModelLoadError(f"{source}: cannot load as an InstructPix2Pix-format model ({message}){hint}") from None
     pipe.check_unet_channels()
+    _check_tokenizer(pipe, source)
     if not hub_id:
         from addp_agent.models.calibration import Calibration
 
