@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from addp_agent.errors import UserError
 
@@ -82,10 +82,11 @@ def load_mask(path: str | Path) -> np.ndarray:
 
 
 def _decoded(data: bytes, source: str, convert: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
-    """``convert`` of the decoded image; one :class:`UserError` for an unreadable, damaged or oversized one."""
+    """``convert`` of the decoded image, turned upright by its EXIF orientation (as image viewers show a phone
+    photo); one :class:`UserError` for an unreadable, damaged or oversized one."""
     try:
         with _decode(data, source) as image:
-            return convert(image)
+            return convert(ImageOps.exif_transpose(image))
     except UnidentifiedImageError:
         raise UserError(f"{source}: not a readable image (unknown or corrupt format)") from None
     except UserError:

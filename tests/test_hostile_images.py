@@ -153,3 +153,23 @@ def test_large_image_session_keeps_a_bounded_copy_and_answers_at_input_size(tool
     trajectory = red.call("trajectory", {"mask_id": out.result.mask_id}).artifact["masks"]
     assert trajectory and all(m.shape == (height, width) for m in trajectory)
     assert len(out.overlay_png) <= 256 * 1024
+
+
+@pytest.mark.parametrize(("orientation", "transpose"), [(1, None), (3, Image.Transpose.ROTATE_180),
+                                                         (6, Image.Transpose.ROTATE_270),
+                                                         (8, Image.Transpose.ROTATE_90)])
+def test_exif_orientation_is_applied_as_viewers_show_the_photo(tmp_path, orientation, transpose):
+    """A phone photo stored sideways with an EXIF orientation tag is read upright (masks come back in that frame);
+    the gt-mask reader turns its file the same way."""
+    from addp_agent.images import load_image, load_mask
+
+    stored = np.zeros((20, 30, 3), np.uint8)
+    stored[:5, :5] = (255, 0, 0)  # a red corner to follow
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "phone.png"
+    Image.fromarray(stored).save(path, exif=exif.tobytes())
+    upright = Image.fromarray(stored) if transpose is None else Image.fromarray(stored).transpose(transpose)
+    loaded = load_image(path)
+    assert loaded.shape == np.asarray(upright).shape and np.array_equal(loaded, np.asarray(upright))
+    assert load_mask(path).shape == loaded.shape[:2]
