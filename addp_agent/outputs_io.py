@@ -71,16 +71,17 @@ def check_output_file(out: Path, flag: str = "--out") -> None:
 
 
 @contextmanager
-def output_set(out: Path, *, keep: bool = False, owns: Owns | None = None, command: str = "") -> Iterator[Path]:
+def output_set(out: Path, *, keep: bool = False, owns: Owns | None = None, command: str = "",
+               flag: str = "--out") -> Iterator[Path]:
     """A staging folder that replaces ``out`` in one step when the block ends without an error.
 
     ``keep=False``: the set is what the block writes (``owns`` as in :func:`check_output_folder`). ``keep=True``:
     the staging folder starts with hard links to everything in ``out`` except the names ``owns`` matches (which the
-    block writes anew); write there only with :func:`write_file` and friends.
+    block writes anew); write there only with :func:`write_file` and friends. ``flag``: the option naming ``out``.
     """
     out = Path(out).resolve() if Path(out).is_symlink() else Path(out)  # write where a link points
     mine = None if keep else owns
-    check_output_folder(out, mine, command)
+    check_output_folder(out, mine, command, flag)
     out.absolute().parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(out)
     staging = _sibling(out, "new")
@@ -90,7 +91,7 @@ def output_set(out: Path, *, keep: bool = False, owns: Owns | None = None, comma
             _link_tree(out, staging, owns)
         yield staging
         if mine is not None:
-            check_output_folder(out, mine, command)  # nothing else arrived in the meantime
+            check_output_folder(out, mine, command, flag)  # nothing else arrived in the meantime
         _swap(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -185,6 +185,19 @@ def test_manifests_match_the_code_and_are_strict():
     assert nullable["type"] == ["string", "null"] and None in nullable["enum"]
 
 
+def test_manifests_command_writes_and_checks_a_folder_and_names_its_flag(tmp_path, capsys):
+    from cli_support import run_cli
+
+    code, _, err = run_cli(["manifests", "--dir", str(tmp_path / "tools")], capsys)
+    assert code in (0, None), err
+    assert sorted(p.name for p in (tmp_path / "tools").iterdir()) == sorted(manifests())
+    code, out, _ = run_cli(["manifests", "--dir", str(tmp_path / "tools"), "--check"], capsys)
+    assert code in (0, None)
+    (tmp_path / "a-file").write_text("x")
+    code, _, err = run_cli(["manifests", "--dir", str(tmp_path / "a-file" / "tools")], capsys)
+    assert code == 2 and "give a writable --dir" in err and len(err.strip().splitlines()) == 1
+
+
 def test_dispatchers_answer_sdk_tool_calls(tools, images):
     from openai.types.chat import ChatCompletionMessageToolCall
     from openai.types.responses import ResponseFunctionToolCall

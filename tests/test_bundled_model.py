@@ -76,3 +76,8 @@ def test_bundle_tool_sets_inference_defaults_and_refuses_bad_input(tiny_pixel_di
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and err.startswith("error: ") and message in err
         assert not (tmp_path / "bad").exists()
+    (tmp_path / "a-file").write_text("x")  # a target below a file: the message names --target, not --out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bundle", str(tiny_pixel_dir), "--target", str(tmp_path / "a-file" / "bundle")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "give a writable --target" in err

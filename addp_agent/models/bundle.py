@@ -53,7 +53,7 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
     if timestep_spacing is not None:
         pipe.register_modules(scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config,
                                                                          timestep_spacing=timestep_spacing))
-    with output_set(target, owns=_any, command="addp bundle") as staging:
+    with output_set(target, owns=_any, command="addp bundle", flag="--target") as staging:
         pipe.save_pretrained(staging, safe_serialization=True)
         for extra in ("README.md",):
             if (target / extra).exists():
@@ -69,7 +69,7 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
 
 def check_target(target: Path) -> None:
     """``target`` can take a bundle: writable, and new, empty or a pipeline folder (which it replaces whole)."""
-    check_output_folder(target, _any, "addp bundle")
+    check_output_folder(target, _any, "addp bundle", "--target")
     if target.is_dir() and any(target.iterdir()) and not (target / "model_index.json").is_file():
         raise UserError(f"{target}: not a pipeline folder (no model_index.json); give a new or empty --target")
 

@@ -32,7 +32,7 @@ def bundle_depth(source: Path, target: Path = DEFAULT_DEPTH_MODEL_DIR, steps: in
     pipe.to(torch.float16)
     if steps is not None:
         pipe.register_to_config(default_denoising_steps=steps)
-    with output_set(target, owns=lambda name: True, command="addp bundle") as staging:
+    with output_set(target, owns=lambda name: True, command="addp bundle", flag="--target") as staging:
         pipe.save_pretrained(staging, safe_serialization=True)
         if (target / "README.md").exists():
             shutil.copy2(target / "README.md", staging / "README.md")

@@ -46,7 +46,7 @@ def stale(folder: Path = TOOLS_DIR) -> list[str]:
 def write(folder: Path = TOOLS_DIR) -> list[Path]:
     """Write every manifest into ``folder`` together (swapped in as one set; other files there are kept)."""
     texts = manifests()
-    with output_set(folder, keep=True, owns=tuple(texts), command="addp manifests") as staging:
+    with output_set(folder, keep=True, owns=tuple(texts), command="addp manifests", flag="--dir") as staging:
         for name, text in texts.items():
             write_file(staging / name, text)
     return [folder / name for name in texts]
