@@ -16,7 +16,8 @@ def clean_text(text: str, what: str = "expression", max_chars: int | None = None
     cleaned = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     cleaned = " ".join(cleaned.split())
     if not cleaned:
-        raise UserError(f"{what} is empty; give a non-empty text")
+        stripped = "" if not text.strip() else " (it held only control or unencodable characters)"
+        raise UserError(f"{what} is empty{stripped}; give a non-empty text")
     if max_chars is not None and len(cleaned) > max_chars:
         cleaned = cleaned[:max_chars].rstrip()
     return cleaned

@@ -86,7 +86,9 @@ def make_bad_inputs(tmp_path, image_path, tiny_pixel_dir):
         "truncated png": (truncated, "the circle", tiny_pixel_dir, "damaged or truncated"),
         "truncated jpeg": (truncated_jpeg, "the circle", tiny_pixel_dir, "damaged or truncated"),
         "empty expression": (image_path, "", tiny_pixel_dir, "expression is empty"),
-        "whitespace expression": (image_path, " \t\n ", tiny_pixel_dir, "expression is empty"),
+        "whitespace expression": (image_path, " \t\n ", tiny_pixel_dir, "expression is empty; give"),
+        "control-character expression": (image_path, "\x07\u200b\ud800", tiny_pixel_dir,
+                                         "expression is empty (it held only control or unencodable characters)"),
         "model path missing": (image_path, "the circle", tmp_path / "no-model", "does not exist"),
         "model missing a component": (image_path, "the circle", no_unet, "component 'unet' is missing"),
         "model index a JSON list": (image_path, "the circle", edited("index-list", index, lambda _: []),
@@ -105,7 +107,8 @@ def make_bad_inputs(tmp_path, image_path, tiny_pixel_dir):
 
 
 @pytest.mark.parametrize("case", ["missing file", "text named .png", "truncated png", "truncated jpeg",
-                                  "empty expression", "whitespace expression", "model path missing",
+                                  "empty expression", "whitespace expression", "control-character expression",
+                                  "model path missing",
                                   "model missing a component", "model index a JSON list", "model index not UTF-8",
                                   "model index component a number", "model scheduler of 0 timesteps",
                                   "model tokenizer without its files"])
