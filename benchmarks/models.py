@@ -21,8 +21,11 @@ from addp_agent.models.registry import load_pipeline
 from addp_agent.models.tokenizer import build_tokenizer
 
 
-def bundled_pixel(device: torch.device, dtype: torch.dtype) -> tuple[ADDPPipeline, str]:
-    """The bundled default model, or (when this install has none yet) its architecture with random weights."""
+def bundled_pixel(device: torch.device, dtype: torch.dtype, model: str | None = None) -> tuple[ADDPPipeline, str]:
+    """The bundled default model (or ``model``: a bundled name or a folder), or (when this install has no default
+    yet) its architecture with random weights."""
+    if model is not None:
+        return load_pipeline(model, device=device, dtype=dtype), f"{model} weights"
     try:
         return load_pipeline(None, device=device, dtype=dtype), "bundled weights (addp_agent/models/shapes_ref_small)"
     except ModelLoadError:

@@ -1,4 +1,4 @@
-"""Run the benchmark: ``python -m benchmarks.run [--device cpu|cuda] [--json out.json]``.
+"""Run the benchmark: ``python -m benchmarks.run [--device cpu|cuda] [--model NAME] [--json out.json]``.
 
 CPU suites: ``pixel`` (the bundled model against the straightforward loop) and ``latent`` (the tiny SD-shaped model
 against diffusers' stock InstructPix2Pix pipeline). CUDA suites: ``sd15-256`` and ``sd15-512`` (SD-1.5-size
@@ -36,10 +36,12 @@ GPU_TARGETS = {"fast_round_speedup": (">=", 8.0), "session3_in_baseline_rounds":
                "throughput16_ratio": (">=", 15.0)}
 
 
-def build(suite: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, str, str, Callable[..., Any]]:
-    """The pipeline, where its weights come from, the baseline's name and the baseline round."""
+def build(suite: str, device: torch.device, dtype: torch.dtype,
+          model: str | None = None) -> tuple[Any, str, str, Callable[..., Any]]:
+    """The pipeline, where its weights come from, the baseline's name and the baseline round (``model``: the pixel
+    suite's model instead of the bundled default)."""
     if suite == "pixel":
-        pipe, source = bundled_pixel(device, dtype)
+        pipe, source = bundled_pixel(device, dtype, model)
 
         def loop(image: np.ndarray, corrections: list[str], seed: int) -> np.ndarray:
             return straightforward_round(pipe, PROMPT, image, CONFIG.steps, seed, corrections)
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="graphs (CUDA graphs captured by hand, no torch.compile; the CUDA default), inductor "
                              "(torch.compile, reduce-overhead on CUDA; the CPU default with --fast compile), "
                              "cudagraphs (Dynamo + CUDA graphs), eager (Dynamo only, tests)")
+    parser.add_argument("--model", default=None, help="the pixel suite's model: a bundled name (e.g. "
+                                                      "scenes3d-ris-small) or a folder (default: the bundled default)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "argv": sys.argv[1:] if argv is None else argv, "suites_pending": list(suites)}, "suites": {}}
     for suite in suites:
         print(f"[{suite}] building ...", file=sys.stderr)
-        pipe, source, baseline_name, baseline = build(suite, device, dtype)
+        pipe, source, baseline_name, baseline = build(suite, device, dtype, args.model)
         pipe.set_progress_bar_config(disable=True)
         CONFIG.steps = args.steps or (pipe.resolve_settings()["num_inference_steps"] if suite == "pixel" else 20)
         result = run_suite(pipe, baseline, CONFIG, lambda line: print(line, file=sys.stderr))
