@@ -52,17 +52,17 @@ def test_it_keeps_its_measured_quality_on_unseen_scenes(pipe):
     assert metrics.to_dict()["mIoU"] >= MEASURED_CLASSIC - 0.08
 
 
-def test_its_found_rule_answers_no_target_expressions(pipe):
+def test_it_keeps_its_generalized_scores(pipe):
     samples, out = _rounds(pipe, "scenes-gen:64:12:128:default:generalized:empty_rate=0.4")
     metrics = GeneralizedMetrics()
     for sample, mask, found in zip(samples, out.masks, out.found, strict=True):
         metrics.add(*iou_counts(np.asarray(mask, bool), sample.mask), sample.n_targets, found)
     scores = metrics.to_dict()
-    # measured on these 64 (MEASURED_GENERALIZED): the calibrated rule says "not found" for some no-target
-    # expressions; the uncalibrated rule (anything painted) says it for none
-    assert scores["N-acc"] >= MEASURED_GENERALIZED["N-acc"] - 0.15
-    assert scores["gIoU"] >= MEASURED_GENERALIZED["gIoU"] - 0.08
+    # measured on these 64 (22 without a target): gIoU 0.412, T-acc 1.0, N-acc 0.045. The model paints something
+    # for nearly every expression, so its found rule (fitted for gIoU) rarely answers "not found": N-acc is not
+    # guarded here because there is nothing yet to guard.
+    assert scores["gIoU"] >= MEASURED_GIOU - 0.08 and scores["T-acc"] >= 0.95
 
 
-MEASURED_CLASSIC = 0.0  # filled in from the bundled weights
-MEASURED_GENERALIZED = {"N-acc": 0.0, "gIoU": 0.0}
+MEASURED_CLASSIC = 0.577  # mIoU of the bundled weights on the 48 scenes above
+MEASURED_GIOU = 0.412
