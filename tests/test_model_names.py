@@ -14,9 +14,9 @@ SCENE = Path(__file__).resolve().parents[1] / "examples" / "scene.png"
 
 
 def test_names_resolve_to_the_bundled_folders():
-    assert registry._resolve_source("shapes-ref-small") == (DEFAULT_MODEL_DIR, False)
-    assert registry._resolve_source("depth-small") == (DEFAULT_DEPTH_MODEL_DIR, False)
-    assert registry._resolve_source("owner/model") == (Path("owner/model"), True)  # still a hub id
+    assert registry.resolve_source("shapes-ref-small") == (DEFAULT_MODEL_DIR, False)
+    assert registry.resolve_source("depth-small") == (DEFAULT_DEPTH_MODEL_DIR, False)
+    assert registry.resolve_source("owner/model") == (Path("owner/model"), True)  # still a hub id
     pipe = load_pipeline("shapes-ref-small", device="cpu", progress=False)
     assert pipe.resolution == 64 and pipe.domain_check is not None and pipe.domain_check.name == "synthetic-shapes"
 
@@ -24,7 +24,7 @@ def test_names_resolve_to_the_bundled_folders():
 def test_a_local_folder_of_the_same_name_wins(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "depth-small").mkdir()
-    assert registry._resolve_source("depth-small") == (Path("depth-small"), False)
+    assert registry.resolve_source("depth-small") == (Path("depth-small"), False)
 
 
 def test_a_name_whose_folder_is_missing_is_one_clear_error(tmp_path, monkeypatch, capsys):

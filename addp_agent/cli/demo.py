@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import socket
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -22,7 +20,6 @@ from addp_agent.errors import UserError
 
 GROUND_TRUTH_CRITICS = {"simulated", "oracle", "noisy"}  # need the target's mask: nothing to offer on a web page
 LLM_CRITICS = {"paper", "vlm"}
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a depth model in the local Hugging Face cache
 
 
 def page_critics(llm_settings: Any) -> list[str]:
@@ -83,16 +80,19 @@ def demo_command(
     examples: bool = typer.Option(True, "--examples/--no-examples", help="Generated example scenes on the page."),
 ) -> None:
     """Serve the web demo: segment with a referring expression, correct it (by hand or a critic), depth."""
+    from addp_agent.errors import ModelLoadError
     from addp_agent.extras import require_extra
-    from addp_agent.models.registry import BUNDLED_MODELS
+    from addp_agent.models.registry import BUNDLED_MODELS, resolve_source
 
     require_extra("demo")
     if batch_max < 1:
         raise UserError(f"--batch-max must be ≥ 1, got {batch_max}")
-    if depth_model is not None and not Path(depth_model).expanduser().exists() and not HUB_ID.fullmatch(depth_model) \
-            and depth_model not in BUNDLED_MODELS:
-        raise UserError(f"--depth-model {depth_model}: no such folder (nor a hub id like prs-eth/marigold-depth-v1-1 "
-                        f"or a bundled model: {', '.join(BUNDLED_MODELS)})")
+    if depth_model is not None:
+        try:
+            resolve_source(depth_model)  # the loader's own rule: a path, a bundled name or a hub id
+        except ModelLoadError:
+            raise UserError(f"--depth-model {depth_model}: no such folder (nor a hub id like "
+                            f"prs-eth/marigold-depth-v1-1 or a bundled model: {', '.join(BUNDLED_MODELS)})") from None
     check_address(host, port)
     settings = llm_settings(critic_model, base_url)
 

@@ -3,14 +3,13 @@ from its files without loading weights."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from addp_agent.models.calibration import Calibration
-from addp_agent.models.registry import BUNDLED_MODELS, DEFAULT_DEPTH_MODEL_DIR, DEFAULT_MODEL_DIR
+from addp_agent.models.registry import BUNDLED_MODELS, DEFAULT_DEPTH_MODEL_DIR, DEFAULT_MODEL_DIR, read_index
 
 TASKS = {"ADDPPipeline": "ris", "DepthPipeline": "depth"}
 
@@ -41,7 +40,7 @@ def describe(name: str) -> BundledModel:
                           folder=str(folder), default=folder in (DEFAULT_MODEL_DIR, DEFAULT_DEPTH_MODEL_DIR))
     if not record.installed:
         return record
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index = read_index(folder)
     calibration = Calibration.load(folder)
     return record.model_copy(update={
         "task": TASKS.get(index.get("_class_name")), "size_mib": _size_mib(folder),

@@ -45,7 +45,7 @@ def default_model_path() -> Path:
     return DEFAULT_MODEL_DIR
 
 
-def _read_index(folder: Path) -> dict[str, Any]:
+def read_index(folder: Path) -> dict[str, Any]:
     """A pipeline folder's parsed ``model_index.json``; a :class:`ModelLoadError` when it is missing, unreadable,
     malformed or not a JSON object."""
     index = folder / "model_index.json"
@@ -77,7 +77,7 @@ def bundled_model_path(name: str) -> Path:
     return folder
 
 
-def _resolve_source(source: str | os.PathLike) -> tuple[Path, bool]:
+def resolve_source(source: str | os.PathLike) -> tuple[Path, bool]:
     """(path, is a hub id): an existing local path first, then a bundled model's name, then a name like
     ``owner/model`` as a hub id; anything else must be an existing local path."""
     path = Path(source)
@@ -98,7 +98,7 @@ def _placement(device: str | torch.device | None, dtype: torch.dtype | None) -> 
 
 
 def _check_folder(folder: Path) -> None:
-    components = _read_index(folder)
+    components = read_index(folder)
     for name in REQUIRED_COMPONENTS:
         if not _named(components.get(name)) or not (folder / name).is_dir():
             raise ModelLoadError(f"{folder}: component '{name}' is missing; an InstructPix2Pix-format model needs "
@@ -153,7 +153,7 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
     from addp_agent.models.single_file import SINGLE_FILE_SUFFIXES, is_single_file, load_single_file
 
     source = default_model_path() if model is None else model
-    path, hub_id = _resolve_source(source)
+    path, hub_id = resolve_source(source)
     if not hub_id:
         if path.is_file() and not is_single_file(path):
             raise ModelLoadError(f"{path}: not a model folder or a single-file checkpoint "
@@ -213,7 +213,7 @@ def default_depth_model_path() -> Path:
 
 
 def _check_depth_folder(folder: Path) -> None:
-    components = _read_index(folder)
+    components = read_index(folder)
     if components.get("_class_name") not in DEPTH_PIPELINE_CLASSES:
         raise ModelLoadError(f"{folder}: a {components.get('_class_name') or 'unknown'} folder is not a depth model "
                              f"(expected {' / '.join(DEPTH_PIPELINE_CLASSES)})")
@@ -239,7 +239,7 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
     from addp_agent.engine.depth_pipeline import DepthPipeline
 
     source = default_depth_model_path() if model is None else model
-    path, hub_id = _resolve_source(source)
+    path, hub_id = resolve_source(source)
     if not hub_id:
         _check_depth_folder(path)
     device, dtype = _placement(device, dtype)
