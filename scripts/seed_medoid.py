@@ -36,7 +36,10 @@ def main(model: str, spec: str, k: int, out: Path) -> None:
     out.write_text(json.dumps(rows))
     for subset in ("all", "confusable"):
         chosen = [r for r in rows if subset == "all" or r["confusable"]]
-        mean = lambda pick: 100 * float(np.mean([pick(r) for r in chosen]))  # noqa: E731
+
+        def mean(pick, chosen=chosen) -> float:
+            return 100 * float(np.mean([pick(r) for r in chosen]))
+
         print(f"{subset} ({len(chosen)}): round 1 {mean(lambda r: r['ious'][0]):.2f}, medoid "
               f"{mean(lambda r: r['ious'][r['medoid']]):.2f}, vote {mean(lambda r: r['vote_iou']):.2f}, best of {k} "
               f"by ground truth {mean(lambda r: max(r['ious'])):.2f}")
