@@ -114,7 +114,9 @@ def test_specs_parse_and_reject_bad_input():
     bad = ["", "x", "0", "3:-1", "3:0:63", "3:0:1024", "3:0:128:medium", "3:0:128:default:fuzzy",
            "3:0:128:default:classic:max_objects=11", "3:0:128:default:classic:colour=red",
            "3:0:128:default:classic:min_objects=7:max_objects=5", "3:0:128:default:classic:colors=red,gray",
-           "3:0:128:a:b:c"]
+           "3:0:128:a:b:c", "3:0:128:default:classic:family_weights=attribute=nan",
+           "3:0:128:default:classic:family_weights=attribute=inf", "3:0:128:default:classic:min_gap=inf",
+           "3:0:128:default:classic:distance=inf,inf"]
     for rest in bad:
         with pytest.raises(UserError):
             load_source(f"scenes-gen:{rest}", "val")

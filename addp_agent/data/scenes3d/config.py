@@ -28,9 +28,9 @@ PRESETS = ("default", "hard")
 
 
 class ScenesConfig(BaseModel):
-    """Every Scenes-3D knob. Pixel thresholds are stated at 128 px and scale with the image area."""
+    """Every Scenes-3D knob (numbers finite). Pixel thresholds are stated at 128 px and scale with the image area."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     size: int = Field(128, ge=64, le=512, description="image side in pixels")
     min_objects: int = Field(3, ge=2, le=10)
