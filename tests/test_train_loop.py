@@ -17,7 +17,7 @@ def log_rows(out) -> list[dict]:
 
 
 def steps_saved(out) -> list[int]:
-    return sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*"))
+    return sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-[0-9]*"))
 
 
 def test_trains_exports_and_resumes(tiny_train_config, capsys):
@@ -77,6 +77,32 @@ def test_incompatible_checkpoint_is_a_user_error(tiny_train_config):
     wider = config.model.model_copy(update={"block_out_channels": (16, 48)})
     with pytest.raises(UserError, match="does not fit"):
         train(config.model_copy(update={"model": wider, "steps": 4}), progress=False)
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    ({"checkpoints/step-5/step.json": '{"step": 5}'}, "not a complete checkpoint"),  # a marker without the state
+    ({"checkpoints/step-5/step.json": "garbage"}, "not a checkpoint marker"),
+    ({"checkpoints/step-5/step.json": "[5]"}, "not a checkpoint marker"),
+    ({"checkpoints": "a file"}, "not a run folder"),
+    ({"model": "a file"}, "not a run folder"),
+    ({"train_config.json/x": ""}, "not a run folder"),
+    ({"log.jsonl/x": ""}, "not a run folder"),
+])
+def test_a_folder_that_is_not_a_run_is_a_user_error(tiny_train_config, files, message):
+    config = tiny_train_config(steps=1)
+    for name, text in files.items():
+        (config.out / name).parent.mkdir(parents=True, exist_ok=True)
+        (config.out / name).write_text(text)
+    with pytest.raises(UserError, match=message):
+        train(config, progress=False)
+
+
+def test_a_step_folder_with_another_name_is_not_a_checkpoint(tiny_train_config):
+    config = tiny_train_config(steps=2)
+    (config.out / "checkpoints" / "step-old").mkdir(parents=True)
+    (config.out / "checkpoints" / "step-old" / "step.json").write_text('{"step": 1}')
+    train(config, progress=False)
+    assert steps_saved(config.out) == [2] and (config.out / "checkpoints" / "step-old").is_dir()
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_train_config, monkeypatch):

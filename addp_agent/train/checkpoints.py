@@ -3,22 +3,68 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
+from addp_agent.errors import UserError
 from addp_agent.train.config import TrainConfig
+
+RUN_FOLDERS = ("checkpoints", "model")
+RUN_FILES = ("train_config.json", "recipe.json", "log.jsonl")
 
 
 def _step_of(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
 
 
+def _checkpoints(folder: Path) -> list[Path]:
+    """The ``step-N`` folders in ``folder`` (other names, such as ``step-old``, are not checkpoints)."""
+    return [p for p in folder.glob("step-*") if re.fullmatch(r"step-\d+", p.name) and p.is_dir()]
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The newest complete ``step-N`` folder (one with ``step.json``), or None."""
     if not folder.is_dir():
         return None
-    done = [p for p in folder.glob("step-*") if (p / "step.json").exists()]
+    done = [p for p in _checkpoints(folder) if (p / "step.json").exists()]
     return max(done, key=_step_of, default=None)
+
+
+def check_run_folder(out: Path) -> None:
+    """:class:`UserError` unless ``out`` (a run folder, before any model work) has its folders and files where a
+    run writes them: ``checkpoints/`` and ``model/`` folders, ``log.jsonl`` and the JSON records files."""
+    for name in RUN_FOLDERS:
+        if (out / name).exists() and not (out / name).is_dir():
+            raise UserError(f"{out / name}: exists and is not a folder, so {out} is not a run folder; "
+                            "use a new --out")
+    for name in RUN_FILES:
+        if (out / name).is_dir():
+            raise UserError(f"{out / name}: is a folder, so {out} is not a run folder; use a new --out")
+
+
+def read_marker(checkpoint: Path) -> tuple[int, float]:
+    """(step, training seconds before it) of a complete checkpoint, from its ``step.json``."""
+    try:
+        marker = json.loads((checkpoint / "step.json").read_text(encoding="utf-8"))
+        return int(marker["step"]), float(marker.get("elapsed_s", 0.0))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{checkpoint / 'step.json'}: not a checkpoint marker ({type(error).__name__}: {error}); "
+                        "remove that checkpoint or use a new --out") from None
+
+
+def load_checkpoint(accelerator, checkpoint: Path) -> tuple[int, float]:
+    """Load ``checkpoint`` into the prepared objects; returns :func:`read_marker`'s (step, seconds)."""
+    marker = read_marker(checkpoint)
+    try:
+        accelerator.load_state(str(checkpoint))
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise UserError(f"{checkpoint}: checkpoint does not fit this model/config ({error}); "
+                        "use a new --out or the same settings") from None
+    except OSError as error:  # a file of the state is missing or unreadable
+        raise UserError(f"{checkpoint}: not a complete checkpoint ({error.strerror or error}: "
+                        f"{error.filename or ''}); remove it or use a new --out") from None
+    return marker
 
 
 def save_checkpoint(accelerator, folder: Path, step: int, elapsed_s: float = 0.0) -> None:
@@ -27,7 +73,7 @@ def save_checkpoint(accelerator, folder: Path, step: int, elapsed_s: float = 0.0
     accelerator.save_state(str(target))
     if accelerator.is_main_process:
         (target / "step.json").write_text(json.dumps({"step": step, "elapsed_s": round(elapsed_s, 1)}))
-        for old in sorted(folder.glob("step-*"), key=_step_of)[:-2]:
+        for old in sorted(_checkpoints(folder), key=_step_of)[:-2]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 

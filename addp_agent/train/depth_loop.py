@@ -21,7 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from addp_agent.errors import UserError
 from addp_agent.limits import Seed
 from addp_agent.models.depth_build import PixelDepthModelConfig
-from addp_agent.train.checkpoints import append_log, latest_checkpoint, save_checkpoint
+from addp_agent.train.checkpoints import (
+    append_log,
+    check_run_folder,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from addp_agent.train.depth_data import DepthTrainingData, load_depth_training_data
 from addp_agent.train.depth_recipe import (
     MULTIRES_STRENGTH,
@@ -201,6 +207,7 @@ def train_depth(config: DepthTrainConfig, progress: bool = True) -> Path:
                               mixed_precision=config.mixed_precision)
     out = Path(config.out)
     checkpoints = out / "checkpoints"
+    check_run_folder(out)
     torch.manual_seed(config.seed + accelerator.process_index)
     pipe = _build_pipeline(config)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -229,14 +236,8 @@ def train_depth(config: DepthTrainConfig, progress: bool = True) -> Path:
     start_step, elapsed_before = 0, 0.0
     latest = latest_checkpoint(checkpoints)
     if latest is not None:
-        try:
-            accelerator.load_state(str(latest))
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise UserError(f"{latest}: checkpoint does not fit this model/config ({error}); "
-                            "use a new --out or the same settings") from None
+        start_step, elapsed_before = load_checkpoint(accelerator, latest)
         ema.to(accelerator.device)
-        marker = json.loads((latest / "step.json").read_text())
-        start_step, elapsed_before = int(marker["step"]), float(marker.get("elapsed_s", 0.0))
         accelerator.print(f"resumed from {latest} at step {start_step}")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)

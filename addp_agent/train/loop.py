@@ -21,7 +21,14 @@ from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.engine.sampling import set_resolution
 from addp_agent.errors import UserError
 from addp_agent.train.augment import augment_ris_targets, paint
-from addp_agent.train.checkpoints import append_log, export_ema, latest_checkpoint, save_checkpoint
+from addp_agent.train.checkpoints import (
+    append_log,
+    check_run_folder,
+    export_ema,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from addp_agent.train.config import TrainConfig
 from addp_agent.train.data import TrainingData, check_sources, load_training_data
 from addp_agent.train.plan import RunPlan, accumulation_steps, plan_run
@@ -187,17 +194,11 @@ def _resume(run: TrainingRun) -> int:
     latest = latest_checkpoint(run.checkpoints)
     if latest is None:
         return 0
-    try:
-        run.accelerator.load_state(str(latest))
-    except (RuntimeError, KeyError, ValueError) as error:
-        raise UserError(f"{latest}: checkpoint does not fit this model/config ({error}); "
-                        "use a new --out or the same settings") from None
+    step, run.elapsed_before = load_checkpoint(run.accelerator, latest)
     run.ema_unet.to(run.accelerator.device)  # load_state leaves the EMA shadow weights on the CPU
     run.ema_text.to(run.accelerator.device)
-    marker = json.loads((latest / "step.json").read_text())
-    run.elapsed_before = float(marker.get("elapsed_s", 0.0))
-    run.accelerator.print(f"resumed from {latest} at step {marker['step']}")
-    return int(marker["step"])
+    run.accelerator.print(f"resumed from {latest} at step {step}")
+    return step
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
@@ -213,6 +214,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                                                       presets.as_flag)))
     accumulation_steps(config, accelerator.num_processes)  # bad sizes and data fail before the model loads
     check_sources(config)
+    check_run_folder(Path(config.out))
     run = prepare_run(config, accelerator)
     steps = run.plan.steps
     start_step = step = _resume(run)
