@@ -66,11 +66,17 @@ def test_estimated_file_is_interpolated_and_squared(tmp_path):
     ("not json", "not a contribution file"),
     (json.dumps({"timesteps": [1, 2]}), "not a contribution file"),
     (json.dumps({"timesteps": [5], "contribution": [1.0]}), "≥ 2 finite"),
-    (json.dumps({"timesteps": [1, 2], "contribution": [0.0, 0.0]}), "zero total weight"),
+    (json.dumps({"timesteps": [1, 2], "contribution": [0.0, 0.0]}), "total weight of 0.0"),
+    (json.dumps({"timesteps": [1, 2], "contribution": [1e300, 1.0]}), "total weight of inf"),
+    ('{"timesteps": [1, NaN], "contribution": [1.0, 1.0]}', "≥ 2 finite"),
+    (json.dumps({"timesteps": [[1, 2]], "contribution": [[1.0, 1.0]]}), "≥ 2 finite"),
+    ("a folder", "cannot read a contribution file"),
 ])
 def test_bad_estimated_files_are_user_errors(tmp_path, content, message):
     path = tmp_path / "c.json"
-    if content is not None:
+    if content == "a folder":
+        path.mkdir()
+    elif content is not None:
         path.write_text(content)
     with pytest.raises(UserError, match=message):
         timestep_probabilities("estimated", estimated_path=path)

@@ -51,9 +51,12 @@ def load_estimated(path: str | Path, num_timesteps: int = 1000) -> np.ndarray:
         contribution = np.asarray(data["contribution"], dtype=np.float64)
     except FileNotFoundError:
         raise UserError(f"{file}: no such contribution file (make one with `addp analyze-timesteps`)") from None
+    except OSError as error:  # a folder, no read permission
+        raise UserError(f"{file}: cannot read a contribution file ({error.strerror or error})") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise UserError(f"{file}: not a contribution file with 'timesteps' and 'contribution' ({error})") from None
-    if timesteps.size < 2 or timesteps.size != contribution.size or not np.all(np.isfinite(contribution)):
+    if (timesteps.ndim != 1 or timesteps.size < 2 or timesteps.shape != contribution.shape
+            or not np.all(np.isfinite(timesteps)) or not np.all(np.isfinite(contribution))):
         raise UserError(f"{file}: needs ≥ 2 finite (timestep, contribution) pairs of equal length")
     order = np.argsort(timesteps)
     c = np.interp(np.arange(num_timesteps), timesteps[order], np.abs(contribution[order]))
@@ -75,12 +78,14 @@ def timestep_probabilities(preset: str, num_timesteps: int = 1000, estimated_pat
     elif preset == "estimated":
         if estimated_path is None:
             raise UserError("--timesteps estimated needs a contribution file (--timesteps-file)")
-        probs = load_estimated(estimated_path, num_timesteps) ** 2
+        with np.errstate(over="ignore"):  # an overflow is refused below as an infinite total
+            probs = load_estimated(estimated_path, num_timesteps) ** 2
     else:
         raise UserError(f"unknown timestep sampler {preset!r}; use one of {', '.join(PRESETS)}")
     total = probs.sum()
-    if not total > 0:
-        raise UserError(f"timestep sampler {preset!r} gives zero total weight")
+    if not 0 < total < np.inf:
+        raise UserError(f"timestep sampler {preset!r} gives a total weight of {total} (it must be positive and "
+                        "finite)")
     return probs / total
 
 
