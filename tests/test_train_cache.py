@@ -1,5 +1,6 @@
 """Training-set caches are reused only for the meta they were made from, and a broken file is never trusted."""
 
+import pytest
 import torch
 
 from addp_agent.train.cache import load_cached, store_cached
@@ -15,3 +16,11 @@ def test_cache_round_trip_stale_meta_and_broken_file(tmp_path):
     cache.write_bytes(b"not a torch file")
     assert load_cached(cache, {"n": 2}) is None
     store_cached(None, {"n": 2}, {"images": torch.arange(4)})  # no cache: nothing written
+
+
+def test_a_failed_write_leaves_no_staging_file(tmp_path):
+    cache = tmp_path / "set.pt"
+    cache.mkdir()  # a folder where the cache should go: the rename fails
+    with pytest.raises(OSError):
+        store_cached(cache, {"n": 2}, {"images": torch.arange(4)})
+    assert [p.name for p in tmp_path.iterdir()] == ["set.pt"]

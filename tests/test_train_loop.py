@@ -97,6 +97,14 @@ def test_a_folder_that_is_not_a_run_is_a_user_error(tiny_train_config, files, me
         train(config, progress=False)
 
 
+def test_a_data_cache_that_is_a_folder_is_refused_before_any_work(tiny_train_config, tmp_path):
+    (tmp_path / "cache").mkdir()
+    config = tiny_train_config(steps=1, data_cache=tmp_path / "cache")
+    with pytest.raises(UserError, match="--data-cache"):
+        train(config, progress=False)
+    assert not config.out.exists()
+
+
 def test_a_step_folder_with_another_name_is_not_a_checkpoint(tiny_train_config):
     config = tiny_train_config(steps=2)
     (config.out / "checkpoints" / "step-old").mkdir(parents=True)

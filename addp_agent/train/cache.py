@@ -28,5 +28,8 @@ def store_cached(cache: Path | None, meta: dict[str, Any], entries: dict[str, An
     cache = Path(cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
     staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-    torch.save({"meta": meta, **entries}, staging)
-    staging.replace(cache)
+    try:
+        torch.save({"meta": meta, **entries}, staging)
+        staging.replace(cache)
+    finally:
+        staging.unlink(missing_ok=True)  # a failed write leaves no partial file behind

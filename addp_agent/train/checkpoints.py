@@ -31,9 +31,14 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=_step_of, default=None)
 
 
-def check_run_folder(out: Path) -> None:
+def check_run_folder(out: Path, data_cache: Path | None = None) -> None:
     """:class:`UserError` unless ``out`` (a run folder, before any model work) has its folders and files where a
-    run writes them: ``checkpoints/`` and ``model/`` folders, ``log.jsonl`` and the JSON records files."""
+    run writes them: ``checkpoints/`` and ``model/`` folders, ``log.jsonl`` and the JSON records files; and unless
+    ``data_cache`` (when given) can be written as one file."""
+    if data_cache is not None:
+        from addp_agent.outputs_io import check_output_file
+
+        check_output_file(Path(data_cache), "--data-cache")
     for name in RUN_FOLDERS:
         if (out / name).exists() and not (out / name).is_dir():
             raise UserError(f"{out / name}: exists and is not a folder, so {out} is not a run folder; "

@@ -207,7 +207,7 @@ def train_depth(config: DepthTrainConfig, progress: bool = True) -> Path:
                               mixed_precision=config.mixed_precision)
     out = Path(config.out)
     checkpoints = out / "checkpoints"
-    check_run_folder(out)
+    check_run_folder(out, config.data_cache)
     torch.manual_seed(config.seed + accelerator.process_index)
     pipe = _build_pipeline(config)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)

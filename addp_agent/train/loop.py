@@ -214,7 +214,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                                                       presets.as_flag)))
     accumulation_steps(config, accelerator.num_processes)  # bad sizes and data fail before the model loads
     check_sources(config)
-    check_run_folder(Path(config.out))
+    check_run_folder(Path(config.out), config.data_cache)
     run = prepare_run(config, accelerator)
     steps = run.plan.steps
     start_step = step = _resume(run)
