@@ -105,6 +105,21 @@ def test_a_data_cache_that_is_a_folder_is_refused_before_any_work(tiny_train_con
     assert not config.out.exists()
 
 
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"val_every": 1, "val_split": "bogus"}, "unknown Shapes-Ref split 'bogus'"),  # was: after the first step
+    ({"val_every": 1, "val_split": "bogus", "data": "scenes-gen:4:0:64"}, "unknown Scenes-3D split 'bogus'"),
+    ({"resolution": 4096}, "working resolution, 4096 px"),  # was: a pydantic traceback
+    ({"resolution": 16}, "working resolution, 16 px"),
+    ({"n_train": 10**11}, "--n-train 100000000000: a generated split has at most"),  # was: generating until OOM
+    ({"val_every": 1, "val_n": 10**11}, "--val-n"),
+])
+def test_generated_data_settings_fail_before_any_work(tiny_train_config, overrides, message):
+    config = tiny_train_config(steps=1, **overrides)
+    with pytest.raises(UserError, match=message):
+        train(config, progress=False)
+    assert not config.out.exists()
+
+
 def test_a_step_folder_with_another_name_is_not_a_checkpoint(tiny_train_config):
     config = tiny_train_config(steps=2)
     (config.out / "checkpoints" / "step-old").mkdir(parents=True)

@@ -129,10 +129,24 @@ def from_samples(samples, tokenizer, size: int) -> TrainingData:
                         first_expression=torch.cumsum(counts, 0) - counts, expression_count=counts)
 
 
-def _shapes_chunk(split: str, start: int, stop: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from addp_agent.data.shapes import ShapesRefConfig, generate_sample
+def _shapes_config(size: int):
+    """Shapes-Ref's settings at the working resolution ``size``; a :class:`UserError` when it cannot draw at it."""
+    from pydantic import ValidationError
 
-    config = ShapesRefConfig(size=size)
+    from addp_agent.data.shapes import ShapesRefConfig
+    from addp_agent.errors import UserError, validation_message
+
+    try:
+        return ShapesRefConfig(size=size)
+    except ValidationError as error:
+        raise UserError(f"Shapes-Ref is generated at the working resolution, {size} px: "
+                        f"{validation_message(error)} (set --resolution)") from None
+
+
+def _shapes_chunk(split: str, start: int, stop: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from addp_agent.data.shapes import generate_sample
+
+    config = _shapes_config(size)
     samples = [generate_sample(split, i, seed, config) for i in range(start, stop)]
     return (np.stack([s.image for s in samples]), np.stack([s.mask for s in samples]),
             [s.expression for s in samples])
@@ -197,12 +211,40 @@ def check_sources(config: TrainConfig) -> None:
     """Open the training (and validation) split of a loader spec: a missing root or a wrong layout fails here, in one
     line naming the file it expected, before a model loads. Generated data need no check."""
     if config.data == "shapes" or config.data.startswith("scenes-gen:"):
+        _check_generated(config)
         return
     from addp_agent.data.sources import load_source
 
     load_source(config.data, split=config.split)
     if config.val_every:
         load_source(config.data, split=config.val_split)
+
+
+def _check_generated(config: TrainConfig) -> None:
+    """The splits, counts and settings of generated data (a bad ``--val-split`` would otherwise fail at the first
+    validation, after the training steps before it)."""
+    if config.data == "shapes":
+        from addp_agent.data.shapes import sample_number
+
+        n = config.n_train
+        size = config.resolution or (None if config.init_from else config.model.resolution)
+        if size is not None:
+            _shapes_config(size)
+    else:
+        from addp_agent.data.scenes3d import parse_spec
+        from addp_agent.data.scenes3d.dataset import sample_number
+
+        n, _, _ = parse_spec(config.data.partition(":")[2])
+        n = min(n, config.n_train) if config.n_train else n
+    from addp_agent.data.shapes import ID_STRIDE
+    from addp_agent.errors import UserError
+
+    for name, count in (("--n-train", n), ("--val-n", config.val_n if config.val_every else 0)):
+        if count > ID_STRIDE:
+            raise UserError(f"{name} {count}: a generated split has at most {ID_STRIDE} samples")
+    sample_number(config.split, max(0, n - 1))
+    if config.val_every:
+        sample_number(config.val_split, config.val_n - 1)
 
 
 def load_training_data(config: TrainConfig, pipe: ADDPPipeline) -> TrainingData:
@@ -228,10 +270,10 @@ def load_training_data(config: TrainConfig, pipe: ADDPPipeline) -> TrainingData:
 def validation_samples(config: TrainConfig, size: int) -> list[RISSample]:
     """The first ``val_n`` samples of the validation split of the training source."""
     if config.data == "shapes":
-        from addp_agent.data.shapes import ShapesRef, ShapesRefConfig
+        from addp_agent.data.shapes import ShapesRef
 
         return list(ShapesRef(split=config.val_split, n=config.val_n, seed=config.data_seed,
-                              config=ShapesRefConfig(size=size)))
+                              config=_shapes_config(size)))
     from addp_agent.data.sources import load_source
 
     samples = [s for _, s in zip(range(config.val_n), load_source(config.data, split=config.val_split), strict=False)]
