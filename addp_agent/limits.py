@@ -19,6 +19,7 @@ from addp_agent.errors import UserError, validation_message
 MAX_STEPS = 1000  # the most denoising steps any scheduler here can take (1000 training timesteps)
 MAX_SEED = 2**31 - 1
 MAX_SCALE = 100.0  # guidance and correction scales; the models use 1–10
+MAX_LR = 1.0  # AdamW's step is about lr per parameter: above this training only diverges (≥ 1e39 overflows)
 MAX_RED_DISTANCE = round(255.0 * math.sqrt(3.0), 2)  # the farthest an RGB pixel can be from pure red
 DEFAULT_THRESHOLD = 50.0  # official evaluate.py: RGB Euclidean distance to (255, 0, 0) < 50
 MAX_EXPRESSION_CHARS = 300
@@ -30,6 +31,7 @@ Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 Scale = Annotated[float, Field(ge=0.0, le=MAX_SCALE, allow_inf_nan=False)]
 Threshold = Annotated[float, Field(gt=0.0, le=MAX_RED_DISTANCE, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+LearningRate = Annotated[float, Field(gt=0.0, le=MAX_LR, allow_inf_nan=False)]
 Count = Annotated[int, Field(strict=True, ge=1)]
 CorrectionMode = Literal["additive", "replace", "paper"]
 Expression = Annotated[str, Field(min_length=1, max_length=MAX_EXPRESSION_CHARS)]

@@ -152,6 +152,7 @@ def test_a_run_in_progress_elsewhere_is_refused_and_a_stale_lock_is_taken(tmp_pa
     ["--steps", "2", "--variant", "both", "--doc", "{tmp}/x.md"],  # the page needs every run
     ["--steps", "2", "--note", "a page note without a page"],
     ["--steps", "2", "--threads", "0"],
+    ["--steps", "2", "--lr", "1e300"],  # AdamW overflows
     ["--steps", "2", "--doc", "/sys/addp/x.md"],  # written after the study: checked before it
     ["--steps", "2", "--doc", "{tmp}/x.md", "--img-dir", "/sys/addp/img"],
     ["--steps", "2", "--doc", "{tmp}/x.md", "--artifacts", "/sys/addp/artifacts"],

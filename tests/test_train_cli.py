@@ -37,6 +37,8 @@ def test_tiny_run_writes_a_model(tmp_path, capsys, tiny_model_json):
     (["--model-config", "{tmp}/latin-1.json"], "--model-config"),  # not UTF-8
     (["--n-train", "-1"], "--n-train: Input should be greater than or equal to 0"),
     (["--lr", "nan"], "--lr: must be a finite number"),
+    (["--lr", "1e300"], "--lr: Input should be less than or equal to 1"),  # was: AdamW's overflow traceback
+    (["--task", "depth", "--lr", "1e300"], "--lr: Input should be less than or equal to 1"),
     (["--seed", "-5"], "--seed: Input should be greater than or equal to 0"),
     (["--batch-size", "0"], "--batch-size"),
     (["--lr-schedule", "linear"], "--lr-schedule"),

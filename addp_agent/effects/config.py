@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from addp_agent.errors import UserError
+from addp_agent.limits import LearningRate
 
 Task = Literal["ris", "depth"]
 VARIANT_NAMES = ("baseline", "timesteps", "augment", "both")
@@ -44,7 +45,7 @@ class EffectsConfig(BaseModel):
     max_minutes: float | None = Field(None, gt=0, description="Safety stop per run: a run it ends is marked "
                                                               "incomplete and left out of the tables.")
     batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: LearningRate = 1e-3
     warmup_steps: int | None = Field(None, ge=0, description="lr warm-up steps (default: a tenth of the steps, "
                                                              "≤ 100).")
     lr_schedule: Literal["constant", "cosine", "exponential"] | None = Field(

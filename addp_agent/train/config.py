@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from addp_agent.limits import Seed, Steps
+from addp_agent.limits import LearningRate, Seed, Steps
 from addp_agent.models.config import PixelModelConfig
 
 
@@ -37,7 +37,7 @@ class TrainConfig(BaseModel):
     effective_batch_size: int | None = Field(None, ge=1, description="Samples per optimisation step over all "
                                                                      "processes; sets the gradient accumulation to "
                                                                      "this / (batch size × processes).")
-    lr: float = Field(3e-4, gt=0.0, description="Peak learning rate (AdamW).")
+    lr: LearningRate = Field(3e-4, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(1e-2, ge=0.0)
     warmup_steps: int = Field(200, ge=0, description="Linear lr warm-up steps.")
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="constant | cosine (to "

@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from addp_agent.errors import UserError
-from addp_agent.limits import Seed
+from addp_agent.limits import LearningRate, Seed
 from addp_agent.models.depth_build import PixelDepthModelConfig
 from addp_agent.train.checkpoints import (
     append_log,
@@ -55,7 +55,7 @@ class DepthTrainConfig(BaseModel):
     init_from: str | None = Field(None, description="Fine-tune this depth pipeline (folder or cached hub id).")
     steps: int = Field(20_000, ge=1)
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-4, gt=0)
+    lr: LearningRate = 3e-4
     weight_decay: float = Field(1e-2, ge=0)
     warmup_steps: int = Field(100, ge=0)
     lr_schedule: Literal["constant", "cosine", "exponential"] = Field(
