@@ -47,6 +47,22 @@ def test_depth_bundle_bad_input_is_one_line_exit_2(tiny_depth_dir, tmp_path, cap
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("task", ["ris", "depth"])
+def test_a_target_inside_or_around_the_source_is_refused(tiny_depth_dir, tiny_pixel_dir, tmp_path, capsys, task):
+    import shutil
+
+    source = tmp_path / "run" / "model"
+    shutil.copytree(tiny_depth_dir if task == "depth" else tiny_pixel_dir, source)
+    shutil.copy2(source / "model_index.json", tmp_path / "run" / "model_index.json")  # the run looks like a pipeline
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for target in (source / "bundle", tmp_path / "run"):  # inside the source; holding it (was: the source deleted)
+        with pytest.raises(SystemExit) as exit_:
+            main(["bundle", str(source), "--task", task, "--target", str(target)])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and "the source" in err and "\n" not in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 def test_a_segmentation_folder_is_not_a_depth_bundle(tiny_pixel_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["bundle", str(tiny_pixel_dir), "--task", "depth", "--target", str(tmp_path / "out")])

@@ -44,7 +44,7 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
         raise UserError("guidance scales must be ≥ 1 (1 turns that guidance term off)")
     if timestep_spacing is not None and timestep_spacing not in TIMESTEP_SPACINGS:
         raise UserError(f"--timestep-spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, got {timestep_spacing!r}")
-    check_target(target)
+    check_target(target, source)
     pipe = load_pipeline(str(source), device="cpu", dtype=torch.float32, progress=False)  # ModelLoadError if bad
     pipe.to(torch.float16)
     defaults = {"default_num_inference_steps": steps, "default_guidance_scale": guidance_scale,
@@ -67,8 +67,16 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
     return size
 
 
-def check_target(target: Path) -> None:
-    """``target`` can take a bundle: writable, and new, empty or a pipeline folder (which it replaces whole)."""
+def check_target(target: Path, source: Path | None = None) -> None:
+    """``target`` can take a bundle: writable, and new, empty or a pipeline folder (which it replaces whole); and
+    neither inside ``source`` nor holding it (replacing it whole would delete the source). The source itself may
+    be the target: its defaults are rewritten in place."""
+    if source is not None:
+        here, there = Path(target).resolve(), Path(source).resolve()
+        if here != there and (here.is_relative_to(there) or there.is_relative_to(here)):
+            where = "inside" if here.is_relative_to(there) else "holds"
+            raise UserError(f"{target}: the --target {where} the source {source} (a bundle replaces its --target "
+                            "whole); give a folder outside it")
     check_output_folder(target, _any, "addp bundle", "--target")
     if target.is_dir() and any(target.iterdir()) and not (target / "model_index.json").is_file():
         raise UserError(f"{target}: not a pipeline folder (no model_index.json); give a new or empty --target")

@@ -26,7 +26,7 @@ def bundle_depth(source: Path, target: Path = DEFAULT_DEPTH_MODEL_DIR, steps: in
     keeps target's README.md and source's training.json / calibration.json; returns the size."""
     if steps is not None:
         check_value(Steps, steps, "--steps")
-    check_target(target)
+    check_target(target, source)
     pipe = load_depth_pipeline(str(source), device="cpu", dtype=torch.float32, progress=False,
                                timestep_spacing="trailing")  # ModelLoadError if not a depth pipeline
     pipe.to(torch.float16)
