@@ -174,3 +174,16 @@ def test_check_spec_fails_early_on_missing_folders(tmp_path):
         check_depth_spec(f"depthdir:{tmp_path}", "test")
     with pytest.raises(UserError, match="split"):
         load_depth_source("synthetic:2", "dev")
+
+
+def test_a_list_file_that_is_not_text_and_a_focal_that_is_not_a_number_are_data_errors(tmp_path):
+    (tmp_path / "binary.txt").write_bytes(b"\x80\x81 rgb.png\n")
+    with pytest.raises(DataError, match="cannot read the list file"):  # was: a UnicodeDecodeError
+        load_depth_source(f"kitti:{tmp_path}:{tmp_path / 'binary.txt'}", "test")
+    Image.fromarray(np.zeros((360, 1232, 3), np.uint8)).save(tmp_path / "i.png")
+    Image.fromarray(np.zeros((360, 1232), np.uint16)).save(tmp_path / "d.png")
+    (tmp_path / "list.txt").write_text("i.png d.png seven\ni.png d.png 700\n")
+    with pytest.raises(DataError, match="'seven'.*not a number"):  # was: a ValueError
+        list(load_depth_source(f"kitti:{tmp_path}:{tmp_path / 'list.txt'}", "test"))
+    source = load_depth_source(f"kitti:{tmp_path}:{tmp_path / 'list.txt'}", "test", skip_bad=True)
+    assert len(list(source)) == 1 and source.skipped == {"unreadable": 1}

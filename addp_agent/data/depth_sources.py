@@ -116,7 +116,11 @@ def read_depth_png(path: Path, divisor: float) -> np.ndarray:
 def _read_list(path: Path, columns: int) -> list[list[str]]:
     if not path.is_file():
         raise DataError(f"{path}: no such list file")
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:  # no read permission, not a text file
+        raise DataError(f"{path}: cannot read the list file ({getattr(error, 'strerror', None) or error})") from None
+    rows = [line.split() for line in text.splitlines() if line.strip()]
     bad = [i + 1 for i, row in enumerate(rows) if len(row) < columns]
     if bad:
         raise DataError(f"{path}: line {bad[0]} has fewer than {columns} fields")
@@ -162,7 +166,10 @@ def _kitti_sample(root: Path, row: list[str]) -> DepthSample:
     valid = (depth > KITTI_RANGE.min_depth) & (depth < KITTI_RANGE.max_depth) & eigen_crop_kitti(depth.shape)
     meta: dict[str, Any] = {"source": "kitti"}
     if len(row) > 2:
-        meta["focal"] = float(row[2])
+        try:
+            meta["focal"] = float(row[2])
+        except ValueError:
+            raise DataError(f"{root / row[0]}: the focal length {row[2]!r} in its list row is not a number") from None
     return DepthSample(sample_id=row[0], image=np.ascontiguousarray(image), depth=np.ascontiguousarray(depth),
                        valid=valid, meta=meta)
 
