@@ -75,3 +75,8 @@ def test_stats_errors_exit_2(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main(["data", "stats", str(tmp_path)])
     assert exit_.value.code == 2 and "val.json: malformed JSON" in capsys.readouterr().err
+    (tmp_path / "anns" / "shapes" / "val.json").unlink()
+    (tmp_path / "filename_list.txt").write_bytes(b"\x80\x81 rgb/0.png depth/0.png\n")  # a depth folder's list
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["data", "stats", str(tmp_path)])
+    assert exit_.value.code == 2 and "cannot read the list file" in capsys.readouterr().err  # was: UnicodeDecodeError

@@ -104,7 +104,13 @@ def _depth_stats(folder: Path) -> dict:
     from PIL import Image
 
     values, total, n = [], 0, 0
-    for line in (folder / "filename_list.txt").read_text().splitlines():
+    listing = folder / "filename_list.txt"
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:  # no read permission, not a text file
+        raise UserError(f"{listing}: cannot read the list file ({getattr(error, 'strerror', None) or error})") \
+            from None
+    for line in lines:
         parts = line.split()
         if len(parts) < 2:
             continue
