@@ -25,6 +25,7 @@ DEFAULT_THRESHOLD = 50.0  # official evaluate.py: RGB Euclidean distance to (255
 MAX_EXPRESSION_CHARS = 300
 MAX_CORRECTION_CHARS = 200
 MAX_CORRECTIONS = 8
+MAX_ROUNDS = 20  # rounds of the correction loop (each is a full denoising run; the models use 2–5)
 
 Steps = Annotated[int, Field(strict=True, ge=1, le=MAX_STEPS)]
 Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
@@ -33,6 +34,7 @@ Threshold = Annotated[float, Field(gt=0.0, le=MAX_RED_DISTANCE, allow_inf_nan=Fa
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 LearningRate = Annotated[float, Field(gt=0.0, le=MAX_LR, allow_inf_nan=False)]
 Count = Annotated[int, Field(strict=True, ge=1)]
+Rounds = Annotated[int, Field(strict=True, ge=1, le=MAX_ROUNDS)]
 CorrectionMode = Literal["additive", "replace", "paper"]
 Expression = Annotated[str, Field(min_length=1, max_length=MAX_EXPRESSION_CHARS)]
 Correction = Annotated[str, Field(min_length=1, max_length=MAX_CORRECTION_CHARS)]

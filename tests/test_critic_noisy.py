@@ -124,6 +124,8 @@ def test_study_on_a_tiny_model_writes_rows_plot_and_matches_plain_evaluations(re
     (["--accuracies", "0.5,high"], "--accuracies takes comma-separated numbers"),
     (["--accuracies", "0.5,1.5"], "accuracies must lie in [0, 1]"),
     (["--data", "nope:3"], "unknown data source 'nope:3'"),
+    (["--max-rounds", "1"], "--max-rounds: Input should be greater than or equal to 2"),
+    (["--max-rounds", "999999"], "--max-rounds: Input should be less than or equal to 20"),  # was: ran for hours
 ])
 def test_study_cli_bad_inputs_are_one_line(args, message, tmp_path, capsys):
     argv = ["critic-study", "--data", "shapes-gen:4", "--model", str(tmp_path / "unused"), "--out",

@@ -190,6 +190,7 @@ def test_cli_writes_outputs(red_dir, tmp_path, capsys) -> None:
     (["--data", "shapes-gen:4", "--critic", "self", "--self-seeds", "1"],
      "--self-seeds: Input should be greater than or equal to 2"),
     (["--data", "shapes-gen:4", "--max-rounds", "0"], "--max-rounds: Input should be greater than or equal to 1"),
+    (["--data", "shapes-gen:4", "--max-rounds", "999999"], "--max-rounds: Input should be less than or equal to 20"),
     (["--data", "shapes-gen:4", "--steps", "4", "--resume-step", "1", "--correction-steps", "2"],
      "correction_steps and resume_step exclude each other"),
     (["--data", "shapes-gen:4", "--correction-mode", "sideways"],

@@ -20,7 +20,7 @@ from rich.table import Table
 from addp_agent.cli.app import app
 from addp_agent.critic.names import CHOICES_HELP, CRITIC_NAMES, canonical_critic, critic_label
 from addp_agent.errors import UserError
-from addp_agent.limits import MAX_SEED, MAX_STEPS
+from addp_agent.limits import MAX_ROUNDS, MAX_SEED, MAX_STEPS
 
 CRITICS = CRITIC_NAMES
 AGENT_FILES = ("round*_overlay.png", "round*_mask.png", "mask.png", "overlay.png", "trace.json")
@@ -101,7 +101,7 @@ def agent_command(
     image: Path = typer.Argument(None, help="Input image (omit with --shapes-sample)."),
     expression: str = typer.Argument(None, help="Referring expression (default with --shapes-sample: its own)."),
     critic: str = typer.Option("none", "--critic", help=CHOICES_HELP),
-    max_rounds: int = typer.Option(3, "--max-rounds", min=1, max=20),
+    max_rounds: int = typer.Option(3, "--max-rounds", min=1, max=MAX_ROUNDS),
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
     model: str = typer.Option(None, "--model", help="Model folder, .ckpt/.safetensors file, hub id "
                               "or bundled name, e.g. scenes3d-ris-small (default: shapes-ref-small)."),

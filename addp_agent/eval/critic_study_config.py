@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from addp_agent.eval.records import EvalConfig
-from addp_agent.limits import Seed, Steps
+from addp_agent.limits import MAX_ROUNDS, Seed, Steps
 
 
 class CriticStudyConfig(BaseModel):
@@ -19,7 +21,7 @@ class CriticStudyConfig(BaseModel):
                                              "bundled model).")
     accuracies: list[float] = Field([0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0], min_length=2, description=(
         "Comma-separated critic accuracies; each error rate of the noisy critic is 1 − accuracy."))
-    max_rounds: int = Field(3, ge=2)
+    max_rounds: Annotated[int, Field(strict=True, ge=2, le=MAX_ROUNDS)] = 3
     steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")
     limit: int = Field(200, ge=1, description="Samples per accuracy.")
     batch_size: int = Field(16, ge=1, description="Samples per round-1 pipeline call.")

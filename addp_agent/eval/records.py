@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from addp_agent.critic.names import ALIASES, CHOICES_HELP, CRITIC_NAMES
 from addp_agent.critic.noisy import ErrorRates
 from addp_agent.errors import UserError
-from addp_agent.limits import Seed, Steps
+from addp_agent.limits import Rounds, Seed, Steps
 from addp_agent.models.config import SchedulerName
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class EvalConfig(BaseModel):
                                                         "the next ones).")
     self_accept: float = Field(0.8, gt=0.0, le=1.0, description="self critic: accept at this agreement (mean IoU "
                                                                "with the other readings).")
-    max_rounds: int = Field(3, ge=1)
+    max_rounds: Rounds = 3
     steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")
     resume_step: int | None = Field(None, ge=1, description="k: corrected rounds resume from the first round's "
                                                             "state after step k (below the steps; default: restart).")
