@@ -54,3 +54,27 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
     assert exit_code(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--quiet", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize(("task", "model", "message"), [
+    ("ris", {"block_out_channels": [7, 14], "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+             "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"]}, "multiples of norm_num_groups 8"),
+    ("ris", {"text": {"hidden_size": 3, "heads": 2}}, "not a multiple of heads 2"),
+    ("ris", {"patch_size": 0}, "--model-patch-size"),
+    ("ris", {"block_out_channels": [64, 128]}, "one entry per level"),
+    ("ris", {"down_block_types": ["Bogus", "DownBlock2D", "DownBlock2D"]}, "--model-down-block-types[0]"),
+    ("ris", {"layers_per_block": 0}, "--model-layers-per-block"),
+    ("ris", {"text": {"max_length": 0}}, "--model-text-max-length"),
+    ("ris", {"block_out_chanels": [64]}, "Extra inputs are not permitted"),  # a typo was silently ignored
+    ("depth", {"patch_size": 0}, "--model-patch-size"),  # was: ZeroDivisionError
+    ("depth", {"block_out_channels": [7, 14, 21]}, "multiples of norm_num_groups 8"),
+])
+def test_a_model_config_the_unet_cannot_build_is_one_line(tmp_path, capsys, task, model, message):
+    """Each was a traceback from diffusers, torch or transformers when the model was built."""
+    (tmp_path / "model.json").write_text(json.dumps(model))
+    argv = ["train", "--task", task, "--out", str(tmp_path / "run"), "--steps", "1", "--quiet", "--model-config",
+            str(tmp_path / "model.json")]
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "run").exists()

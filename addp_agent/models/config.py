@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SchedulerName = Literal["ddim", "euler_ancestral"]
+DownBlock = Literal["DownBlock2D", "CrossAttnDownBlock2D"]
+UpBlock = Literal["UpBlock2D", "CrossAttnUpBlock2D"]
 
 
 class TextEncoderConfig(BaseModel):
     """A small CLIP text transformer trained from scratch with the UNet."""
 
-    model_config = ConfigDict(frozen=True)
-    hidden_size: int = 128
-    layers: int = 2
-    heads: int = 4
-    max_length: int = 32
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    hidden_size: int = Field(128, ge=1)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    max_length: int = Field(32, ge=2, le=512, description="tokens, with the start and end tokens")
+
+    @model_validator(mode="after")
+    def _check(self) -> TextEncoderConfig:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"text hidden_size {self.hidden_size} is not a multiple of heads {self.heads}")
+        return self
 
 
 class PixelModelConfig(BaseModel):
@@ -26,15 +34,28 @@ class PixelModelConfig(BaseModel):
     the condition image on a (resolution / patch_size)² grid: 2 × 48 input channels at 16×16 by default.
     """
 
-    model_config = ConfigDict(frozen=True)
-    resolution: int = 64
-    patch_size: int = 4
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    resolution: int = Field(64, ge=1, le=4096)
+    patch_size: int = Field(4, ge=1, le=64)
     block_out_channels: tuple[int, ...] = (64, 128, 192)
-    down_block_types: tuple[str, ...] = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
-    up_block_types: tuple[str, ...] = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
-    layers_per_block: int = 1
-    attention_head_dim: int = 8
-    norm_num_groups: int = 8
+    down_block_types: tuple[DownBlock, ...] = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    up_block_types: tuple[UpBlock, ...] = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+    layers_per_block: int = Field(1, ge=1)
+    attention_head_dim: int = Field(8, ge=1)
+    norm_num_groups: int = Field(8, ge=1)
     text: TextEncoderConfig = TextEncoderConfig()
     prediction_type: Literal["sample", "epsilon", "v_prediction"] = "sample"
     scheduler: SchedulerName = "ddim"
+
+    @model_validator(mode="after")
+    def _check(self) -> PixelModelConfig:
+        """What the UNet would refuse (or crash on) when it is built, said before any work."""
+        if self.resolution % self.patch_size:
+            raise ValueError(f"resolution {self.resolution} is not a multiple of patch_size {self.patch_size}")
+        if not self.block_out_channels or not (
+                len(self.block_out_channels) == len(self.down_block_types) == len(self.up_block_types)):
+            raise ValueError("block_out_channels, down_block_types and up_block_types need one entry per level")
+        if any(c < 1 or c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError(f"block_out_channels {list(self.block_out_channels)} must be positive multiples of "
+                             f"norm_num_groups {self.norm_num_groups}")
+        return self

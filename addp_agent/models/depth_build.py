@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class PixelDepthModelConfig(BaseModel):
@@ -19,15 +19,16 @@ class PixelDepthModelConfig(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    resolution: int = 128
-    patch_size: int = 4
+    resolution: int = Field(128, ge=1, le=4096)
+    patch_size: int = Field(4, ge=1, le=64)
     block_out_channels: tuple[int, ...] = (64, 128, 192)
-    down_block_types: tuple[str, ...] = ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D")
-    up_block_types: tuple[str, ...] = ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D")
-    mid_block_type: str | None = "UNetMidBlock2D"
-    layers_per_block: int = 1
-    attention_head_dim: int = 8
-    norm_num_groups: int = 8
+    down_block_types: tuple[Literal["DownBlock2D", "AttnDownBlock2D"], ...] = ("DownBlock2D", "DownBlock2D",
+                                                                             "AttnDownBlock2D")
+    up_block_types: tuple[Literal["UpBlock2D", "AttnUpBlock2D"], ...] = ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D")
+    mid_block_type: Literal["UNetMidBlock2D"] | None = "UNetMidBlock2D"
+    layers_per_block: int = Field(1, ge=1)
+    attention_head_dim: int = Field(8, ge=1)
+    norm_num_groups: int = Field(8, ge=1)
     prediction_type: Literal["v_prediction", "sample", "epsilon"] = "v_prediction"
     timestep_spacing: Literal["trailing", "leading", "linspace"] = "trailing"
     default_steps: int = 2
@@ -36,8 +37,12 @@ class PixelDepthModelConfig(BaseModel):
     def _check(self) -> PixelDepthModelConfig:
         if self.resolution % self.patch_size:
             raise ValueError(f"resolution {self.resolution} is not a multiple of patch_size {self.patch_size}")
-        if not len(self.block_out_channels) == len(self.down_block_types) == len(self.up_block_types):
+        if not self.block_out_channels or not (
+                len(self.block_out_channels) == len(self.down_block_types) == len(self.up_block_types)):
             raise ValueError("block_out_channels, down_block_types and up_block_types need one entry per level")
+        if any(c < 1 or c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError(f"block_out_channels {list(self.block_out_channels)} must be positive multiples of "
+                             f"norm_num_groups {self.norm_num_groups}")
         if self.default_steps < 1:
             raise ValueError("default_steps must be ≥ 1")
         return self
