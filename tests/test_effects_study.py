@@ -153,6 +153,14 @@ def test_a_run_in_progress_elsewhere_is_refused_and_a_stale_lock_is_taken(tmp_pa
     ["--steps", "2", "--note", "a page note without a page"],
     ["--steps", "2", "--threads", "0"],
     ["--steps", "2", "--lr", "1e300"],  # AdamW overflows
+    ["--steps", "2", "--grid-guidance", "nan"],  # the grid failed after training, in scoring
+    ["--steps", "2", "--grid-guidance", "1e5"],
+    ["--steps", "2", "--grid-steps", "5000"],
+    ["--steps", "2", "--curve-steps", "5000"],
+    ["--steps", "2", "--image-guidance", "1e5"],
+    ["--steps", "2", "--eval-seed", "99999999999999999999"],  # torch's 'Overflow when unpacking long long'
+    ["--steps", "2", "--channels", "7"],  # GroupNorm's traceback when the model was built
+    ["--steps", "2", "--text-hidden", "3", "--text-heads", "2"],
     ["--steps", "2", "--doc", "/sys/addp/x.md"],  # written after the study: checked before it
     ["--steps", "2", "--doc", "{tmp}/x.md", "--img-dir", "/sys/addp/img"],
     ["--steps", "2", "--doc", "{tmp}/x.md", "--artifacts", "/sys/addp/artifacts"],

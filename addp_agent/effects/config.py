@@ -7,12 +7,12 @@ One :class:`EffectsConfig` is one study. Every variant and seed trains for the s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from addp_agent.errors import UserError
-from addp_agent.limits import LearningRate
+from addp_agent.limits import MAX_SCALE, MAX_SEED, MAX_STEPS, LearningRate
 
 Task = Literal["ris", "depth"]
 VARIANT_NAMES = ("baseline", "timesteps", "augment", "both")
@@ -22,6 +22,8 @@ DEFAULT_SCHEDULE = {"ris": "cosine", "depth": "exponential"}
 SOURCES = {"ris": ("scenes-gen", "shapes-gen"), "depth": ("scenes-gen", "synthetic")}
 AUGMENTATION = {"ris": "colour/shape/location augmentation of the painted target",
                 "depth": "Gaussian blur of the normalised depth (31 px, σ = 10·(t+1)/T·U(0,1))"}
+GridSteps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+GridGuidance = Annotated[float, Field(ge=1.0, le=MAX_SCALE)]  # 1 turns text guidance off
 # Fields that do not change what one run computes: a run scored under other values of these is reused.
 NOT_RUN_IDENTITY = frozenset({"seeds", "max_minutes"})
 
@@ -29,7 +31,7 @@ NOT_RUN_IDENTITY = frozenset({"seeds", "max_minutes"})
 class EffectsConfig(BaseModel):
     """One study: the data, the shared training budget, the model size, the sampler grid and the scoring."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     task: Task = Field("ris", description="ris | depth")
     out: Path | None = Field(None, description="Study folder: <variant>/seed-<k>/ per run, effects.json "
                                                "(default: runs/effects-<task>).")
@@ -39,7 +41,7 @@ class EffectsConfig(BaseModel):
                                                "scenes-gen | synthetic.")
     seeds: int = Field(3, ge=1, description="Training seeds per variant (seed k changes the initial weights and "
                                             "the data order; the data set stays the same).")
-    seed: int = Field(0, ge=0, description="Training seed of seed index 0 (index k trains with seed + k).")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Training seed of seed index 0 (index k trains with seed + k).")
     steps: int | None = Field(None, ge=1, description="Optimisation steps of every run (required: the variants "
                                                       "are compared at equal steps).")
     max_minutes: float | None = Field(None, gt=0, description="Safety stop per run: a run it ends is marked "
@@ -62,12 +64,12 @@ class EffectsConfig(BaseModel):
         None, description="The contribution-aware sampler compared with uniform (default: the task's preset).")
     n_val: int = Field(64, ge=1, description="Val samples that choose each run's sampler settings.")
     n_test: int = Field(200, ge=1, description="Test samples scored at the chosen settings.")
-    grid_steps: tuple[int, ...] = Field((1, 2, 4), description="Denoising steps tried on val, comma-separated.")
-    grid_guidance: tuple[float, ...] = Field((1.5, 3.0), description="RIS: text guidance scales tried on val.")
-    image_guidance: float = Field(1.0, ge=1.0, description="RIS: image guidance scale (fixed).")
-    curve_steps: int = Field(10, ge=2, description="Denoising steps of the metric-vs-timestep curve.")
+    grid_steps: tuple[GridSteps, ...] = Field((1, 2, 4), description="Denoising steps tried on val, comma-separated.")
+    grid_guidance: tuple[GridGuidance, ...] = Field((1.5, 3.0), description="RIS: text guidance scales tried on val.")
+    image_guidance: float = Field(1.0, ge=1.0, le=MAX_SCALE, description="RIS: image guidance scale (fixed).")
+    curve_steps: int = Field(10, ge=2, le=MAX_STEPS, description="Denoising steps of the metric-vs-timestep curve.")
     curve_n: int = Field(64, ge=1, description="Test samples of the metric-vs-timestep curve.")
-    eval_seed: int = Field(0, ge=0, description="Noise seed of selection, test and curve (sample i uses "
+    eval_seed: int = Field(0, ge=0, le=MAX_SEED, description="Noise seed of selection, test and curve (sample i uses "
                                                 "eval_seed + i).")
     eval_batch: int = Field(32, ge=1, description="Samples per denoising batch when scoring.")
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
