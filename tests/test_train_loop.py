@@ -184,6 +184,12 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor(tiny_train_config):
     assert loop.lr_factor(constant, 50, 0.9) == 1.0
 
 
+def test_a_time_budget_shorter_than_one_step_still_exports_a_model(tiny_train_config):
+    config = tiny_train_config(steps=3, max_minutes=1e-9)  # was: no model at all, and 'model saved to' it
+    info = json.loads((train(config, progress=False) / "training.json").read_text())
+    assert info["step"] == 1 and info["stopped_by"] == "time"
+
+
 def test_progress_follows_whichever_budget_ends_first(tiny_train_config):
     by_steps = tiny_train_config(steps=100)
     assert loop.training_progress(by_steps, 25, 1e6) == 0.25  # no time budget: time does not count

@@ -268,7 +268,8 @@ def train_depth(config: DepthTrainConfig, progress: bool = True) -> Path:
     schedule_at["progress"] = progress_of(step)
     try:
         while step < config.steps:
-            if config.max_minutes is not None and elapsed() >= 60 * config.max_minutes:
+            # a new run takes one step whatever the budget, so there is always a model to export
+            if config.max_minutes is not None and step > 0 and elapsed() >= 60 * config.max_minutes:
                 if step > start_step:
                     finish({"step": step, "stopped_by": "time"}, True, "time")
                 break

@@ -234,7 +234,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     try:
         while step < steps:
             spent = run.elapsed()
-            if config.max_minutes is not None and spent >= 60 * config.max_minutes:
+            # a new run takes one step whatever the budget, so there is always a model to export
+            if config.max_minutes is not None and step > 0 and spent >= 60 * config.max_minutes:
                 if step > start_step:  # the time budget ends the run: finish it like the last step
                     _end_of_step(run, step, {"step": step, "elapsed_s": round(run.elapsed(), 1),
                                              "stopped_by": "time"}, bar, finished=True, stopped_by="time")
