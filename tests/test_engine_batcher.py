@@ -77,3 +77,10 @@ def test_bad_requests_fail_early_and_pipeline_errors_reach_the_future(tiny_pixel
         assert batcher.submit(rgb(0), "the circle", steps=1, seed=None).result(timeout=60).seed is not None
     with pytest.raises(UserError):
         batcher.submit(rgb(0), "the circle")
+
+
+@pytest.mark.parametrize("wait_ms", [-1.0, float("nan"), 1e13, 1e300])
+def test_a_wait_window_out_of_range_is_refused(tiny_pixel, wait_ms):
+    """Past threading.TIMEOUT_MAX the worker thread died on its first request and every request hung."""
+    with pytest.raises(UserError, match="max_wait_ms in 0..60000"):
+        DynamicBatcher(tiny_pixel, max_wait_ms=wait_ms)

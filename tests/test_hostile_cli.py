@@ -144,6 +144,7 @@ def test_sweep_option(extra, message, tmp_path, capsys):
     (["mcp", "--max-clients", "0"], "Invalid value for '--max-clients'"),
     (["mcp", "--http", "192.0.2.1:8765"], "cannot serve on 192.0.2.1:8765 (Cannot assign requested address)"),
     (["mcp", "--http", ""], "--http expects HOST:PORT"),
+    (["mcp", "--batch-wait-ms", "1e300"], "Invalid value for '--batch-wait-ms'"),  # was: every request hung
     (["train", "--lr", "inf"], "--lr: must be a finite number"),
     (["train", "--cfg-dropout", "1.5"], "--cfg-dropout: Input should be less than or equal to 1"),
     (["train", "--task", "depth", "--seed", "-5"], "--seed: Input should be greater than or equal to 0"),
@@ -152,7 +153,8 @@ def test_sweep_option(extra, message, tmp_path, capsys):
     (["data", "shapes", "--seed", "-1"], "Invalid value for '--seed'"),
     (["no-such-command"], "No such command 'no-such-command'"),
 ], ids=["analyze-device-tpu", "analyze-seed-minus-5", "mcp-device-cuda-99", "mcp-client-memory-over-total",
-        "mcp-max-clients-0", "mcp-http-address-not-on-this-machine", "mcp-http-empty", "train-lr-inf",
+        "mcp-max-clients-0", "mcp-http-address-not-on-this-machine", "mcp-http-empty", "mcp-batch-wait-1e300",
+        "train-lr-inf",
         "train-cfg-dropout-1.5", "train-depth-seed-minus-5", "bundle-steps-1001", "bundle-guidance-nan",
         "data-shapes-seed-minus-1", "unknown-command"])
 def test_other_command_option(argv, message, tmp_path, capsys):

@@ -10,6 +10,7 @@ import typer
 from addp_agent.cli.app import app
 from addp_agent.cli.demo import check_address
 from addp_agent.errors import UserError
+from addp_agent.limits import MAX_BATCH_WAIT_MS
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
@@ -42,7 +43,7 @@ def mcp(
     ttl: float = typer.Option(1800.0, "--ttl", min=1.0, help="seconds a session lives after its last use"),
     batch_max: int = typer.Option(8, "--batch-max", min=1,
                                   help="concurrent one-round segment calls batched together (1: no batching)"),
-    batch_wait_ms: float = typer.Option(10.0, "--batch-wait-ms", min=0.0,
+    batch_wait_ms: float = typer.Option(10.0, "--batch-wait-ms", min=0.0, max=MAX_BATCH_WAIT_MS,
                                         help="how long the first call of a batch waits for others"),
     device: str = typer.Option(None, help="cpu | cuda | cuda:1 (default: cuda if available)."),
     correction_mode: str = typer.Option(None, "--correction-mode",
