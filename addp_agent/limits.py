@@ -27,6 +27,8 @@ MAX_CORRECTION_CHARS = 200
 MAX_CORRECTIONS = 8
 MAX_BATCH_WAIT_MS = 60_000.0  # a batch's collection window; a longer one stalls every lone request (and past
 # threading.TIMEOUT_MAX the batcher's worker thread dies)
+MAX_ENSEMBLE = 64  # depth ensemble members of one command-line call (the tools allow fewer)
+MAX_RESOLUTION = 4096  # longer side a depth model may process at
 MAX_ROUNDS = 20  # rounds of the correction loop (each is a full denoising run; the models use 2–5)
 
 Steps = Annotated[int, Field(strict=True, ge=1, le=MAX_STEPS)]

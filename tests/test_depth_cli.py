@@ -145,6 +145,8 @@ def test_eval_task_depth_writes_the_run_folder(tmp_path, tiny_depth_dir, capsys)
     (["--data", "depthdir:/nonexistent"], "no such folder"),
     (["--data", "nyu:/tmp"], "filename_list_test.txt"),
     (["--data", "synthetic:2", "--ensemble", "0"], "--ensemble"),
+    (["--data", "synthetic:2", "--ensemble", "1000000000"], "--ensemble: Input should be less than or equal to 64"),
+    (["--data", "synthetic:2", "--processing-resolution", "100000"], "--processing-resolution"),  # as addp depth
     (["--data", "bogus:2"], "depth source"),
 ])
 def test_eval_task_depth_bad_input_before_the_model_loads(argv, message, tmp_path, capsys):

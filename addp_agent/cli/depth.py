@@ -12,11 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from addp_agent.cli.app import app
 from addp_agent.cli.options import build_config, config_options
-from addp_agent.limits import Seed, Steps
+from addp_agent.limits import MAX_ENSEMBLE, MAX_RESOLUTION, Seed, Steps
 
 DEPTH_FILES = ("depth.npy", "depth.png", "depth_colored.png", "uncertainty.npy", "result.json")
-MAX_ENSEMBLE = 64
-MAX_RESOLUTION = 4096
 
 
 class DepthOptions(BaseModel):

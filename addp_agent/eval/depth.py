@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from addp_agent.depth_metrics import DEPTH_KEYS, DepthMetrics, evaluate_depth
 from addp_agent.errors import UserError
-from addp_agent.limits import Seed, Steps
+from addp_agent.limits import MAX_ENSEMBLE, MAX_RESOLUTION, Seed, Steps
 from addp_agent.outputs_io import check_output_folder
 
 
@@ -37,8 +37,9 @@ class DepthEvalConfig(BaseModel):
     split: str = "test"
     model: str | None = None
     steps: Steps | None = Field(None, description="Denoising steps (default: the model's).")
-    ensemble: int = Field(1, ge=1, description="Ensemble size (Marigold's paper protocol: 10).")
-    processing_resolution: int | None = Field(None, ge=0, description="0: native; default: the model's.")
+    ensemble: int = Field(1, ge=1, le=MAX_ENSEMBLE, description="Ensemble size (Marigold's paper protocol: 10).")
+    processing_resolution: int | None = Field(None, ge=0, le=MAX_RESOLUTION, multiple_of=8,
+                                              description="0: native; default: the model's.")
     seed: Seed = 0
     limit: int | None = Field(None, ge=1)
     alignment_max_res: int | None = Field(None, ge=1, description="Fit scale/shift on a downsample (ETH3D: 1024).")
