@@ -29,6 +29,7 @@ MAX_BATCH_WAIT_MS = 60_000.0  # a batch's collection window; a longer one stalls
 # threading.TIMEOUT_MAX the batcher's worker thread dies)
 MAX_ENSEMBLE = 64  # depth ensemble members of one command-line call (the tools allow fewer)
 MAX_RESOLUTION = 4096  # longer side a depth model may process at
+MAX_GENERATED = 10_000_000  # samples of one generated split (ids are split × 10⁷ + index)
 MAX_ROUNDS = 20  # rounds of the correction loop (each is a full denoising run; the models use 2–5)
 
 Steps = Annotated[int, Field(strict=True, ge=1, le=MAX_STEPS)]

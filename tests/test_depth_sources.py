@@ -187,3 +187,8 @@ def test_a_list_file_that_is_not_text_and_a_focal_that_is_not_a_number_are_data_
         list(load_depth_source(f"kitti:{tmp_path}:{tmp_path / 'list.txt'}", "test"))
     source = load_depth_source(f"kitti:{tmp_path}:{tmp_path / 'list.txt'}", "test", skip_bad=True)
     assert len(list(source)) == 1 and source.skipped == {"unreadable": 1}
+
+
+def test_a_synthetic_split_beyond_ten_million_samples_is_refused():
+    with pytest.raises(UserError, match="1 ≤ n ≤ 10000000"):  # training stacked every sample: memory ran out
+        load_depth_source("synthetic:99999999999", "train")

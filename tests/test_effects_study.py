@@ -153,6 +153,8 @@ def test_a_run_in_progress_elsewhere_is_refused_and_a_stale_lock_is_taken(tmp_pa
     ["--steps", "2", "--note", "a page note without a page"],
     ["--steps", "2", "--threads", "0"],
     ["--steps", "2", "--lr", "1e300"],  # AdamW overflows
+    ["--steps", "2", "--data", "shapes-gen:99999999999:0:32"],  # was: refused only after effects_config.json
+    ["--task", "depth", "--steps", "2", "--data", "synthetic:99999999999"],  # was: generated until memory ran out
     ["--steps", "2", "--grid-guidance", "nan"],  # the grid failed after training, in scoring
     ["--steps", "2", "--grid-guidance", "1e5"],
     ["--steps", "2", "--grid-steps", "5000"],

@@ -16,6 +16,7 @@ import numpy as np
 
 from addp_agent.data.depth_sample import DepthSample
 from addp_agent.errors import UserError
+from addp_agent.limits import MAX_GENERATED
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -88,8 +89,9 @@ class SyntheticDepth:
     def __init__(self, split: str, n: int, seed: int = 0, size: int = 64):
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        if n < 1 or not 16 <= size <= 1024:
-            raise UserError(f"synthetic depth needs n ≥ 1 and 16 ≤ size ≤ 1024, got n={n}, size={size}")
+        if not 1 <= n <= MAX_GENERATED or not 16 <= size <= 1024:
+            raise UserError(f"synthetic depth needs 1 ≤ n ≤ {MAX_GENERATED} and 16 ≤ size ≤ 1024, got n={n}, "
+                            f"size={size}")
         self.split, self.n, self.seed, self.size = split, n, seed, size
 
     def __len__(self) -> int:

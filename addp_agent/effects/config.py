@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from addp_agent.errors import UserError
-from addp_agent.limits import MAX_SCALE, MAX_SEED, MAX_STEPS, LearningRate
+from addp_agent.limits import MAX_GENERATED, MAX_SCALE, MAX_SEED, MAX_STEPS, LearningRate
 
 Task = Literal["ris", "depth"]
 VARIANT_NAMES = ("baseline", "timesteps", "augment", "both")
@@ -193,8 +193,8 @@ def check_source(config: EffectsConfig) -> None:
         n = int(parts[0]) if parts else 0
     except ValueError:
         n = 0
-    if n < 1:
-        raise UserError(f"--data {spec!r}: N (the training samples) must be an integer ≥ 1")
+    if not 1 <= n <= MAX_GENERATED:
+        raise UserError(f"--data {spec!r}: N (the training samples) must be an integer in 1..{MAX_GENERATED}")
     try:
         source_size(spec)
     except ValueError:
