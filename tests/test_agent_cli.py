@@ -87,6 +87,8 @@ def test_self_and_noisy_critics_on_a_shapes_sample(tmp_path, tiny_pixel_dir, cap
     (["--critic", "noisy", "--gt-mask", "GT10"], "--critic noisy needs --critic-accuracy"),
     (["--critic", "paper", "--critic-model", "m", "--base-url", "http://127.0.0.1:9/v1"], "--caption"),
     (["--critic", "judge"], "unknown critic 'judge'"),
+    (["--critic", "vlm", "--critic-model", "m", "--base-url", "notaurl"], "is not an http(s) URL"),  # was: exit 0
+    (["--critic", "vlm", "--critic-model", "m", "--base-url", "ftp://host/v1"], "is not an http(s) URL"),
     (["--critic", "simulated", "--gt-mask", "GT"], "differ"),
     (["--steps", "4", "--resume-step", "1", "--correction-steps", "2"], "--correction-steps and --resume-step exclude"),
     (["--correction-steps", "0"], "--correction-steps"),

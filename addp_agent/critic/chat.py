@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from addp_agent.critic.base import CriticError
 from addp_agent.critic.cache import ResponseCache
@@ -50,6 +51,11 @@ class ChatSettings:
         model = self.model or os.environ.get("ADDP_CRITIC_MODEL") or None
         if not model:
             raise UserError("no critic model: pass --critic-model / model= or set ADDP_CRITIC_MODEL")
+        if base_url is not None:
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise UserError(f"critic endpoint {base_url!r} (--base-url or OPENAI_BASE_URL) is not an http(s) URL; "
+                                "give one like http://localhost:8000/v1")
         if not api_key:
             if not base_url:
                 raise UserError("no API key for api.openai.com: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
