@@ -196,6 +196,9 @@ def test_manifests_command_writes_and_checks_a_folder_and_names_its_flag(tmp_pat
     (tmp_path / "a-file").write_text("x")
     code, _, err = run_cli(["manifests", "--dir", str(tmp_path / "a-file" / "tools")], capsys)
     assert code == 2 and "give a writable --dir" in err and len(err.strip().splitlines()) == 1
+    for not_a_folder in (tmp_path / "a-file", tmp_path / "missing"):  # --check said "stale", exit 1
+        code, _, err = run_cli(["manifests", "--dir", str(not_a_folder), "--check"], capsys)
+        assert code == 2 and "not a folder" in err and len(err.strip().splitlines()) == 1
 
 
 def test_dispatchers_answer_sdk_tool_calls(tools, images):
@@ -305,6 +308,8 @@ def test_concurrent_one_round_segments_share_a_batch_and_match_unbatched_calls(p
     batched.close()
     with pytest.raises(Exception, match="batch_max"):
         SegmentationTools(pipeline=pipe, batch_max=0)
+    with pytest.raises(Exception, match="batch_max must be in 1..256"):
+        SegmentationTools(pipeline=pipe, batch_max=10**8)
 
 
 def tools_mask(tools: SegmentationTools, mask_id: str) -> np.ndarray:
