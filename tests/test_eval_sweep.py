@@ -42,6 +42,9 @@ def test_parse_list() -> None:
         parse_list("2,x", int, "--steps")
     with pytest.raises(UserError, match="at least one"):
         parse_list(" , ", int, "--steps")
+    for text in ("1,,2", "1,2,", ",1"):  # an empty item was silently skipped
+        with pytest.raises(UserError, match="--steps: an empty item"):
+            parse_list(text, int, "--steps")
 
 
 def test_pick_prefers_quality_then_fewer_steps() -> None:

@@ -69,9 +69,11 @@ class SweepResult(BaseModel):
 
 def parse_list(text: str, kind: type, option: str) -> list[Any]:
     """``"1,2,4"`` → ``[1, 2, 4]``; anything unreadable is a one-line :class:`UserError` naming ``option``."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
         raise UserError(f"{option}: give at least one value")
+    if not all(items):
+        raise UserError(f"{option}: an empty item in {text!r}; separate values with single commas")
     try:
         return [kind(item) for item in items]
     except ValueError:
