@@ -27,6 +27,7 @@ MAX_CORRECTION_CHARS = 200
 MAX_CORRECTIONS = 8
 MAX_BATCH_WAIT_MS = 60_000.0  # a batch's collection window; a longer one stalls every lone request (and past
 # threading.TIMEOUT_MAX the batcher's worker thread dies)
+MAX_BATCH = 256  # requests one dynamic batch may hold (a larger one only risks running out of memory at once)
 MAX_ENSEMBLE = 64  # depth ensemble members of one command-line call (the tools allow fewer)
 MAX_RESOLUTION = 4096  # longer side a depth model may process at
 MAX_GENERATED = 10_000_000  # samples of one generated split (ids are split × 10⁷ + index)

@@ -4,7 +4,7 @@ trajectory, downloads, typed corrections, a critic's rounds, depth, concurrency,
 Bad inputs tried: no image, a blank expression, a blank correction, bytes that are no image (named .png), a text
 file (.txt), a PNG declaring 20000×20000 pixels, a file over the size limit, a critic the page does not offer, the
 paper critic without a caption, one of two depth expressions, HTML in an error message; CLI: ports 0 and 70000, an
-unresolvable or empty host, a port in use, a missing depth model folder, a missing model folder, --batch-max 0.
+unresolvable or empty host, a port in use, a missing depth model folder, a missing model folder, --batch-max 0 or 10^8.
 """
 
 from __future__ import annotations
@@ -311,7 +311,8 @@ def test_closer_rule_and_depth_pictures():
     (["--port", "70000"], "--port must be between 1 and 65535"),
     (["--depth-model", "/no/such/depth"], "--depth-model /no/such/depth: no such folder (nor a hub id"),
     (["--model", "/no/such/model", "--port", "{free}"], "/no/such/model: model path does not exist"),
-    (["--batch-max", "0"], "--batch-max must be ≥ 1"),
+    (["--batch-max", "0"], "--batch-max must be in 1..256, got 0"),
+    (["--batch-max", "100000000"], "--batch-max must be in 1..256"),  # was accepted
     (["--host", "256.1.1.1"], "cannot serve on 256.1.1.1"),
     (["--host", ""], "--host is empty"),  # an empty host would bind every interface
 ])

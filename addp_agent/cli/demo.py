@@ -17,6 +17,7 @@ from addp_agent.cli.agent import CRITICS
 from addp_agent.cli.agent import _critic as build_named_critic
 from addp_agent.cli.app import app
 from addp_agent.errors import UserError
+from addp_agent.limits import MAX_BATCH
 
 GROUND_TRUTH_CRITICS = {"simulated", "oracle", "noisy"}  # need the target's mask: nothing to offer on a web page
 LLM_CRITICS = {"paper", "vlm"}
@@ -85,8 +86,8 @@ def demo_command(
     from addp_agent.models.registry import BUNDLED_MODELS, resolve_source
 
     require_extra("demo")
-    if batch_max < 1:
-        raise UserError(f"--batch-max must be ≥ 1, got {batch_max}")
+    if not 1 <= batch_max <= MAX_BATCH:
+        raise UserError(f"--batch-max must be in 1..{MAX_BATCH}, got {batch_max}")
     if depth_model is not None:
         try:
             resolve_source(depth_model)  # the loader's own rule: a path, a bundled name or a hub id

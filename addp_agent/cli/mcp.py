@@ -10,7 +10,7 @@ import typer
 from addp_agent.cli.app import app
 from addp_agent.cli.demo import check_address
 from addp_agent.errors import UserError
-from addp_agent.limits import MAX_BATCH_WAIT_MS
+from addp_agent.limits import MAX_BATCH, MAX_BATCH_WAIT_MS
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
@@ -41,7 +41,7 @@ def mcp(
                                         help="MiB of session arrays kept for all clients together"),
     max_clients: int = typer.Option(64, "--max-clients", min=1, help="clients holding sessions at a time"),
     ttl: float = typer.Option(1800.0, "--ttl", min=1.0, help="seconds a session lives after its last use"),
-    batch_max: int = typer.Option(8, "--batch-max", min=1,
+    batch_max: int = typer.Option(8, "--batch-max", min=1, max=MAX_BATCH,
                                   help="concurrent one-round segment calls batched together (1: no batching)"),
     batch_wait_ms: float = typer.Option(10.0, "--batch-wait-ms", min=0.0, max=MAX_BATCH_WAIT_MS,
                                         help="how long the first call of a batch waits for others"),

@@ -27,7 +27,7 @@ from addp_agent.engine.guidance import CORRECTION_MODES, CorrectionMode
 from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import ModelLoadError, UserError, validation_message
 from addp_agent.images import bounded_copy
-from addp_agent.limits import MAX_BATCH_WAIT_MS, MAX_CORRECTIONS
+from addp_agent.limits import MAX_BATCH, MAX_BATCH_WAIT_MS, MAX_CORRECTIONS
 from addp_agent.masks import (
     bbox_xywh,
     connected_instances,
@@ -95,9 +95,9 @@ class SegmentationTools(DepthTools):
         self.max_rounds_limit = max_rounds_limit
         self.max_session_rounds = max_session_rounds
         self.convergence_iou = convergence_iou
-        if batch_max < 1 or not 0 <= batch_wait_ms <= MAX_BATCH_WAIT_MS:
-            raise UserError(f"batch_max must be ≥ 1 and batch_wait_ms in 0..{MAX_BATCH_WAIT_MS:g}, got {batch_max} "
-                            f"and {batch_wait_ms}")
+        if not 1 <= batch_max <= MAX_BATCH or not 0 <= batch_wait_ms <= MAX_BATCH_WAIT_MS:
+            raise UserError(f"batch_max must be in 1..{MAX_BATCH} and batch_wait_ms in 0..{MAX_BATCH_WAIT_MS:g}, "
+                            f"got {batch_max} and {batch_wait_ms}")
         self.batch_max, self.batch_wait_ms = int(batch_max), float(batch_wait_ms)
         if correction_mode is not None and correction_mode not in CORRECTION_MODES:
             raise UserError(f"correction_mode must be one of {', '.join(CORRECTION_MODES)}, got {correction_mode!r}")
