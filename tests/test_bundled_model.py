@@ -81,3 +81,20 @@ def test_bundle_tool_sets_inference_defaults_and_refuses_bad_input(tiny_pixel_di
         main(["bundle", str(tiny_pixel_dir), "--target", str(tmp_path / "a-file" / "bundle")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "give a writable --target" in err
+
+
+def test_rebundling_in_place_keeps_the_model_card_calibration_and_training_log(tiny_pixel_dir, tmp_path):
+    """``addp bundle M --target M`` rewrites the defaults in place; it used to drop training_log*.jsonl."""
+    import shutil
+
+    from addp_agent.models import bundle
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_pixel_dir, folder)
+    records = {"README.md": "# card\n", "training_log.jsonl": '{"step": 1}\n', "training_log-2.jsonl": "{}\n"}
+    for name, text in records.items():
+        (folder / name).write_text(text)
+    bundle.bundle(folder, folder, steps=3)
+    assert {name: (folder / name).read_text() for name in records} == records
+    assert load_pipeline(folder, device="cpu", progress=False).config.default_num_inference_steps == 3
+

@@ -31,7 +31,7 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
            guidance_scale: float | None = None, image_guidance_scale: float | None = None,
            timestep_spacing: str | None = None, correction_steps: int | None = None) -> int:
     """Save ``source`` (a pipeline folder) to ``target`` in fp16 with optional new inference defaults; keeps
-    target's README.md; returns the size."""
+    the records :func:`copy_records` carries; returns the size."""
     from addp_agent.models.registry import load_pipeline
 
     for name, value in (("--steps", steps), ("--correction-steps", correction_steps)):
@@ -55,16 +55,22 @@ def bundle(source: Path, target: Path = DEFAULT_MODEL_DIR, steps: int | None = N
                                                                          timestep_spacing=timestep_spacing))
     with output_set(target, owns=_any, command="addp bundle", flag="--target") as staging:
         pipe.save_pretrained(staging, safe_serialization=True)
-        for extra in ("README.md",):
-            if (target / extra).exists():
-                shutil.copy2(target / extra, staging / extra)
-        for kept in ("training.json", "calibration.json"):
-            if (source / kept).exists():
-                shutil.copy2(source / kept, staging / kept)
+        copy_records(Path(source), target, staging)
         size = folder_bytes(staging)
         if size > MAX_BYTES:
             raise UserError(f"bundled model would be {size / 2**20:.1f} MiB, over the 30 MiB limit")
     return size
+
+
+def copy_records(source: Path, target: Path, staging: Path) -> None:
+    """Carry a model's records into a new bundle: the target's model card (README.md), and the source's
+    training.json, calibration.json and training logs (``training_log*.jsonl``), so that re-bundling a folder in
+    place loses none of them."""
+    if (target / "README.md").is_file():
+        shutil.copy2(target / "README.md", staging / "README.md")
+    for kept in (source / "training.json", source / "calibration.json", *sorted(source.glob("training_log*.jsonl"))):
+        if kept.is_file():
+            shutil.copy2(kept, staging / kept.name)
 
 
 def check_target(target: Path, source: Path | None = None) -> None:

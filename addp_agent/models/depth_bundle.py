@@ -9,21 +9,20 @@ settings the model card reports.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 
 from addp_agent.errors import UserError
 from addp_agent.limits import Steps, check_value
-from addp_agent.models.bundle import MAX_BYTES, check_target, folder_bytes
+from addp_agent.models.bundle import MAX_BYTES, check_target, copy_records, folder_bytes
 from addp_agent.models.registry import DEFAULT_DEPTH_MODEL_DIR, load_depth_pipeline
 from addp_agent.outputs_io import output_set
 
 
 def bundle_depth(source: Path, target: Path = DEFAULT_DEPTH_MODEL_DIR, steps: int | None = None) -> int:
     """Save the depth pipeline ``source`` to ``target`` in fp16 with trailing spacing and optional default steps;
-    keeps target's README.md and source's training.json / calibration.json; returns the size."""
+    keeps the records :func:`~addp_agent.models.bundle.copy_records` carries; returns the size."""
     if steps is not None:
         check_value(Steps, steps, "--steps")
     check_target(target, source)
@@ -34,11 +33,7 @@ def bundle_depth(source: Path, target: Path = DEFAULT_DEPTH_MODEL_DIR, steps: in
         pipe.register_to_config(default_denoising_steps=steps)
     with output_set(target, owns=lambda name: True, command="addp bundle", flag="--target") as staging:
         pipe.save_pretrained(staging, safe_serialization=True)
-        if (target / "README.md").exists():
-            shutil.copy2(target / "README.md", staging / "README.md")
-        for kept in ("training.json", "calibration.json"):
-            if (Path(source) / kept).exists():
-                shutil.copy2(Path(source) / kept, staging / kept)
+        copy_records(Path(source), target, staging)
         size = folder_bytes(staging)
         if size > MAX_BYTES:
             raise UserError(f"bundled depth model would be {size / 2**20:.1f} MiB, over the 30 MiB limit")
