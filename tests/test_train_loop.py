@@ -105,6 +105,15 @@ def test_a_data_cache_that_is_a_folder_is_refused_before_any_work(tiny_train_con
     assert not config.out.exists()
 
 
+def test_a_data_cache_that_is_someone_elses_file_is_not_overwritten(tiny_train_config, tmp_path):
+    notes = tmp_path / "notes.txt"  # was: silently replaced by the generated training set
+    notes.write_text("my notes")
+    config = tiny_train_config(steps=1, data_cache=notes)
+    with pytest.raises(UserError, match="--data-cache .*not a training-set cache"):
+        train(config, progress=False)
+    assert notes.read_text() == "my notes" and not config.out.exists()
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"val_every": 1, "val_split": "bogus"}, "unknown Shapes-Ref split 'bogus'"),  # was: after the first step
     ({"val_every": 1, "val_split": "bogus", "data": "scenes-gen:4:0:64"}, "unknown Scenes-3D split 'bogus'"),

@@ -9,6 +9,20 @@ from typing import Any
 
 import torch
 
+TORCH_FILE_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+
+
+def may_replace(cache: Path) -> bool:
+    """Whether ``cache`` may be (re)written: absent, or a torch file (a stale or damaged cache is rebuilt). Any
+    other existing file is someone else's and is not overwritten."""
+    if not cache.exists():
+        return True
+    try:
+        with cache.open("rb") as handle:
+            return handle.read(len(TORCH_FILE_MAGIC)) == TORCH_FILE_MAGIC
+    except OSError:
+        return False
+
 
 def load_cached(cache: Path | None, meta: dict[str, Any]) -> dict[str, Any] | None:
     """The stored entries of ``cache`` when it was made from ``meta``; None when absent, unreadable or stale."""

@@ -37,8 +37,12 @@ def check_run_folder(out: Path, data_cache: Path | None = None) -> None:
     ``data_cache`` (when given) can be written as one file."""
     if data_cache is not None:
         from addp_agent.outputs_io import check_output_file
+        from addp_agent.train.cache import may_replace
 
         check_output_file(Path(data_cache), "--data-cache")
+        if not may_replace(Path(data_cache)):
+            raise UserError(f"--data-cache {data_cache}: exists and is not a training-set cache (a torch file); "
+                            "give a new file or an earlier run's cache")
     for name in RUN_FOLDERS:
         if (out / name).exists() and not (out / name).is_dir():
             raise UserError(f"{out / name}: exists and is not a folder, so {out} is not a run folder; "
