@@ -34,7 +34,7 @@ def validation_message(error: ValidationError, name: Callable[[str], str] = str,
     for item in error.errors()[:limit]:
         where = ".".join(str(p) for p in item["loc"])
         if where:
-            parts.append(f"{name(where)}: {item['msg']}")
+            parts.append(f"{name(where)}: {str(item['msg']).removeprefix('Value error, ')}")
         else:  # a rule across fields (a model validator): its own message says which fields
             parts.append(str(item["msg"]).removeprefix("Value error, "))
     return "; ".join(parts)

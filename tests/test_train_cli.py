@@ -60,14 +60,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
     ("ris", {"block_out_channels": [7, 14], "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
              "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"]}, "multiples of norm_num_groups 8"),
     ("ris", {"text": {"hidden_size": 3, "heads": 2}}, "not a multiple of heads 2"),
-    ("ris", {"patch_size": 0}, "--model-patch-size"),
+    ("ris", {"patch_size": 0}, "model.json: patch_size: Input should be greater than or equal to 1"),
     ("ris", {"block_out_channels": [64, 128]}, "one entry per level"),
-    ("ris", {"down_block_types": ["Bogus", "DownBlock2D", "DownBlock2D"]}, "--model-down-block-types[0]"),
-    ("ris", {"layers_per_block": 0}, "--model-layers-per-block"),
-    ("ris", {"text": {"max_length": 0}}, "--model-text-max-length"),
+    ("ris", {"down_block_types": ["Bogus", "DownBlock2D", "DownBlock2D"]}, "model.json: down_block_types[0]:"),
+    ("ris", {"layers_per_block": 0}, "model.json: layers_per_block:"),
+    ("ris", {"text": {"max_length": 0}}, "model.json: text.max_length:"),
     ("ris", {"block_out_chanels": [64]}, "Extra inputs are not permitted"),  # a typo was silently ignored
-    ("depth", {"patch_size": 0}, "--model-patch-size"),  # was: ZeroDivisionError
-    ("depth", {"block_out_channels": [7, 14, 21]}, "multiples of norm_num_groups 8"),
+    ("depth", {"patch_size": 0}, "model.json: patch_size:"),  # was: ZeroDivisionError
+    ("depth", {"block_out_channels": [7, 14, 21]},
+     "model.json: block_out_channels [7, 14, 21] must be positive multiples of norm_num_groups 8"),
 ])
 def test_a_model_config_the_unet_cannot_build_is_one_line(tmp_path, capsys, task, model, message):
     """Each was a traceback from diffusers, torch or transformers when the model was built."""
@@ -76,5 +77,6 @@ def test_a_model_config_the_unet_cannot_build_is_one_line(tmp_path, capsys, task
             str(tmp_path / "model.json")]
     assert exit_code(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert err.startswith("error: --model-config ") and message in err and "\n" not in err
+    assert "Value error" not in err and "--model-" not in err.replace("--model-config", "")  # no made-up flags
     assert not (tmp_path / "run").exists()

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from addp_agent.cli.options import build_config, config_options
+from addp_agent.cli.options import build_config, config_options, model_config_flag
 from addp_agent.errors import UserError
 from addp_agent.eval.depth import DepthEvalConfig
 from addp_agent.train.depth_loop import DepthTrainConfig
@@ -39,7 +39,7 @@ def train_depth_command(
             options["model"] = json.loads(model_config.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:  # unreadable, not UTF-8, malformed JSON
             raise UserError(f"--model-config {model_config}: cannot read a JSON model config ({error})") from None
-    config = build_config(DepthTrainConfig, options)
+    config = build_config(DepthTrainConfig, options, model_config_flag(model_config))
     check_output_folder(config.out)  # before any data or model work
     folder = train_depth(config, progress=not quiet)
     typer.echo(f"model saved to {folder}")

@@ -56,17 +56,32 @@ def refuse_non_finite(command: Any) -> Any:
     return command
 
 
-def config_error(error: ValidationError) -> UserError:
+def config_error(error: ValidationError, name: Callable[[str], str] = flag) -> UserError:
     """A config's validation error as one line naming the flags: ``--max-rounds: Input should be …``."""
-    return UserError(validation_message(error, flag))
+    return UserError(validation_message(error, name))
 
 
-def build_config(model: type[Config], values: Mapping[str, Any]) -> Config:
-    """``model(**values)``; a validation error becomes one :class:`UserError` line naming the flags."""
+def build_config(model: type[Config], values: Mapping[str, Any], name: Callable[[str], str] = flag) -> Config:
+    """``model(**values)``; a validation error becomes one :class:`UserError` line naming the flags (``name``)."""
     try:
         return model(**values)
     except ValidationError as error:
-        raise config_error(error) from None
+        raise config_error(error, name) from None
+
+
+def model_config_flag(path: Any) -> Callable[[str], str]:
+    """:func:`flag`, except that the ``model`` field, read from ``--model-config path``, is named by that file and
+    the key in it: ``--model-config m.json: down_block_types[0]``."""
+
+    def name(field: str) -> str:
+        head, _, key = field.partition(".")
+        if head != "model" or path is None:
+            return flag(field)
+        parts = key.split(".") if key else []
+        where = "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in parts).lstrip(".")
+        return f"--model-config {path}" + (f": {where}" if where else "")
+
+    return name
 
 
 def given_options(context: typer.Context, names: Collection[str]) -> set[str]:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from addp_agent.cli.app import app
-from addp_agent.cli.options import build_config, config_options, flag, given_options
+from addp_agent.cli.options import build_config, config_options, flag, given_options, model_config_flag
 from addp_agent.cli.tasks import TaskDispatchCommand
 from addp_agent.train.config import TrainConfig
 
@@ -35,7 +35,7 @@ def train_command(
     require_extra("train", "accelerate")
     values = resolve_recipe(options, given_options(context, options), name=flag)
     model = _model_config(model_config) if model_config else {}
-    config = build_config(TrainConfig, {**values, **model})
+    config = build_config(TrainConfig, {**values, **model}, model_config_flag(model_config))
     check_output_folder(config.out)  # before any data or model work
     folder = train(config, progress=not quiet)
     typer.echo(f"model saved to {folder}")
