@@ -2,11 +2,18 @@
 
 It keeps CLIP's byte-level alphabet, so any text tokenizes; words of the domain vocabulary
 (shapes, colours, positions, relations, ordinals, common English) become single tokens.
+
+The vocabulary and merges are committed (``domain_tokenizer.json``), not trained at each build: the ``tokenizers``
+BPE trainer breaks ties between equally frequent pairs in hash order, so each process numbered a dozen words
+(``of``, ``at``, ``it``, ``car``, ``cat``, ``dog``, ``dot``) differently, and a resumed training run fed its text
+encoder's trained embeddings the wrong ids. :func:`build_vocab_and_merges` trains them again (same sets, tie order
+aside); ``python -m addp_agent.models.tokenizer`` rewrites the file after :data:`DOMAIN_WORDS` changes.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from transformers import CLIPTokenizer
 
@@ -80,7 +87,28 @@ def build_vocab_and_merges(words: tuple[str, ...] = DOMAIN_WORDS) -> tuple[dict[
     return {token: index for index, token in enumerate(tokens)}, merges
 
 
-def build_tokenizer(model_max_length: int = 32) -> CLIPTokenizer:
-    """A CLIPTokenizer over the domain vocabulary (about 1.2k tokens)."""
+VOCABULARY_FILE = Path(__file__).with_name("domain_tokenizer.json")
+
+
+def domain_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The committed vocabulary and merges (the same in every process and on every machine)."""
+    stored = json.loads(VOCABULARY_FILE.read_text(encoding="utf-8"))
+    return dict(stored["vocab"]), [(left, right) for left, right in stored["merges"]]
+
+
+def write_domain_vocab(path: Path = VOCABULARY_FILE) -> Path:
+    """Train the vocabulary and merges on :data:`DOMAIN_WORDS` (:func:`build_vocab_and_merges`) and commit them."""
     vocab, merges = build_vocab_and_merges()
+    text = json.dumps({"vocab": vocab, "merges": [list(pair) for pair in merges]}, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def build_tokenizer(model_max_length: int = 32) -> CLIPTokenizer:
+    """A CLIPTokenizer over the committed domain vocabulary (about 1k tokens)."""
+    vocab, merges = domain_vocab_and_merges()
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+
+
+if __name__ == "__main__":
+    print(write_domain_vocab())
