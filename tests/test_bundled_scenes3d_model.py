@@ -58,11 +58,11 @@ def test_it_keeps_its_generalized_scores(pipe):
     for sample, mask, found in zip(samples, out.masks, out.found, strict=True):
         metrics.add(*iou_counts(np.asarray(mask, bool), sample.mask), sample.n_targets, found)
     scores = metrics.to_dict()
-    # measured on these 64 (22 without a target): gIoU 0.412, T-acc 1.0, N-acc 0.045. The model paints something
-    # for nearly every expression, so its found rule (fitted for gIoU) rarely answers "not found": N-acc is not
-    # guarded here because there is nothing yet to guard.
-    assert scores["gIoU"] >= MEASURED_GIOU - 0.08 and scores["T-acc"] >= 0.95
+    # measured on these 64 (22 without a target): gIoU 0.480, T-acc 1.0, N-acc 0.18. The model paints something
+    # for most no-target expressions, so its found rule (fitted for gIoU) rarely answers "not found"; N-acc is only
+    # guarded to stay above 0 (the rule fires at all: 4 of 22 here).
+    assert scores["gIoU"] >= MEASURED_GIOU - 0.08 and scores["T-acc"] >= 0.95 and scores["N-acc"] > 0
 
 
-MEASURED_CLASSIC = 0.577  # mIoU of the bundled weights on the 48 scenes above
-MEASURED_GIOU = 0.412
+MEASURED_CLASSIC = 0.603  # mIoU of the bundled weights (10 491 steps) on the 48 scenes above
+MEASURED_GIOU = 0.480
