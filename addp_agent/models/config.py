@@ -49,13 +49,20 @@ class PixelModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> PixelModelConfig:
-        """What the UNet would refuse (or crash on) when it is built, said before any work."""
-        if self.resolution % self.patch_size:
-            raise ValueError(f"resolution {self.resolution} is not a multiple of patch_size {self.patch_size}")
-        if not self.block_out_channels or not (
-                len(self.block_out_channels) == len(self.down_block_types) == len(self.up_block_types)):
-            raise ValueError("block_out_channels, down_block_types and up_block_types need one entry per level")
-        if any(c < 1 or c % self.norm_num_groups for c in self.block_out_channels):
-            raise ValueError(f"block_out_channels {list(self.block_out_channels)} must be positive multiples of "
-                             f"norm_num_groups {self.norm_num_groups}")
+        check_unet_shape(self.resolution, self.patch_size, self.block_out_channels, self.down_block_types,
+                         self.up_block_types, self.norm_num_groups)
         return self
+
+
+def check_unet_shape(resolution: int, patch_size: int, block_out_channels: tuple[int, ...],
+                     down_block_types: tuple[str, ...], up_block_types: tuple[str, ...], norm_num_groups: int) -> None:
+    """What a pixel UNet would refuse (or crash on) when it is built, said before any work: the resolution a
+    multiple of the patch, one block type per level, widths that are positive multiples of the norm groups. Shared
+    by the RIS and depth model configs."""
+    if resolution % patch_size:
+        raise ValueError(f"resolution {resolution} is not a multiple of patch_size {patch_size}")
+    if not block_out_channels or not (len(block_out_channels) == len(down_block_types) == len(up_block_types)):
+        raise ValueError("block_out_channels, down_block_types and up_block_types need one entry per level")
+    if any(c < 1 or c % norm_num_groups for c in block_out_channels):
+        raise ValueError(f"block_out_channels {list(block_out_channels)} must be positive multiples of "
+                         f"norm_num_groups {norm_num_groups}")

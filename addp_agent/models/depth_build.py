@@ -8,6 +8,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from addp_agent.models.config import check_unet_shape
+
 
 class PixelDepthModelConfig(BaseModel):
     """A pixel-space Marigold-style depth model (no VAE, no text encoder).
@@ -35,14 +37,8 @@ class PixelDepthModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> PixelDepthModelConfig:
-        if self.resolution % self.patch_size:
-            raise ValueError(f"resolution {self.resolution} is not a multiple of patch_size {self.patch_size}")
-        if not self.block_out_channels or not (
-                len(self.block_out_channels) == len(self.down_block_types) == len(self.up_block_types)):
-            raise ValueError("block_out_channels, down_block_types and up_block_types need one entry per level")
-        if any(c < 1 or c % self.norm_num_groups for c in self.block_out_channels):
-            raise ValueError(f"block_out_channels {list(self.block_out_channels)} must be positive multiples of "
-                             f"norm_num_groups {self.norm_num_groups}")
+        check_unet_shape(self.resolution, self.patch_size, self.block_out_channels, self.down_block_types,
+                         self.up_block_types, self.norm_num_groups)
         if self.default_steps < 1:
             raise ValueError("default_steps must be ≥ 1")
         return self
