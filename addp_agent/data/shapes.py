@@ -35,12 +35,13 @@ from addp_agent.data.shapes_scene import (
 )
 from addp_agent.data.shapes_scene import render as render_image
 from addp_agent.errors import SplitError, UserError
+from addp_agent.limits import MAX_GENERATED
 
 __all__ = ["FAMILIES", "PALETTE", "SHAPES", "SPLITS", "ShapesRef", "ShapesRefConfig", "generate_sample",
            "sample_number"]
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-ID_STRIDE = 10_000_000  # image/ref id = split_id * ID_STRIDE + index
+ID_STRIDE = MAX_GENERATED  # image/ref id = split_id * ID_STRIDE + index
 DATASET = "shapes"
 _DEFAULT_CONFIG = ShapesRefConfig()
 

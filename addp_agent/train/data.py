@@ -236,12 +236,12 @@ def _check_generated(config: TrainConfig) -> None:
 
         n, _, _ = parse_spec(config.data.partition(":")[2])
         n = min(n, config.n_train) if config.n_train else n
-    from addp_agent.data.shapes import ID_STRIDE
     from addp_agent.errors import UserError
+    from addp_agent.limits import MAX_GENERATED
 
     for name, count in (("--n-train", n), ("--val-n", config.val_n if config.val_every else 0)):
-        if count > ID_STRIDE:
-            raise UserError(f"{name} {count}: a generated split has at most {ID_STRIDE} samples")
+        if count > MAX_GENERATED:
+            raise UserError(f"{name} {count}: a generated split has at most {MAX_GENERATED} samples")
     sample_number(config.split, max(0, n - 1))
     if config.val_every:
         sample_number(config.val_split, config.val_n - 1)

@@ -27,10 +27,11 @@ from addp_agent.data.scenes3d.programs import evaluate
 from addp_agent.data.scenes3d.render import Rendered, render
 from addp_agent.data.scenes3d.sampling import Scene, object_facts, sample_scene
 from addp_agent.errors import SplitError, UserError
+from addp_agent.limits import MAX_GENERATED
 from addp_agent.masks import bbox_xywh
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-ID_STRIDE = 10_000_000  # image/ref id = split_id * ID_STRIDE + index; annotation id = image id * 100 + object
+ID_STRIDE = MAX_GENERATED  # image/ref id = split_id * ID_STRIDE + index; annotation id = image id * 100 + object
 DATASET = "scenes3d"
 MAX_ATTEMPTS = 2000
 BATCH = 16  # scenes rendered together (fastest on CPU at 128 px)
