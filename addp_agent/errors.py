@@ -33,8 +33,7 @@ def validation_message(error: ValidationError, name: Callable[[str], str] = str,
     parts = []
     for item in error.errors()[:limit]:
         where = ".".join(str(p) for p in item["loc"])
-        if where:
-            parts.append(f"{name(where)}: {str(item['msg']).removeprefix('Value error, ')}")
-        else:  # a rule across fields (a model validator): its own message says which fields
-            parts.append(str(item["msg"]).removeprefix("Value error, "))
+        message = str(item["msg"]).removeprefix("Value error, ")
+        # a rule across fields (a model validator) has no location: its own message says which fields
+        parts.append(f"{name(where)}: {message}" if where else message)
     return "; ".join(parts)

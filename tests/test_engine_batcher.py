@@ -84,3 +84,9 @@ def test_a_wait_window_out_of_range_is_refused(tiny_pixel, wait_ms):
     """Past threading.TIMEOUT_MAX the worker thread died on its first request and every request hung."""
     with pytest.raises(UserError, match="max_wait_ms in 0..60000"):
         DynamicBatcher(tiny_pixel, max_wait_ms=wait_ms)
+
+
+@pytest.mark.parametrize("max_batch", [0, 257, 10**8])
+def test_a_batch_size_out_of_range_is_refused(tiny_pixel, max_batch):
+    with pytest.raises(UserError, match="max_batch must be in 1..256"):
+        DynamicBatcher(tiny_pixel, max_batch=max_batch)

@@ -25,7 +25,7 @@ from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.engine.state import DenoiseSettings
 from addp_agent.errors import UserError
 from addp_agent.images import as_rgb_array
-from addp_agent.limits import MAX_BATCH_WAIT_MS
+from addp_agent.limits import MAX_BATCH, MAX_BATCH_WAIT_MS
 from addp_agent.text import clean_corrections, clean_text
 
 GUIDANCE_SETTINGS = frozenset({"guidance_scale", "image_guidance_scale", "correction_scale", "correction_mode"})
@@ -62,9 +62,9 @@ class DynamicBatcher:
     def __init__(self, pipe: ADDPPipeline, max_batch: int = 16, max_wait_ms: float = 10.0,
                  lock: threading.Lock | threading.RLock | None = None) -> None:
         """``lock``, when given, is held around each pipeline call (share it with other users of ``pipe``)."""
-        if max_batch < 1 or not 0 <= max_wait_ms <= MAX_BATCH_WAIT_MS:
-            raise UserError(f"max_batch must be ≥ 1 and max_wait_ms in 0..{MAX_BATCH_WAIT_MS:g}, got {max_batch} "
-                            f"and {max_wait_ms}")
+        if not 1 <= max_batch <= MAX_BATCH or not 0 <= max_wait_ms <= MAX_BATCH_WAIT_MS:
+            raise UserError(f"max_batch must be in 1..{MAX_BATCH} and max_wait_ms in 0..{MAX_BATCH_WAIT_MS:g}, "
+                            f"got {max_batch} and {max_wait_ms}")
         self.pipe, self.max_batch, self.max_wait_s = pipe, int(max_batch), float(max_wait_ms) / 1000.0
         self.stats = BatcherStats()
         self._queue: queue.Queue[_Request | None] = queue.Queue()
