@@ -57,6 +57,7 @@ def test_shapes_then_stats(tmp_path, capsys) -> None:
     (["--format", "coco"], "unknown format 'coco'"),
     (["--size", "16"], "bad Shapes-Ref option: size"),
     (["--background", "stars"], "bad Shapes-Ref option: background"),
+    (["--n", "100000000000"], "'--n'"),  # was: "sample index 99999999999 out of range", naming no flag
 ])
 def test_shapes_bad_options_exit_2(tmp_path, capsys, args: list[str], message: str) -> None:
     with pytest.raises(SystemExit) as exit_:

@@ -174,3 +174,10 @@ def test_bad_options_give_one_line_exit_2_and_write_nothing(tmp_path, capsys, ba
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err
     assert not out.exists() and not (tmp_path / "x.md").exists()
+
+
+def test_channels_error_says_what_a_width_must_be(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["effects", "--out", str(tmp_path / "study"), "--steps", "2", "--channels", "16,7"])
+    err = capsys.readouterr().err  # was: "block_out_channels [7] must be … norm_num_groups 8", no such option
+    assert "channels must be positive multiples of 8" in err and "got 16,7" in err

@@ -211,9 +211,10 @@ def test_cli_exports_every_format_and_stats_cover_them(data_cli, tmp_path, capsy
     (["--size", "1024"], "size"),
     (["--preset", "medium"], "unknown Scenes-3D preset 'medium'"),
     (["--mode", "fuzzy"], "unknown Scenes-3D mode 'fuzzy'"),
-    (["--n", "0"], "--n must be ≥ 1"),
-    (["--n", "-3"], "--n must be ≥ 1"),
-    (["--seed", "-1"], "--seed ≥ 0"),
+    (["--n", "0"], "--n must be 1 … 10000000"),
+    (["--n", "-3"], "--n must be 1 … 10000000"),
+    (["--n", "100000000000"], "--n must be 1 … 10000000"),  # was: "sample index … out of range", naming no flag
+    (["--seed", "-1"], "--seed 0 …"),
     (["--mode", "generalized", "--format", "refer"], "exactly one object per ref"),
     (["--set", "max_objects=11"], "max_objects"),
     (["--set", "colour=red"], "bad Scenes-3D option 'colour=red'"),

@@ -15,7 +15,7 @@ from addp_agent.cli.app import app
 from addp_agent.cli.options import config_options
 from addp_agent.data.shapes_scene import ShapesRefConfig
 from addp_agent.errors import UserError, validation_message
-from addp_agent.limits import MAX_SEED
+from addp_agent.limits import MAX_GENERATED, MAX_SEED
 
 data_app = typer.Typer(help="Data sets: generate Shapes-Ref or Scenes-3D, print statistics.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -29,7 +29,7 @@ def shapes(
     scene: dict[str, Any],
     out: Path = typer.Option(..., "--out", help="output folder (splits merge into it)"),
     split: str = typer.Option("train", "--split", help="train, val or test"),
-    n: int = typer.Option(1000, "--n", min=1, help="number of samples"),
+    n: int = typer.Option(1000, "--n", min=1, max=MAX_GENERATED, help="number of samples"),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="base seed (splits use disjoint streams)"),
     fmt: str = typer.Option("cris", "--format", help="refer or cris layout"),
     dataset_name: str = typer.Option("shapes", "--dataset-name", help="REFER/CRIS folder name; the official REFER "

@@ -10,7 +10,7 @@ import typer
 
 from addp_agent.cli.data import data_app
 from addp_agent.errors import UserError
-from addp_agent.limits import MAX_SEED
+from addp_agent.limits import MAX_GENERATED, MAX_SEED
 
 SCENES_FORMATS = ("refer", "cris", "grefs", "clevr-ref", "depth")
 
@@ -41,8 +41,8 @@ def scenes(
         raise UserError(f"unknown split {split!r}; use one of {list(SPLITS)}")
     if fmt not in SCENES_FORMATS:
         raise UserError(f"unknown format {fmt!r}; use one of {list(SCENES_FORMATS)}")
-    if n < 1 or not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--n must be ≥ 1 and --seed ≥ 0, at most {MAX_SEED} (got --n {n}, --seed {seed})")
+    if not 1 <= n <= MAX_GENERATED or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--n must be 1 … {MAX_GENERATED} and --seed 0 … {MAX_SEED} (got --n {n}, --seed {seed})")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_+.-]*", dataset_name):
         raise UserError(f"bad --dataset-name {dataset_name!r}; use letters, digits, _ + . -")
     config = scenes_config(size, preset, mode, parse_overrides(knobs))

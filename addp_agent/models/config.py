@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 SchedulerName = Literal["ddim", "euler_ancestral"]
 DownBlock = Literal["DownBlock2D", "CrossAttnDownBlock2D"]
 UpBlock = Literal["UpBlock2D", "CrossAttnUpBlock2D"]
+NORM_GROUPS = 8  # group-norm groups of the UNets built here; block widths are multiples of it
 
 
 class TextEncoderConfig(BaseModel):
@@ -42,7 +43,7 @@ class PixelModelConfig(BaseModel):
     up_block_types: tuple[UpBlock, ...] = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
     layers_per_block: int = Field(1, ge=1)
     attention_head_dim: int = Field(8, ge=1)
-    norm_num_groups: int = Field(8, ge=1)
+    norm_num_groups: int = Field(NORM_GROUPS, ge=1)
     text: TextEncoderConfig = TextEncoderConfig()
     prediction_type: Literal["sample", "epsilon", "v_prediction"] = "sample"
     scheduler: SchedulerName = "ddim"

@@ -8,7 +8,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from addp_agent.models.config import check_unet_shape
+from addp_agent.models.config import NORM_GROUPS, check_unet_shape
 
 
 class PixelDepthModelConfig(BaseModel):
@@ -30,7 +30,7 @@ class PixelDepthModelConfig(BaseModel):
     mid_block_type: Literal["UNetMidBlock2D"] | None = "UNetMidBlock2D"
     layers_per_block: int = Field(1, ge=1)
     attention_head_dim: int = Field(8, ge=1)
-    norm_num_groups: int = Field(8, ge=1)
+    norm_num_groups: int = Field(NORM_GROUPS, ge=1)
     prediction_type: Literal["v_prediction", "sample", "epsilon"] = "v_prediction"
     timestep_spacing: Literal["trailing", "leading", "linspace"] = "trailing"
     default_steps: int = 2
