@@ -69,6 +69,7 @@ def test_ris_study_equal_steps_val_selection_reuse_and_page(tmp_path):
     assert "every run trained for all its steps" in text and "Test never takes part in the choice" in text
     assert sum(line.startswith(("| baseline | 2 |", "| both | 2 |")) for line in text.splitlines()) == 2
     assert "| both | test mIoU |" in text and "95 % CI" in text and "What they do not show" in text
+    assert "(12.71 for n = 2)" in text  # the t value of this study's seed count (was: n = 3's, always)
     assert (tmp_path / "docs" / "img" / "effects_ris_curves.png").stat().st_size > 1000
     assert (tmp_path / "docs" / "img" / "effects_ris_bars.png").stat().st_size > 1000
     logs = sorted(p.name for p in (tmp_path / "docs" / "effects" / "ris" / "logs").iterdir())
@@ -181,3 +182,11 @@ def test_channels_error_says_what_a_width_must_be(tmp_path, capsys):
         main(["effects", "--out", str(tmp_path / "study"), "--steps", "2", "--channels", "16,7"])
     err = capsys.readouterr().err  # was: "block_out_channels [7] must be … norm_num_groups 8", no such option
     assert "channels must be positive multiples of 8" in err and "got 16,7" in err
+
+
+@pytest.mark.parametrize(("seeds", "says"), [(1, "Certainty with 1 seed: none"), (3, "(4.30 for n = 3)"),
+                                             (5, "(2.78 for n = 5)")])
+def test_the_page_states_the_t_value_of_its_own_seed_count(seeds, says):
+    from addp_agent.effects.report import _certainty
+
+    assert says in _certainty(seeds)

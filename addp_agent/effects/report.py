@@ -10,7 +10,7 @@ from pathlib import Path
 from addp_agent.effects.config import AUGMENTATION, EffectsConfig, command_line, sampler_grid
 from addp_agent.effects.registry import get_task
 from addp_agent.effects.results import RunResult
-from addp_agent.effects.stats import Paired, Spread, verdict
+from addp_agent.effects.stats import Paired, Spread, t_quantile, verdict
 from addp_agent.effects.summary import Summary, summarise, write_effects
 from addp_agent.effects.task import EffectsTask, Metric
 
@@ -116,8 +116,7 @@ def _reading(config: EffectsConfig, task: EffectsTask, summary: Summary) -> list
               f"- Test-sample noise: every run is scored on the same {config.n_test} test samples, so the spread is "
               "the training seeds' spread on that sample; the CIs do not include how a new test set would move the "
               "means.",
-              f"- Certainty with {config.seeds} seeds: a 95 % CI from n seeds uses Student's t with n − 1 degrees of "
-              "freedom (4.30 for n = 3), so only effects several times the seed SD are called distinguishable.",
+              _certainty(config.seeds),
               "- Cost: the comparison is at equal steps; a variant's time per step (augmentation runs on the CPU) is "
               "not part of it, and the CPU minutes on this page come from a shared machine."]
     return lines
@@ -266,3 +265,12 @@ def load_results(path: Path) -> tuple[EffectsConfig, list[RunResult]]:
     document = json.loads(path.read_text())
     return (EffectsConfig.model_validate(document["config"]),
             [RunResult.model_validate(r) for r in document["runs"]])
+
+
+def _certainty(seeds: int) -> str:
+    """The page's line on what n seeds can tell apart (Student's t for the actual n)."""
+    if seeds < 2:
+        return "- Certainty with 1 seed: none; a difference from one seed has no confidence interval."
+    return (f"- Certainty with {seeds} seeds: a 95 % CI from n seeds uses Student's t with n − 1 degrees of freedom "
+            f"({t_quantile(seeds - 1):.2f} for n = {seeds}), so only effects several times the seed SD are called "
+            "distinguishable.")
