@@ -190,3 +190,9 @@ def test_the_page_states_the_t_value_of_its_own_seed_count(seeds, says):
     from addp_agent.effects.report import _certainty
 
     assert says in _certainty(seeds)
+
+
+def test_no_channels_at_all_says_none(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["effects", "--out", str(tmp_path / "study"), "--steps", "2", "--channels", ","])
+    assert "got none" in capsys.readouterr().err  # was: "… group norm); got " with nothing after it

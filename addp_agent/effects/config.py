@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from addp_agent.errors import UserError
 from addp_agent.limits import MAX_GENERATED, MAX_SCALE, MAX_SEED, MAX_STEPS, LearningRate
-from addp_agent.models.config import NORM_GROUPS
+from addp_agent.models.config import NORM_GROUPS, widths_fit_groups
 
 Task = Literal["ris", "depth"]
 VARIANT_NAMES = ("baseline", "timesteps", "augment", "both")
@@ -77,9 +77,9 @@ class EffectsConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> EffectsConfig:
-        if not self.channels or any(c < 1 or c % NORM_GROUPS for c in self.channels):
+        if not widths_fit_groups(self.channels):
             raise ValueError(f"channels must be positive multiples of {NORM_GROUPS} (the UNet's group norm); "
-                             f"got {','.join(map(str, self.channels))}")
+                             f"got {','.join(map(str, self.channels)) or 'none'}")
         if not self.grid_steps or any(s < 1 for s in self.grid_steps):
             raise ValueError("grid_steps must be ≥ 1")
         if not self.grid_guidance or any(g < 1 for g in self.grid_guidance):

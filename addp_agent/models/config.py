@@ -64,6 +64,11 @@ def check_unet_shape(resolution: int, patch_size: int, block_out_channels: tuple
         raise ValueError(f"resolution {resolution} is not a multiple of patch_size {patch_size}")
     if not block_out_channels or not (len(block_out_channels) == len(down_block_types) == len(up_block_types)):
         raise ValueError("block_out_channels, down_block_types and up_block_types need one entry per level")
-    if any(c < 1 or c % norm_num_groups for c in block_out_channels):
+    if not widths_fit_groups(block_out_channels, norm_num_groups):
         raise ValueError(f"block_out_channels {list(block_out_channels)} must be positive multiples of "
                          f"norm_num_groups {norm_num_groups}")
+
+
+def widths_fit_groups(widths: tuple[int, ...], groups: int = NORM_GROUPS) -> bool:
+    """Whether UNet block widths can be built: at least one, each a positive multiple of the group-norm groups."""
+    return bool(widths) and all(c >= 1 and c % groups == 0 for c in widths)
