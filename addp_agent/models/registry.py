@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from addp_agent.devices import resolve_device
 from addp_agent.errors import ModelLoadError, UserError
+from addp_agent.models.defaults import check_defaults
 
 MODELS_DIR = Path(__file__).parent
 DEFAULT_MODEL_DIR = MODELS_DIR / "shapes_ref_small"
@@ -30,7 +32,10 @@ BUNDLED_MODELS: dict[str, tuple[Path, str]] = {
 REQUIRED_COMPONENTS = ("unet", "scheduler", "text_encoder", "tokenizer")
 # What diffusers, transformers and torch raise on a damaged folder: a file that does not parse, or a config value no
 # component can be built from (a negative width, zero training timesteps, a wrong type).
-_LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError)
+# what a broken folder raises inside diffusers / transformers (a config that fails huggingface_hub's strict
+# dataclass checks, a head size of 0 dividing by zero, …)
+_LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError, ArithmeticError,
+                StrictDataclassError)
 
 # Known InstructPix2Pix-format checkpoints (users download them at home; nothing here fetches them).
 KNOWN_CHECKPOINTS: dict[str, str] = {
@@ -178,6 +183,7 @@ def load_pipeline(model: str | os.PathLike | None = None, device: str | torch.de
             known = "; ".join(f"{name}: {what}" for name, what in KNOWN_CHECKPOINTS.items())
             hint = f"; hub ids need the model in the local cache or network access (known: {known})"
         raise ModelLoadError(f"{source}: cannot load as an InstructPix2Pix-format model ({message}){hint}") from None
+    check_defaults(source, pipe.config, pipe.scheduler.config)
     pipe.check_unet_channels()
     _check_tokenizer(pipe, source)
     if not hub_id:
@@ -256,6 +262,7 @@ def load_depth_pipeline(model: str | os.PathLike | None = None, device: str | to
             hint = (f"; hub ids load from the local cache only: download it at home with `huggingface-cli download "
                     f"{source}` (known: {known})")
         raise ModelLoadError(f"{source}: cannot load as a depth model ({message}){hint}") from None
+    check_defaults(source, pipe.config, pipe.scheduler.config, depth=True)
     if timestep_spacing is not None and pipe.scheduler.config.get("timestep_spacing") != timestep_spacing \
             and "timestep_spacing" in pipe.scheduler.config:
         pipe.register_modules(scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config,
