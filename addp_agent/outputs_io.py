@@ -49,6 +49,10 @@ def check_output_folder(out: Path, owns: Owns | None = None, command: str = "", 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; give a folder for {flag}")
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise UserError(f"{out}: is the current folder or holds it, and an output replaces its whole folder; give a "
+                        f"new folder for {flag}")
     if out.is_dir():
         _probe(out, out, flag)
         if owns is not None:

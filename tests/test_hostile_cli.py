@@ -375,3 +375,22 @@ def test_steps_beyond_the_models_scheduler_are_a_user_error(tiny_pixel_dir, imag
                      str(tmp_path / "o"), "--quiet"], capsys)
     one_line(code, err, "this model's scheduler has 100 timesteps, so at most 100 steps; got 101")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv", [["data", "shapes", "--n", "2", "--out", ""], ["eval", "--data", "shapes-gen:2",
+                                  "--out", ""], ["manifests", "--dir", ""], ["train", "--steps", "1", "--out", ""]],
+                         ids=["data-shapes", "eval", "manifests", "train"])
+def test_out_that_is_the_current_folder_is_one_line_and_writes_nothing(argv, tmp_path, monkeypatch, capsys):
+    """`--out ''` is the current folder: it used to end in "Device or resource busy: '.'" (and eval left its
+    config.json there)."""
+    monkeypatch.chdir(tmp_path)
+    code, err = run(argv, capsys)
+    one_line(code, err, "is the current folder or holds it")
+    assert not any(tmp_path.iterdir())
+
+
+def test_segment_out_dot_is_one_line(image, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = run(["segment", str(image), "the circle", "--out", ".", "--quiet"], capsys)
+    one_line(code, err, "is the current folder or holds it")
+    assert not any(tmp_path.iterdir())

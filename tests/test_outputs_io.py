@@ -157,3 +157,16 @@ def test_write_file_replaces_without_touching_other_links(tmp_path):
     write_file(first, "new")
     assert first.read_text() == "new" and (tmp_path / "b.txt").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("given", ["", ".", "..", "/"])
+def test_the_current_folder_or_one_holding_it_is_refused(given, tmp_path, monkeypatch):
+    """An output replaces its whole folder; `--out .` (or `''`, a parent, the root) would swap away the folder the
+    command runs in. Refused before anything is written, and the folder's files stay."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.txt").write_text("keep")
+    monkeypatch.chdir(work)
+    with pytest.raises(UserError, match="is the current folder or holds it"), output_set(Path(given)):
+        pytest.fail("the block ran")
+    assert sorted(p.name for p in work.iterdir()) == ["mine.txt"]
