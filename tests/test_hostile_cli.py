@@ -148,6 +148,10 @@ def test_sweep_option(extra, message, tmp_path, capsys):
     (["train", "--lr", "inf"], "--lr: must be a finite number"),
     (["train", "--cfg-dropout", "1.5"], "--cfg-dropout: Input should be less than or equal to 1"),
     (["train", "--task", "depth", "--seed", "-5"], "--seed: Input should be greater than or equal to 0"),
+    (["train", "--weight-decay", "1e308"], "--weight-decay: Input should be less than or equal to 1"),  # was: a
+    # model of non-finite weights, saved with exit 0
+    (["train", "--task", "depth", "--weight-decay", "2"], "--weight-decay: Input should be less than or equal to 1"),
+    (["effects", "--threads", "99999"], "--threads must be 1 …"),
     (["bundle", "nowhere", "--steps", "1001"], "--steps: Input should be less than or equal to 1000"),
     (["bundle", "nowhere", "--guidance-scale", "nan"], "--guidance-scale: must be a finite number"),
     (["data", "shapes", "--seed", "-1"], "Invalid value for '--seed'"),
@@ -155,10 +159,11 @@ def test_sweep_option(extra, message, tmp_path, capsys):
 ], ids=["analyze-device-tpu", "analyze-seed-minus-5", "mcp-device-cuda-99", "mcp-client-memory-over-total",
         "mcp-max-clients-0", "mcp-http-address-not-on-this-machine", "mcp-http-empty", "mcp-batch-wait-1e300",
         "train-lr-inf",
-        "train-cfg-dropout-1.5", "train-depth-seed-minus-5", "bundle-steps-1001", "bundle-guidance-nan",
+        "train-cfg-dropout-1.5", "train-depth-seed-minus-5", "train-weight-decay-1e308", "train-depth-weight-decay-2",
+        "effects-threads-99999", "bundle-steps-1001", "bundle-guidance-nan",
         "data-shapes-seed-minus-1", "unknown-command"])
 def test_other_command_option(argv, message, tmp_path, capsys):
-    if argv[0] in ("analyze-timesteps", "train", "data"):
+    if argv[0] in ("analyze-timesteps", "train", "data", "effects"):
         argv = [*argv, "--out", str(tmp_path / "o")]
     code, err = run(argv, capsys)
     one_line(code, err, message)
@@ -394,3 +399,13 @@ def test_segment_out_dot_is_one_line(image, tmp_path, monkeypatch, capsys):
     code, err = run(["segment", str(image), "the circle", "--out", ".", "--quiet"], capsys)
     one_line(code, err, "is the current folder or holds it")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("below", ["", "sub"], ids=["out-is-a-file", "out-below-a-file"])
+def test_effects_out_that_is_or_is_below_a_file(below, tmp_path, capsys):
+    """Used to end in FileExistsError / NotADirectoryError tracebacks."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    code, err = run(["effects", "--steps", "1", "--out", str(a_file / below if below else a_file)], capsys)
+    one_line(code, err, "a-file")
+    assert a_file.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

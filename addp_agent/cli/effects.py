@@ -3,6 +3,7 @@ results page."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,18 @@ def effects_command(
         raise UserError("--doc needs every variant and seed: run once more without --variant / --seed-index")
     if note is not None and doc is None:
         raise UserError("--note goes on the page: give --doc too")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be ≥ 1, got {threads}")
-    if doc is not None:  # the page is written after the study: where it goes is checked before
-        from addp_agent.outputs_io import check_output_file, check_output_folder
+    cpus = os.cpu_count() or 1
+    if threads is not None and not 1 <= threads <= cpus:
+        raise UserError(f"--threads must be 1 … {cpus} (this machine's CPUs), got {threads}")
+    from addp_agent.outputs_io import check_output_file, check_output_folder
 
+    if doc is not None:  # the page is written after the study: where it goes is checked before
         check_output_file(doc, "--doc")
         check_output_folder(img_dir, flag="--img-dir")
         if artifacts is not None:
             check_output_folder(artifacts, flag="--artifacts")
     config = build_config(EffectsConfig, options)
+    check_output_folder(config.folder)  # a study folder is resumed, so it may hold an earlier study's runs
     plan(config, variant or None, seed_index or None)  # bad options stop here, before torch loads
     import torch
 

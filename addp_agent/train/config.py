@@ -38,7 +38,7 @@ class TrainConfig(BaseModel):
                                                                      "processes; sets the gradient accumulation to "
                                                                      "this / (batch size × processes).")
     lr: LearningRate = Field(3e-4, description="Peak learning rate (AdamW).")
-    weight_decay: float = Field(1e-2, ge=0.0)
+    weight_decay: float = Field(1e-2, ge=0.0, le=1.0, allow_inf_nan=False)  # AdamW shrinks by lr·wd ≤ 1 a step
     warmup_steps: int = Field(200, ge=0, description="Linear lr warm-up steps.")
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="constant | cosine (to "
                                                                                "--min-lr-ratio × lr).")

@@ -56,7 +56,7 @@ class DepthTrainConfig(BaseModel):
     steps: int = Field(20_000, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: LearningRate = 3e-4
-    weight_decay: float = Field(1e-2, ge=0)
+    weight_decay: float = Field(1e-2, ge=0, le=1.0, allow_inf_nan=False)  # AdamW shrinks by lr·wd ≤ 1 a step
     warmup_steps: int = Field(100, ge=0)
     lr_schedule: Literal["constant", "cosine", "exponential"] = Field(
         "exponential", description="exponential: Marigold's decay to final_lr_ratio × lr over the run.")
