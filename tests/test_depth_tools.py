@@ -336,6 +336,12 @@ def live(red_pipe, depth_pipe, scene):
     ("estimate_depth", {"image": "scene.png", "depth_steps": 0}, "invalid_arguments", "depth_steps"),
     ("estimate_depth", {"image": "scene.png", "depth_id": "DEPTH"}, "invalid_arguments", "depth_id"),
     ("estimate_depth", {"image": "scene.png", "seed": -1}, "invalid_arguments", "seed"),
+    # integers are strict, as in the segmentation tools: JSON "3", 1.0 and true are not counts
+    ("estimate_depth", {"image": "scene.png", "depth_steps": "3"}, "invalid_arguments", "depth_steps"),
+    ("estimate_depth", {"image": "scene.png", "ensemble_size": 2.0}, "invalid_arguments", "ensemble_size"),
+    ("depth_of", {"image": "scene.png", "expression": "x", "segment_steps": True}, "invalid_arguments",
+     "segment_steps"),
+    ("depth_of", {"image": "scene.png", "expression": "x", "seed": True}, "invalid_arguments", "seed"),
     ("depth_of", {"image": "scene.png"}, "invalid_arguments", "expression / mask_id"),
     ("depth_of", {"expression": "the cup"}, "invalid_arguments", "image / depth_id"),
     ("depth_of", {"image": "scene.png", "depth_id": "DEPTH", "expression": "x"}, "invalid_arguments", "exactly one"),

@@ -152,6 +152,8 @@ def test_sweep_option(extra, message, tmp_path, capsys):
     # model of non-finite weights, saved with exit 0
     (["train", "--task", "depth", "--weight-decay", "2"], "--weight-decay: Input should be less than or equal to 1"),
     (["effects", "--threads", "99999"], "--threads must be 1 …"),
+    (["eval", "--data", "shapes-gen:2", "--decode-size", "100000"], "--decode-size: Input should be less than or "
+                                                                    "equal to 4096"),  # was: minutes of resizing
     (["bundle", "nowhere", "--steps", "1001"], "--steps: Input should be less than or equal to 1000"),
     (["bundle", "nowhere", "--guidance-scale", "nan"], "--guidance-scale: must be a finite number"),
     (["data", "shapes", "--seed", "-1"], "Invalid value for '--seed'"),
@@ -160,10 +162,10 @@ def test_sweep_option(extra, message, tmp_path, capsys):
         "mcp-max-clients-0", "mcp-http-address-not-on-this-machine", "mcp-http-empty", "mcp-batch-wait-1e300",
         "train-lr-inf",
         "train-cfg-dropout-1.5", "train-depth-seed-minus-5", "train-weight-decay-1e308", "train-depth-weight-decay-2",
-        "effects-threads-99999", "bundle-steps-1001", "bundle-guidance-nan",
+        "effects-threads-99999", "eval-decode-size-100000", "bundle-steps-1001", "bundle-guidance-nan",
         "data-shapes-seed-minus-1", "unknown-command"])
 def test_other_command_option(argv, message, tmp_path, capsys):
-    if argv[0] in ("analyze-timesteps", "train", "data", "effects"):
+    if argv[0] in ("analyze-timesteps", "train", "data", "effects", "eval"):
         argv = [*argv, "--out", str(tmp_path / "o")]
     code, err = run(argv, capsys)
     one_line(code, err, message)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from addp_agent.errors import UserError
-from addp_agent.limits import DEFAULT_THRESHOLD
+from addp_agent.limits import DEFAULT_THRESHOLD, MAX_RESOLUTION
 
 PAINT_RGB = np.array([255.0, 0.0, 0.0], dtype=np.float32)
 PaintStatistic = Literal["area_fraction", "mean_redness"]
@@ -125,8 +125,8 @@ class MaskDecoding:
     threshold: float = DEFAULT_THRESHOLD
 
     def __post_init__(self) -> None:
-        if self.size is not None and self.size < 1:
-            raise UserError(f"decode size must be ≥ 1 pixel, got {self.size}")
+        if self.size is not None and not 1 <= self.size <= MAX_RESOLUTION:
+            raise UserError(f"decode size must be 1 … {MAX_RESOLUTION} pixels, got {self.size}")
         if not self.threshold > 0:
             raise UserError(f"decode threshold must be > 0, got {self.threshold}")
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from addp_agent.critic.names import ALIASES, CHOICES_HELP, CRITIC_NAMES
 from addp_agent.critic.noisy import ErrorRates
 from addp_agent.errors import UserError
-from addp_agent.limits import Rounds, Seed, Steps
+from addp_agent.limits import MAX_RESOLUTION, Rounds, Seed, Steps
 from addp_agent.models.config import SchedulerName
 
 if TYPE_CHECKING:
@@ -76,8 +76,8 @@ class EvalConfig(BaseModel):
         None, description="Timestep spacing of the sampler (default: the model's).")
     guidance_scale: float | None = Field(None, ge=0.0, description="Text guidance (default: the model's).")
     image_guidance_scale: float | None = Field(None, ge=0.0, description="Image guidance (default: the model's).")
-    decode_size: int | None = Field(None, ge=1, description="Decode masks and score them at this size² (the paper: "
-                                                            "512; default: each image's own size).")
+    decode_size: int | None = Field(None, ge=1, le=MAX_RESOLUTION, description=(
+        "Decode masks and score them at this size² (the paper: 512; default: each image's own size)."))
     threshold: float = Field(50.0, gt=0.0, description="RGB distance to pure red below which a pixel is mask.")
 
     @property

@@ -28,18 +28,18 @@ class _Args(BaseModel):
 
 
 def _depth_steps() -> Any:
-    return Field(default=None, ge=1, le=MAX_DEPTH_STEPS, description=(
+    return Field(default=None, strict=True, ge=1, le=MAX_DEPTH_STEPS, description=(
         "Depth denoising steps; null for the depth model's default. Must be null with depth_id."))
 
 
 def _ensemble() -> Any:
-    return Field(default=None, ge=1, le=MAX_ENSEMBLE, description=(
+    return Field(default=None, strict=True, ge=1, le=MAX_ENSEMBLE, description=(
         "Depth predictions combined (affine-aligned median; steadier, and slower); null for 1. Must be null with "
         "depth_id."))
 
 
 def _seed() -> Any:
-    return Field(default=None, ge=0, le=2**31 - 1, description="Random seed; null for 0.")
+    return Field(default=None, strict=True, ge=0, le=2**31 - 1, description="Random seed; null for 0.")
 
 
 class _DepthSettingsArgs(_Args):
@@ -74,7 +74,7 @@ class DepthOfArgs(_DepthSettingsArgs):
     mask_id: str | None = Field(default=None, pattern=MASK_ID_PATTERN, description=(
         "mask_id from segment, refine, depth_of or compare_depth: use that mask (and its image) instead of an "
         "expression; null otherwise."))
-    segment_steps: int | None = Field(default=None, ge=1, le=100, description=(
+    segment_steps: int | None = Field(default=None, strict=True, ge=1, le=100, description=(
         "Segmentation denoising steps for expression; null for the model default."))
     depth_steps: int | None = _depth_steps()
     ensemble_size: int | None = _ensemble()
@@ -109,7 +109,7 @@ class CompareDepthArgs(_DepthSettingsArgs):
         "Object B: " + _EXPRESSION + " null when mask_id_b is given."))
     mask_id_b: str | None = Field(default=None, pattern=MASK_ID_PATTERN, description=(
         "Object B as a mask_id; null when expression_b is given."))
-    segment_steps: int | None = Field(default=None, ge=1, le=100, description=(
+    segment_steps: int | None = Field(default=None, strict=True, ge=1, le=100, description=(
         "Segmentation denoising steps for the expressions; null for the model default."))
     depth_steps: int | None = _depth_steps()
     ensemble_size: int | None = _ensemble()
