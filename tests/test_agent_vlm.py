@@ -122,6 +122,30 @@ def test_answers_are_cached_on_disk_by_request(tmp_path):
         assert len(server.requests) == 2
 
 
+
+def test_a_cache_that_cannot_be_written_is_a_miss_not_a_failed_critique(tmp_path):
+    """A cache folder that stops being writable mid-session (a file put in its way, a full disk) is a miss the
+    next time, never an error after the critic has answered (it used to be NotADirectoryError)."""
+    from addp_agent.critic.cache import ResponseCache
+
+    cache = ResponseCache(tmp_path / "cache")
+    (tmp_path / "cache").write_text("x")  # appears after the check the settings made
+    cache.put({"model": "m", "messages": []}, "answer")
+    assert cache.get({"model": "m", "messages": []}) is None and (tmp_path / "cache").read_text() == "x"
+    working = ResponseCache(tmp_path / "working")
+    working.put({"model": "m", "messages": []}, "answer")
+    assert working.get({"model": "m", "messages": []}) == "answer"
+
+
+@pytest.mark.parametrize("below", ["", "cache"])
+def test_a_cache_dir_that_is_or_is_below_a_file_is_a_user_error(below, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    settings = ChatSettings(base_url="http://127.0.0.1:9/v1", model="m", cache_dir=blocked / below)
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        settings.resolved()
+    assert ChatSettings(base_url="http://127.0.0.1:9/v1", model="m", cache_dir=None).resolved().cache_dir is None
+
 def test_settings_come_from_environment_and_missing_model_is_a_user_error(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,13 +34,23 @@ class ResponseCache:
             return None
 
     def put(self, request: dict[str, Any], answer: str) -> None:
+        """Store ``answer``; a cache that cannot be written (full disk, a file in the way) is only a miss next
+        time, never a failed critique."""
         key = request_key(request)
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         record = {"key": key, "model": request.get("model"), "mode": request.get("mode"), "answer": answer}
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump(record, f, ensure_ascii=False)
-        os.replace(f.name, path)
+        staged = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
+                                             suffix=".tmp") as f:
+                staged = f.name
+                json.dump(record, f, ensure_ascii=False)
+            os.replace(staged, path)
+        except OSError:
+            if staged is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(staged)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.folder.glob("*/*.json")) if self.folder.exists() else 0

@@ -61,6 +61,11 @@ class ChatSettings:
                 raise UserError("no API key for api.openai.com: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
                                 "server (vLLM, Ollama, llama.cpp)")
             api_key = "EMPTY"  # local OpenAI-compatible servers accept any key
+        cache = self.cache_dir.expanduser() if self.cache_dir is not None else None
+        blocker = next((p for p in (cache, *cache.parents) if p.exists()), None) if cache is not None else None
+        if blocker is not None and not blocker.is_dir():
+            raise UserError(f"critic cache {self.cache_dir} (--cache-dir): {blocker} is a file, not a folder; give a "
+                            f"folder, or --no-cache")
         return ChatSettings(base_url=base_url, api_key=api_key, model=model, timeout_s=self.timeout_s,
                             max_retries=self.max_retries, temperature=self.temperature,
                             max_tokens=self.max_tokens, cache_dir=self.cache_dir)
