@@ -411,3 +411,25 @@ def test_effects_out_that_is_or_is_below_a_file(below, tmp_path, capsys):
     code, err = run(["effects", "--steps", "1", "--out", str(a_file / below if below else a_file)], capsys)
     one_line(code, err, "a-file")
     assert a_file.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_eval_into_a_folder_of_other_files_is_refused_and_keeps_them(tmp_path, capsys):
+    """eval used to write its files among the user's (and overwrite any of the same names)."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    code, err = run(["eval", "--data", "shapes-gen:2", "--model", str(tmp_path / "no-model"), "--out", str(folder)],
+                    capsys)
+    one_line(code, err, "holds files that are not an earlier `addp eval` output (notes.txt)")
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_eval_into_a_folder_with_another_commands_config_is_one_short_line(tmp_path, capsys):
+    """A model's unet/ folder holds a config.json too: that used to print a 157-line pydantic dump."""
+    folder = tmp_path / "unet"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel", "sample_size": 16}))
+    code, err = run(["eval", "--data", "shapes-gen:2", "--model", str(tmp_path / "no-model"), "--out", str(folder)],
+                    capsys)
+    one_line(code, err, "config.json: not an evaluation's settings")
+    assert len(err) < 300 and sorted(p.name for p in folder.iterdir()) == ["config.json"]

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from addp_agent.critic.names import ALIASES, CHOICES_HELP, CRITIC_NAMES
 from addp_agent.critic.noisy import ErrorRates
-from addp_agent.errors import UserError
+from addp_agent.errors import UserError, validation_message
 from addp_agent.limits import MAX_RESOLUTION, Rounds, Seed, Steps
 from addp_agent.models.config import SchedulerName
 
@@ -201,6 +201,9 @@ def check_config(out: Path, config: EvalConfig) -> None:
         return
     try:
         previous = EvalConfig.model_validate(json.loads(saved.read_text()))
+    except ValidationError as error:  # another command's config.json (a model folder, a training run)
+        raise UserError(f"{saved}: not an evaluation's settings ({validation_message(error, limit=2)}); use a new "
+                        f"--out") from None
     except ValueError as error:
         raise UserError(f"{saved}: unreadable run settings ({error}); use a new --out") from None
     if previous.identity() != config.identity():

@@ -14,11 +14,13 @@ from addp_agent.data.sample import RISSample
 from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.errors import UserError
 from addp_agent.eval.batch import CriticFactory
-from addp_agent.eval.finish import PROTOCOL_FILE, finalize
+from addp_agent.eval.finish import FINAL_FILES, PROTOCOL_FILE, finalize
 from addp_agent.eval.protocols import protocol_record
 from addp_agent.eval.records import EvalConfig, check_config
-from addp_agent.eval.shard import run_shard
+from addp_agent.eval.shard import PARTS, run_shard
 from addp_agent.outputs_io import check_output_folder, write_file
+
+EVAL_FILES = ("config.json", PROTOCOL_FILE, PARTS, *FINAL_FILES)  # what an RIS evaluation writes in --out
 
 
 def critic_factory(config: EvalConfig, critic_model: str | None = None,
@@ -90,8 +92,10 @@ def check_resume_step(config: EvalConfig, pipe: ADDPPipeline) -> None:
 
 
 def prepare(config: EvalConfig, out: Path) -> None:
-    """Check the output folder: writable, and resumed only with the same settings."""
-    check_output_folder(out)
+    """Check the output folder: writable, resumed only with the same settings, and never a folder of other files
+    (a run's files would overwrite or mix with them)."""
+    resumed = (out / "config.json").is_file()
+    check_output_folder(out, None if resumed else EVAL_FILES, "addp eval")
     check_config(out, config)
 
 
