@@ -36,7 +36,10 @@ def train_command(
     values = resolve_recipe(options, given_options(context, options), name=flag)
     model = _model_config(model_config) if model_config else {}
     config = build_config(TrainConfig, {**values, **model}, model_config_flag(model_config))
-    check_output_folder(config.out)  # before any data or model work
+    # before any data or model work; a folder with a run's train_config.json is resumed, any other must be empty
+    # (the run would replace its model/ and checkpoints/ and write among the rest)
+    resumed = (config.out / "train_config.json").is_file()
+    check_output_folder(config.out, None if resumed else (lambda name: False), "addp train")
     folder = train(config, progress=not quiet)
     typer.echo(f"model saved to {folder}")
 
