@@ -30,7 +30,7 @@ def train_depth_command(
 ) -> None:
     """Train a depth model with the ADDP recipe (resumes from --out)."""
     from addp_agent.extras import require_extra
-    from addp_agent.outputs_io import check_output_folder
+    from addp_agent.outputs_io import check_run_folder
     from addp_agent.train.depth_loop import train_depth
 
     require_extra("train", "accelerate")
@@ -40,7 +40,7 @@ def train_depth_command(
         except (OSError, ValueError) as error:  # unreadable, not UTF-8, malformed JSON
             raise UserError(f"--model-config {model_config}: cannot read a JSON model config ({error})") from None
     config = build_config(DepthTrainConfig, options, model_config_flag(model_config))
-    check_output_folder(config.out)  # before any data or model work
+    check_run_folder(config.out, "train_config.json", "addp train --task depth")  # before any data or model work
     folder = train_depth(config, progress=not quiet)
     typer.echo(f"model saved to {folder}")
 

@@ -28,7 +28,7 @@ def train_command(
     --recipe paper-refcoco starts from the paper's RefCOCO settings; flags given override them.
     """
     from addp_agent.extras import require_extra
-    from addp_agent.outputs_io import check_output_folder
+    from addp_agent.outputs_io import check_run_folder
     from addp_agent.train.loop import train
     from addp_agent.train.recipe import resolve_recipe
 
@@ -36,10 +36,7 @@ def train_command(
     values = resolve_recipe(options, given_options(context, options), name=flag)
     model = _model_config(model_config) if model_config else {}
     config = build_config(TrainConfig, {**values, **model}, model_config_flag(model_config))
-    # before any data or model work; a folder with a run's train_config.json is resumed, any other must be empty
-    # (the run would replace its model/ and checkpoints/ and write among the rest)
-    resumed = (config.out / "train_config.json").is_file()
-    check_output_folder(config.out, None if resumed else (lambda name: False), "addp train")
+    check_run_folder(config.out, "train_config.json", "addp train")  # before any data or model work
     folder = train(config, progress=not quiet)
     typer.echo(f"model saved to {folder}")
 
