@@ -65,12 +65,12 @@ def check_output_folder(out: Path, owns: Owns | None = None, command: str = "", 
     _probe(_existing(out.absolute().parent), out, flag)
 
 
-
-def check_run_folder(out: Path, marker: str, command: str, flag: str = "--out") -> None:
+def check_run_folder(out: Path, marker: str, command: str, owns: Owns = (), flag: str = "--out") -> None:
     """:func:`check_output_folder` for a resumable run: a folder holding ``marker`` (the run's own settings file)
-    is resumed; any other must be empty, since the run replaces its subfolders and writes among the rest."""
+    is resumed; any other may hold only ``owns`` (default: nothing), since the run writes among the rest."""
     resumed = (Path(out) / marker).is_file()
-    check_output_folder(out, None if resumed else (lambda name: False), command, flag)
+    check_output_folder(out, None if resumed else owns, command, flag)
+
 
 def check_output_file(out: Path, flag: str = "--out") -> None:
     """:class:`UserError` unless ``out`` can be written as one file (its folder writable, not a folder itself);

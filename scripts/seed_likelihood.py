@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from seed_medoid import seed_readings
 
 from addp_agent.critic.consistency import agreement, similarity
-from addp_agent.data.sources import load_source
-from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
-from addp_agent.models.registry import load_pipeline
+from addp_agent.engine.pipeline import ADDPPipeline
 from addp_agent.train.augment import paint
 
 TIMESTEPS = [50, 150, 300, 450, 600, 750, 900, 999]
@@ -59,17 +58,10 @@ def denoising_errors(pipe: ADDPPipeline, image: np.ndarray, masks: list[np.ndarr
 
 
 def measure(model: str, spec: str, k: int) -> list[dict]:
-    pipe = load_pipeline(model, device="cpu", progress=False)
-    if pipe.scheduler.config.prediction_type != "sample":
-        raise SystemExit("this check compares x̂₀ predictions; the model must predict the sample")
-    pipe.set_progress_bar_config(disable=True)
-    pipe.found_rule = None  # compare what is painted
-    settings = pipe.resolve_settings(None)
     rows = []
-    for sample in load_source(spec, "test"):
-        readings = pipe.segment_batch([sample.expression] * k, [sample.image] * k,
-                                      generator=seeded_generators(list(range(k))), **settings)
-        masks = [np.asarray(m, bool) for m in readings.masks]
+    for pipe, sample, masks in seed_readings(model, spec, k):
+        if pipe.scheduler.config.prediction_type != "sample":
+            raise SystemExit("this check compares x̂₀ predictions; the model must predict the sample")
         rows.append({"confusable": bool(sample.confusable), "ious": [similarity(m, sample.mask) for m in masks],
                      "agree": [agreement(m, masks[:i] + masks[i + 1:]) for i, m in enumerate(masks)],
                      **denoising_errors(pipe, sample.image, masks, sample.expression)})

@@ -9,26 +9,34 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from addp_agent.critic.consistency import agreement, similarity
+from addp_agent.data.sample import RISSample
 from addp_agent.data.sources import load_source
-from addp_agent.engine.pipeline import seeded_generators
+from addp_agent.engine.pipeline import ADDPPipeline, seeded_generators
 from addp_agent.models.registry import load_pipeline
 
 
-def main(model: str, spec: str, k: int, out: Path) -> None:
+def seed_readings(model: str, spec: str, k: int) -> Iterator[tuple[ADDPPipeline, RISSample, list[np.ndarray]]]:
+    """(pipeline, test sample, its K readings at seeds 0 … K − 1 and the model's defaults) for each test sample;
+    the found rule is off, so what is painted is compared."""
     pipe = load_pipeline(model, device="cpu", progress=False)
     pipe.set_progress_bar_config(disable=True)
-    pipe.found_rule = None  # compare what is painted
+    pipe.found_rule = None
     settings = pipe.resolve_settings(None)
-    rows = []
     for sample in load_source(spec, "test"):
         readings = pipe.segment_batch([sample.expression] * k, [sample.image] * k,
                                       generator=seeded_generators(list(range(k))), **settings)
-        masks = [np.asarray(m, bool) for m in readings.masks]
+        yield pipe, sample, [np.asarray(m, bool) for m in readings.masks]
+
+
+def main(model: str, spec: str, k: int, out: Path) -> None:
+    rows = []
+    for _, sample, masks in seed_readings(model, spec, k):
         agree = [agreement(m, masks[:i] + masks[i + 1:]) for i, m in enumerate(masks)]
         vote = np.mean(np.stack(masks), axis=0) > 0.5
         rows.append({"confusable": bool(sample.confusable), "ious": [similarity(m, sample.mask) for m in masks],

@@ -18,7 +18,7 @@ from addp_agent.eval.finish import FINAL_FILES, PROTOCOL_FILE, finalize
 from addp_agent.eval.protocols import protocol_record
 from addp_agent.eval.records import EvalConfig, check_config
 from addp_agent.eval.shard import PARTS, run_shard
-from addp_agent.outputs_io import check_output_folder, write_file
+from addp_agent.outputs_io import check_run_folder, write_file
 
 EVAL_FILES = ("config.json", PROTOCOL_FILE, PARTS, *FINAL_FILES)  # what an RIS evaluation writes in --out
 
@@ -94,8 +94,7 @@ def check_resume_step(config: EvalConfig, pipe: ADDPPipeline) -> None:
 def prepare(config: EvalConfig, out: Path) -> None:
     """Check the output folder: writable, resumed only with the same settings, and never a folder of other files
     (a run's files would overwrite or mix with them)."""
-    resumed = (out / "config.json").is_file()
-    check_output_folder(out, None if resumed else EVAL_FILES, "addp eval")
+    check_run_folder(out, "config.json", "addp eval", EVAL_FILES)
     check_config(out, config)
 
 

@@ -16,6 +16,7 @@ from addp_agent.errors import ModelLoadError, validation_message
 from addp_agent.limits import MAX_RESOLUTION, CorrectionMode, Scale, Steps
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+Pixels = Annotated[int, Field(strict=True, ge=0, le=MAX_RESOLUTION)]  # 0: derived (see each field)
 
 
 class RISDefaults(BaseModel):
@@ -29,7 +30,7 @@ class RISDefaults(BaseModel):
     default_correction_scale: Scale = 1.0
     default_correction_mode: CorrectionMode = "additive"
     default_correction_steps: Steps | None = None
-    resolution: Annotated[int, Field(strict=True, ge=0, le=MAX_RESOLUTION)] | None = None  # 0 or null: the UNet's
+    resolution: Pixels | None = None  # 0 or null: the UNet's
 
 
 class DepthDefaults(BaseModel):
@@ -38,7 +39,7 @@ class DepthDefaults(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     default_denoising_steps: Steps | None = None
-    default_processing_resolution: Annotated[int, Field(strict=True, ge=0, le=MAX_RESOLUTION)] | None = None
+    default_processing_resolution: Pixels | None = None
 
 
 class SchedulerDefaults(BaseModel):

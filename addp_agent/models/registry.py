@@ -31,9 +31,8 @@ BUNDLED_MODELS: dict[str, tuple[Path, str]] = {
 }
 REQUIRED_COMPONENTS = ("unet", "scheduler", "text_encoder", "tokenizer")
 # What diffusers, transformers and torch raise on a damaged folder: a file that does not parse, or a config value no
-# component can be built from (a negative width, zero training timesteps, a wrong type).
-# what a broken folder raises inside diffusers / transformers (a config that fails huggingface_hub's strict
-# dataclass checks, a head size of 0 dividing by zero, …)
+# component can be built from (a negative width, zero training timesteps, a wrong type, a head size of 0 dividing
+# by zero, a config failing huggingface_hub's strict dataclass checks).
 _LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError, ArithmeticError,
                 StrictDataclassError)
 

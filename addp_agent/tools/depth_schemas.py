@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from addp_agent.limits import Seed
 from addp_agent.tools.schemas import MASK_ID_PATTERN
 
 DEPTH_ID_PATTERN = r"^d-[0-9a-f]{12}$"
@@ -39,7 +40,7 @@ def _ensemble() -> Any:
 
 
 def _seed() -> Any:
-    return Field(default=None, strict=True, ge=0, le=2**31 - 1, description="Random seed; null for 0.")
+    return Field(default=None, description="Random seed; null for 0.")
 
 
 class _DepthSettingsArgs(_Args):
@@ -59,7 +60,7 @@ class EstimateDepthArgs(_DepthSettingsArgs):
     image: str = Field(max_length=40_000_000, description=_IMAGE)
     depth_steps: int | None = _depth_steps()
     ensemble_size: int | None = _ensemble()
-    seed: int | None = _seed()
+    seed: Seed | None = _seed()
 
 
 class DepthOfArgs(_DepthSettingsArgs):
@@ -78,7 +79,7 @@ class DepthOfArgs(_DepthSettingsArgs):
         "Segmentation denoising steps for expression; null for the model default."))
     depth_steps: int | None = _depth_steps()
     ensemble_size: int | None = _ensemble()
-    seed: int | None = _seed()
+    seed: Seed | None = _seed()
 
     @model_validator(mode="after")
     def _sources(self) -> DepthOfArgs:
@@ -113,7 +114,7 @@ class CompareDepthArgs(_DepthSettingsArgs):
         "Segmentation denoising steps for the expressions; null for the model default."))
     depth_steps: int | None = _depth_steps()
     ensemble_size: int | None = _ensemble()
-    seed: int | None = _seed()
+    seed: Seed | None = _seed()
 
     @model_validator(mode="after")
     def _sources(self) -> CompareDepthArgs:
